@@ -1,0 +1,98 @@
+"""In-process store (eventsourcing POPO) with in-memory inline views, for tests and notebooks."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
+
+from . import index
+from .index import IndexEntry, LeaseRow, QueueRow
+
+
+class MemoryRunRecorder(POPOApplicationRecorder):
+    """eventsourcing's POPO recorder, also keeping the claim queue and leases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: dict[str, QueueRow] = {}
+        self._leases: dict[str, LeaseRow] = {}
+        self._claimable: set[str] = set()
+
+    def _update_table(
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        index_entries: Sequence[IndexEntry] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._update_table(stored_events, **kwargs)
+        if index_entries:
+            positions = index.first_positions((str(s.originator_id) for s in stored_events), ids)
+            for entry in index_entries:
+                self._apply(entry, positions.get(entry.run_id, 0))
+        return ids
+
+    def _apply(self, e: IndexEntry, position: int) -> None:
+        # Mirrors the SQL statements: a row per live run, its position kept from
+        # its first save, so a requeued run keeps its place.
+        if not e.live:
+            self._queue.pop(e.run_id, None)
+            self._claimable.discard(e.run_id)
+            self._leases.pop(e.run_id, None)
+            return
+        kept = self._queue.get(e.run_id)
+        row = QueueRow(e.run_id, e.priority, kept.position if kept else position, e.state)
+        self._queue[e.run_id] = row
+        if e.claimable:
+            self._claimable.add(e.run_id)
+        else:
+            self._claimable.discard(e.run_id)
+        if e.lease is None:
+            self._leases.pop(e.run_id, None)
+        else:
+            self._leases[e.run_id] = LeaseRow(e.run_id, *e.lease)
+
+    def _claimable_rows(self) -> list[QueueRow]:
+        return [self._queue[run_id] for run_id in self._claimable]
+
+    def claim_candidates(self, limit: int) -> list[str]:
+        """Run ids of the best claimable runs, best first."""
+        with self._database_lock:
+            best = heapq.nsmallest(limit, self._claimable_rows(), key=lambda r: (-r.priority, r.position))
+        return [r.run_id for r in best]
+
+    def queue_rows(self) -> list[QueueRow]:
+        """Every claimable run, in claim order."""
+        with self._database_lock:
+            return sorted(self._claimable_rows(), key=lambda r: (-r.priority, r.position))
+
+    def lease_rows(self) -> list[LeaseRow]:
+        """Every current lease."""
+        with self._database_lock:
+            return sorted(self._leases.values(), key=lambda r: r.run_id)
+
+    def expired_leases(self, now: float, limit: int) -> list[str]:
+        """Run ids whose lease ran out at or before ``now``."""
+        with self._database_lock:
+            due = sorted((r for r in self._leases.values() if r.expires_at <= now), key=lambda r: r.expires_at)
+        return [r.run_id for r in due[:limit]]
+
+    def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None:
+        """Replace both views (a rebuild from the log)."""
+        with self._database_lock:
+            self._queue.clear()
+            self._leases.clear()
+            self._claimable.clear()
+            for entry, position in entries:
+                self._apply(entry, position)
+
+
+class Factory(POPOFactory):
+    """Builds the in-process store with the run recorder."""
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return MemoryRunRecorder()

@@ -1,0 +1,70 @@
+"""SQLite event store with the inline views in the same database file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
+
+from . import index
+from .index import IndexEntry, LeaseRow, QueueRow
+
+
+class SQLiteRunRecorder(SQLiteApplicationRecorder):
+    """eventsourcing's SQLite recorder, also writing the claim queue and leases."""
+
+    index_sql = index.Statements()
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *self.index_sql.create]
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        *,
+        index_entries: Sequence[IndexEntry] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if index_entries:
+            positions = index.first_positions((str(s.originator_id) for s in stored_events), ids)
+            index.write_entries(c, self.index_sql, index_entries, positions)
+        return ids
+
+    def _select(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            return list(c.fetchall())
+
+    def claim_candidates(self, limit: int) -> list[str]:
+        """Run ids of the best claimable runs, best first."""
+        return [r[0] for r in self._select(self.index_sql.candidates, (limit,))]
+
+    def queue_rows(self) -> list[QueueRow]:
+        """Every claimable run, in claim order."""
+        return [QueueRow(*r) for r in self._select(self.index_sql.queue_rows)]
+
+    def lease_rows(self) -> list[LeaseRow]:
+        """Every current lease."""
+        return [LeaseRow(*r) for r in self._select(self.index_sql.lease_rows)]
+
+    def expired_leases(self, now: float, limit: int) -> list[str]:
+        """Run ids whose lease ran out at or before ``now``."""
+        return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]
+
+    def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None:
+        """Replace both views (a rebuild from the log)."""
+        with self.datastore.transaction(commit=True) as c:
+            for statement in self.index_sql.clear:
+                c.execute(statement)
+            for entry, position in entries:
+                index.write_entries(c, self.index_sql, [entry], {entry.run_id: position})
+
+
+class Factory(SQLiteFactory):
+    """Builds the SQLite store with the run recorder."""
+
+    application_recorder_class = SQLiteRunRecorder

@@ -1,0 +1,35 @@
+"""The pure domain of runjournal: the Run aggregate, its events, the transition table, errors."""
+
+from .errors import (
+    ApprovalNotFound,
+    ConcurrencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    LeaseLost,
+    RunjournalError,
+    RunNotFound,
+    StoreError,
+    UnknownAgent,
+)
+from .run import DECISIONS, RESUME_KINDS, STEP_KINDS, Run
+from .transitions import CLAIMABLE_STATES, LEASED_STATES, TRANSITIONS, RunState
+
+__all__ = [
+    "CLAIMABLE_STATES",
+    "DECISIONS",
+    "LEASED_STATES",
+    "RESUME_KINDS",
+    "STEP_KINDS",
+    "TRANSITIONS",
+    "ApprovalNotFound",
+    "ConcurrencyConflict",
+    "InvalidInput",
+    "InvalidTransition",
+    "LeaseLost",
+    "Run",
+    "RunNotFound",
+    "RunState",
+    "RunjournalError",
+    "StoreError",
+    "UnknownAgent",
+]

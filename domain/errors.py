@@ -1,0 +1,123 @@
+"""Errors raised by runjournal.
+
+    RunjournalError
+    ├── InvalidInput (also a ValueError)     bad input at a boundary; names the field
+    ├── RunNotFound (also a LookupError)     no run with that id
+    │   └── ApprovalNotFound                 no approval with that id
+    ├── InvalidTransition                    the transition table forbids the event
+    ├── LeaseLost                            a worker command from a lease that is not current
+    ├── ConcurrencyConflict                  another writer saved the run first
+    ├── UnknownAgent                         routing found no agent of that name
+    └── StoreError                           the store URL is wrong or the store unreachable
+
+Every error keeps its ids as attributes and has a stable ``code`` for the CLI's
+JSON output. Whatever raised one appended nothing.
+"""
+
+from __future__ import annotations
+
+
+class RunjournalError(Exception):
+    """Raised for every error runjournal reports on purpose."""
+
+    code = "error"
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready description, for the CLI and APIs."""
+        return {"code": self.code, "message": str(self)}
+
+
+class InvalidInput(RunjournalError, ValueError):
+    """Raised when an input fails validation; nothing was appended."""
+
+    code = "invalid_input"
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class RunNotFound(RunjournalError, LookupError):
+    """Raised when no run has the given id."""
+
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} not found (list runs with `runjournal status` or `runs()`)")
+
+
+class ApprovalNotFound(RunNotFound):
+    """Raised when no approval has the given id."""
+
+    code = "approval_not_found"
+
+    def __init__(self, approval_id: str) -> None:
+        self.approval_id = approval_id
+        RunjournalError.__init__(
+            self, f"approval {approval_id} not found (list them with `runjournal approvals`)"
+        )
+        self.run_id = ""
+
+
+class InvalidTransition(RunjournalError):
+    """Raised when the transition table does not allow an event in the run's state."""
+
+    code = "invalid_transition"
+
+    def __init__(
+        self, run_id: str, state: str, event: str, *, target: str | None = None, why: str = ""
+    ) -> None:
+        self.run_id = run_id
+        self.state = str(state)
+        self.event = event
+        self.target = target
+        to = f" -> {target}" if target else ""
+        reason = f": {why}" if why else ""
+        super().__init__(f"run {run_id}: {event}{to} is not allowed in state {self.state}{reason}")
+
+
+class LeaseLost(RunjournalError):
+    """Raised when a worker command does not come from the run's current lease."""
+
+    code = "lease_lost"
+
+    def __init__(self, run_id: str, worker_id: str, epoch: int, *, holder: str | None) -> None:
+        self.run_id = run_id
+        self.worker_id = worker_id
+        self.epoch = epoch
+        self.holder = holder
+        now = f"held by {holder}" if holder else "not held by any worker"
+        super().__init__(
+            f"run {run_id}: lease of worker {worker_id} (epoch {epoch}) is no longer current; "
+            f"the lease is {now}"
+        )
+
+
+class ConcurrencyConflict(RunjournalError):
+    """Raised when another writer saved the same run first; nothing of ours was saved."""
+
+    code = "concurrency_conflict"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} was changed by another writer at the same time; retry")
+
+
+class UnknownAgent(RunjournalError):
+    """Raised when a run names, or routing picks, an agent the workspace does not define."""
+
+    code = "unknown_agent"
+
+    def __init__(self, agent_id: str, known: list[str] | tuple[str, ...] = ()) -> None:
+        self.agent_id = agent_id
+        self.known = list(known)
+        listed = ", ".join(sorted(self.known)) or "none"
+        super().__init__(f"unknown agent {agent_id!r} (agents defined: {listed})")
+
+
+class StoreError(RunjournalError):
+    """Raised when a store URL is malformed or the store cannot be opened."""
+
+    code = "store_error"

@@ -1,0 +1,234 @@
+"""The events of a run: one class per fact, each with the fold that applies it.
+
+A class's ``apply`` only assigns; every check happens in the command that
+triggers it (``run.py``), because ``apply`` runs again on every replay. Each
+class has an explicit, versioned topic so stored events survive module moves.
+The state an event leads to comes from the transition table, never from here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.domain import Aggregate
+
+from . import transitions
+
+if TYPE_CHECKING:
+    from .run import Run
+
+JSON = Any
+
+
+class RunEvent(Aggregate.Event):
+    """Base of every run event: who caused it, and its link in the hash chain."""
+
+    class_version = 1
+    actor: str
+    chain: str
+
+    def apply(self, run: Run) -> None:  # type: ignore[override]
+        """Move the run along the transition table, then assign this event's facts."""
+        name = type(self).__name__
+        target = getattr(self, "to_state", None)
+        run.state = transitions.check(str(run.id), run.state, name, target)
+        run.chain = self.chain
+        self.assign(run)
+
+    def assign(self, run: Run) -> None:
+        """Copy this event's facts onto the run; the default records nothing more."""
+
+
+class Created(RunEvent, Aggregate.Created):
+    TOPIC = "runjournal.Run.Created.v1"
+    thread_id: str
+    agent_id: str
+    input: JSON
+    priority: int
+    idempotency_key: str | None
+    parent_run_id: str | None
+    parent_version: int | None
+
+    def apply(self, run: Run) -> None:  # type: ignore[override]
+        run.state = transitions.RunState.CREATED
+        run.chain = self.chain
+        run.thread_id = self.thread_id
+        run.agent_id = self.agent_id
+        run.input = self.input
+        run.priority = self.priority
+        run.idempotency_key = self.idempotency_key
+        run.parent_run_id = self.parent_run_id
+        run.parent_version = self.parent_version
+        run.created_by = self.actor
+        run.epoch = 0
+        run.worker_id = None
+        run.lease_expires_at = None
+        run.pending_approval = None
+        run.pending_resume = None
+        run.approvals_requested = 0
+        run.recovery_attempts = 0
+        run.steps = 0
+        run.output = None
+        run.error = None
+        run.cancel_reason = None
+
+
+class Queued(RunEvent):
+    TOPIC = "runjournal.Run.Queued.v1"
+    priority: int
+
+    def assign(self, run: Run) -> None:
+        run.priority = self.priority
+
+
+class Dequeued(RunEvent):
+    TOPIC = "runjournal.Run.Dequeued.v1"
+    worker_id: str
+    epoch: int
+    lease_expires_at: datetime
+
+    def assign(self, run: Run) -> None:
+        run.worker_id = self.worker_id
+        run.epoch = self.epoch
+        run.lease_expires_at = self.lease_expires_at
+
+
+class Started(RunEvent):
+    TOPIC = "runjournal.Run.Started.v1"
+    worker_id: str
+    epoch: int
+
+
+class Resumed(RunEvent):
+    TOPIC = "runjournal.Run.Resumed.v1"
+    worker_id: str
+    epoch: int
+    resume_kind: str
+    decision: JSON
+
+    def assign(self, run: Run) -> None:
+        run.pending_resume = None
+
+
+class LeaseRenewed(RunEvent):
+    TOPIC = "runjournal.Run.LeaseRenewed.v1"
+    worker_id: str
+    epoch: int
+    lease_expires_at: datetime
+
+    def assign(self, run: Run) -> None:
+        run.lease_expires_at = self.lease_expires_at
+
+
+class LeaseExpired(RunEvent):
+    TOPIC = "runjournal.Run.LeaseExpired.v1"
+    epoch: int
+    reason: str
+    to_state: str
+    resume_kind: str | None
+
+    def assign(self, run: Run) -> None:
+        run.lease_expires_at = None
+        if self.resume_kind is not None:
+            run.pending_resume = {"resume_kind": self.resume_kind, "decision": None}
+        if self.to_state == transitions.RunState.FAILED:
+            run.error = self.reason
+
+
+class StepRecorded(RunEvent):
+    TOPIC = "runjournal.Run.StepRecorded.v1"
+    kind: str
+    content: JSON
+
+    def assign(self, run: Run) -> None:
+        run.steps += 1
+
+
+class ApprovalRequested(RunEvent):
+    TOPIC = "runjournal.Run.ApprovalRequested.v1"
+    approval_id: str
+    tool_name: str
+    tool_args: JSON
+    tool_call_id: str | None
+    args_digest: str
+    content: JSON
+    checkpoint_ref: str | None
+
+    def assign(self, run: Run) -> None:
+        run.approvals_requested += 1
+        run.lease_expires_at = None
+        run.pending_approval = {
+            "approval_id": self.approval_id,
+            "tool_name": self.tool_name,
+            "tool_args": self.tool_args,
+            "tool_call_id": self.tool_call_id,
+            "args_digest": self.args_digest,
+            "checkpoint_ref": self.checkpoint_ref,
+        }
+
+
+class ApprovalResolved(RunEvent):
+    TOPIC = "runjournal.Run.ApprovalResolved.v1"
+    approval_id: str
+    decision: str
+    edits: JSON
+    edited_args: JSON
+    edited_args_digest: str | None
+
+    def assign(self, run: Run) -> None:
+        approval = dict(run.pending_approval or {})
+        approval.update(
+            decision=self.decision, edits=self.edits, edited_args=self.edited_args, actor=self.actor
+        )
+        run.pending_approval = None
+        run.pending_resume = {"resume_kind": "cross-restart", "decision": approval}
+
+
+class RecoveryAttempted(RunEvent):
+    TOPIC = "runjournal.Run.RecoveryAttempted.v1"
+    attempt: int
+    resume_kind: str
+
+    def assign(self, run: Run) -> None:
+        run.recovery_attempts = self.attempt
+        decision = (run.pending_resume or {}).get("decision")
+        run.pending_resume = {"resume_kind": self.resume_kind, "decision": decision}
+
+
+class CancelRequested(RunEvent):
+    TOPIC = "runjournal.Run.CancelRequested.v1"
+    reason: str | None
+
+    def assign(self, run: Run) -> None:
+        run.cancel_reason = self.reason
+
+
+class Cancelled(RunEvent):
+    TOPIC = "runjournal.Run.Cancelled.v1"
+    reason: str | None
+
+    def assign(self, run: Run) -> None:
+        run.cancel_reason = self.reason
+        run.lease_expires_at = None
+        run.pending_approval = None
+
+
+class Completed(RunEvent):
+    TOPIC = "runjournal.Run.Completed.v1"
+    output: JSON
+
+    def assign(self, run: Run) -> None:
+        run.output = self.output
+        run.lease_expires_at = None
+
+
+class Failed(RunEvent):
+    TOPIC = "runjournal.Run.Failed.v1"
+    error: str
+    previous_state: str
+
+    def assign(self, run: Run) -> None:
+        run.error = self.error
+        run.lease_expires_at = None
+        run.pending_approval = None

@@ -1,0 +1,367 @@
+"""The ``Run`` aggregate: public commands that decide, events that record.
+
+Every command checks the transition table (and, for worker commands, the lease
+fence) before it triggers anything, so a refused command appends nothing. Time
+always arrives as ``now``; the aggregate never reads a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from . import chain, events
+from .errors import InvalidTransition, LeaseLost
+from .transitions import LEASED_STATES, RunState, check
+
+RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
+STEP_KINDS = ("step", "tool_result", "message")
+DECISIONS = ("approve", "reject", "edit")
+
+
+class Run(Aggregate):
+    """One agent run, rebuilt from its events."""
+
+    TOPIC = "runjournal.Run"
+    INITIAL_VERSION = 1
+
+    Event = events.RunEvent
+    Created = events.Created
+    Queued = events.Queued
+    Dequeued = events.Dequeued
+    Started = events.Started
+    Resumed = events.Resumed
+    LeaseRenewed = events.LeaseRenewed
+    LeaseExpired = events.LeaseExpired
+    StepRecorded = events.StepRecorded
+    ApprovalRequested = events.ApprovalRequested
+    ApprovalResolved = events.ApprovalResolved
+    RecoveryAttempted = events.RecoveryAttempted
+    CancelRequested = events.CancelRequested
+    Cancelled = events.Cancelled
+    Completed = events.Completed
+    Failed = events.Failed
+
+    # Assigned by the events (see events.py); declared for readers and type checkers.
+    state: str
+    chain: str
+    thread_id: str
+    agent_id: str
+    input: Any
+    priority: int
+    idempotency_key: str | None
+    parent_run_id: str | None
+    parent_version: int | None
+    created_by: str
+    epoch: int
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    pending_approval: dict[str, Any] | None
+    pending_resume: dict[str, Any] | None
+    approvals_requested: int
+    recovery_attempts: int
+    steps: int
+    output: Any
+    error: str | None
+    cancel_reason: str | None
+
+    def __init__(self) -> None:
+        """State is assigned by ``Created.apply``; see ``Run.submit``."""
+
+    # -- chain ----------------------------------------------------------
+
+    @classmethod
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        kwargs["chain"] = chain.link(
+            chain.GENESIS,
+            event_type=event_class.__name__,
+            run_id=str(id),
+            version=cls.INITIAL_VERSION,
+            timestamp=kwargs["timestamp"],
+            class_version=event_class.class_version,
+            data={**kwargs, "originator_topic": cls.TOPIC},
+        )
+        return super()._create(event_class, id=id, **kwargs)
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        """Trigger an event with its chain link; ``timestamp`` is required."""
+        kwargs["chain"] = chain.link(
+            self.chain,
+            event_type=event_class.__name__,
+            run_id=str(self.id),
+            version=self.version + 1,
+            timestamp=kwargs["timestamp"],
+            class_version=event_class.class_version,
+            data=kwargs,
+        )
+        super().trigger_event(event_class, **kwargs)
+
+    # -- derived facts ----------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        """The run's id as a string."""
+        return str(self.id)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when no event can follow."""
+        return RunState(self.state).is_terminal
+
+    @property
+    def lease_holder(self) -> str | None:
+        """The worker whose lease is current, if any."""
+        return self.worker_id if self.state in LEASED_STATES else None
+
+    def _check(self, event: str, target: str | None = None, why: str = "") -> RunState:
+        if why:
+            raise InvalidTransition(self.run_id, self.state, event, target=target, why=why)
+        return check(self.run_id, self.state, event, target)
+
+    def _fence(self, worker_id: str, epoch: int) -> None:
+        if self.lease_holder != worker_id or self.epoch != epoch:
+            raise LeaseLost(self.run_id, worker_id, epoch, holder=self.lease_holder)
+
+    # -- commands -------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        run_id: UUID,
+        thread_id: str,
+        agent_id: str,
+        input: Any,  # noqa: A002
+        priority: int,
+        idempotency_key: str | None,
+        actor: str,
+        now: datetime,
+        parent_run_id: str | None = None,
+        parent_version: int | None = None,
+    ) -> Run:
+        """Record a new run with its persisted request (state ``created``)."""
+        run: Run = cls._create(
+            cls.Created,
+            id=run_id,
+            timestamp=now,
+            actor=actor,
+            thread_id=thread_id,
+            agent_id=agent_id,
+            input=input,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            parent_run_id=parent_run_id,
+            parent_version=parent_version,
+        )
+        return run
+
+    @classmethod
+    def submit(cls, *, actor: str, now: datetime, **request: Any) -> Run:
+        """Create a run and queue it: two events, meant to be saved together."""
+        run = cls.create(actor=actor, now=now, **request)
+        run.enqueue(actor=actor, now=now)
+        return run
+
+    def enqueue(self, *, actor: str, now: datetime) -> None:
+        """Make a created run claimable."""
+        self._check("Queued")
+        self.trigger_event(self.Queued, timestamp=now, actor=actor, priority=self.priority)
+
+    def dequeue(self, *, worker_id: str, lease_expires_at: datetime, now: datetime) -> int:
+        """Claim the run for a worker; returns the new epoch."""
+        self._check("Dequeued")
+        epoch = self.epoch + 1
+        self.trigger_event(
+            self.Dequeued,
+            timestamp=now,
+            actor=f"worker:{worker_id}",
+            worker_id=worker_id,
+            epoch=epoch,
+            lease_expires_at=lease_expires_at,
+        )
+        return epoch
+
+    def start(self, *, worker_id: str, epoch: int, now: datetime) -> None:
+        """Start a claimed run that has no decision to resume with."""
+        self._fence(worker_id, epoch)
+        why = "it has a pending resume; use resume" if self.pending_resume else ""
+        self._check("Started", why=why)
+        self.trigger_event(
+            self.Started, timestamp=now, actor=f"worker:{worker_id}", worker_id=worker_id, epoch=epoch
+        )
+
+    def resume(self, *, worker_id: str, epoch: int, now: datetime) -> dict[str, Any]:
+        """Resume a claimed run with its pending decision; returns that resume."""
+        self._fence(worker_id, epoch)
+        pending = self.pending_resume
+        if pending is None:
+            self._check("Resumed", why="there is nothing to resume; use start")
+        self._check("Resumed")
+        assert pending is not None
+        self.trigger_event(
+            self.Resumed,
+            timestamp=now,
+            actor=f"worker:{worker_id}",
+            worker_id=worker_id,
+            epoch=epoch,
+            resume_kind=pending["resume_kind"],
+            decision=pending["decision"],
+        )
+        return pending
+
+    def renew_lease(
+        self, *, worker_id: str, epoch: int, lease_expires_at: datetime, now: datetime
+    ) -> None:
+        """Extend the current lease."""
+        self._fence(worker_id, epoch)
+        self._check("LeaseRenewed")
+        self.trigger_event(
+            self.LeaseRenewed,
+            timestamp=now,
+            actor=f"worker:{worker_id}",
+            worker_id=worker_id,
+            epoch=epoch,
+            lease_expires_at=lease_expires_at,
+        )
+
+    def lease_outcome(self, *, can_replay: bool) -> tuple[RunState, str, str | None]:
+        """Where an expired lease sends this run: (state, reason, resume kind)."""
+        if self.state == RunState.CLAIMED:
+            if self.pending_resume and self.pending_resume["decision"] is not None:
+                return RunState.RESUMING, "lease expired before the run resumed", None
+            return RunState.QUEUED, "lease expired before the run started", None
+        if can_replay:
+            return RunState.QUEUED, "lease expired while running; replaying", RESUME_KINDS[2]
+        return RunState.FAILED, "stale running run cannot be replayed safely", None
+
+    def expire_lease(self, *, now: datetime, can_replay: bool) -> RunState:
+        """Apply an expired lease: requeue, resume or fail as the rules say."""
+        if self.lease_expires_at is None or self.lease_expires_at > now:
+            self._check("LeaseExpired", why="the lease has not expired")
+        target, reason, resume_kind = self.lease_outcome(can_replay=can_replay)
+        self._check("LeaseExpired", target)
+        self.trigger_event(
+            self.LeaseExpired,
+            timestamp=now,
+            actor="system:lease",
+            epoch=self.epoch,
+            reason=reason,
+            to_state=str(target),
+            resume_kind=resume_kind,
+        )
+        return target
+
+    def record_step(self, *, worker_id: str, epoch: int, kind: str, content: Any, now: datetime) -> None:
+        """Record a step, tool result or message of the running agent."""
+        self._fence(worker_id, epoch)
+        self._check("StepRecorded")
+        self.trigger_event(
+            self.StepRecorded, timestamp=now, actor=f"worker:{worker_id}", kind=kind, content=content
+        )
+
+    def request_approval(
+        self,
+        *,
+        worker_id: str,
+        epoch: int,
+        tool_name: str,
+        tool_args: Any,
+        tool_call_id: str | None,
+        content: Any,
+        checkpoint_ref: str | None,
+        now: datetime,
+    ) -> str:
+        """Pause the run for a person's decision; returns the approval id."""
+        self._fence(worker_id, epoch)
+        self._check("ApprovalRequested")
+        approval_id = f"{self.run_id}.a{self.approvals_requested + 1}"
+        self.trigger_event(
+            self.ApprovalRequested,
+            timestamp=now,
+            actor=f"worker:{worker_id}",
+            approval_id=approval_id,
+            tool_name=tool_name,
+            tool_args=tool_args,
+            tool_call_id=tool_call_id,
+            args_digest=chain.digest(tool_args),
+            content=content,
+            checkpoint_ref=checkpoint_ref,
+        )
+        return approval_id
+
+    def resolve_approval(
+        self, *, approval_id: str, decision: str, edits: Any, actor: str, now: datetime
+    ) -> None:
+        """Record a person's decision; the run goes on to be resumed."""
+        pending = self.pending_approval
+        if pending is None or pending["approval_id"] != approval_id:
+            self._check("ApprovalResolved", why=f"approval {approval_id} is not pending")
+        self._check("ApprovalResolved")
+        assert pending is not None
+        edited_args = None
+        if decision == "edit":
+            edited_args = {**pending["tool_args"], **edits} if isinstance(edits, dict) else edits
+        self.trigger_event(
+            self.ApprovalResolved,
+            timestamp=now,
+            actor=actor,
+            approval_id=approval_id,
+            decision=decision,
+            edits=edits,
+            edited_args=edited_args,
+            edited_args_digest=None if edited_args is None else chain.digest(edited_args),
+        )
+
+    def attempt_recovery(self, *, resume_kind: str, now: datetime) -> int:
+        """Count one more recovery attempt; returns its number."""
+        self._check("RecoveryAttempted")
+        attempt = self.recovery_attempts + 1
+        self.trigger_event(
+            self.RecoveryAttempted,
+            timestamp=now,
+            actor="system:recovery",
+            attempt=attempt,
+            resume_kind=resume_kind,
+        )
+        return attempt
+
+    def request_cancel(self, *, reason: str | None, actor: str, now: datetime) -> None:
+        """Ask the worker that holds the run to stop it."""
+        self._check("CancelRequested")
+        self.trigger_event(self.CancelRequested, timestamp=now, actor=actor, reason=reason)
+
+    def cancel(self, *, reason: str | None, actor: str, now: datetime) -> None:
+        """Cancel at once (not held by a worker, or the worker has stopped)."""
+        self._check("Cancelled")
+        self.trigger_event(self.Cancelled, timestamp=now, actor=actor, reason=reason)
+
+    def finish_cancel(self, *, worker_id: str, epoch: int, now: datetime) -> None:
+        """The worker has stopped a cancelling run."""
+        self._fence(worker_id, epoch)
+        self.cancel(reason=self.cancel_reason, actor=f"worker:{worker_id}", now=now)
+
+    def complete(self, *, worker_id: str, epoch: int, output: Any, now: datetime) -> None:
+        """Finish the run with its output."""
+        self._fence(worker_id, epoch)
+        self._check("Completed")
+        self.trigger_event(self.Completed, timestamp=now, actor=f"worker:{worker_id}", output=output)
+
+    def fail(
+        self,
+        *,
+        error: str,
+        actor: str,
+        now: datetime,
+        worker: tuple[str, int] | None = None,
+    ) -> None:
+        """Fail the run; a worker's failure is fenced by its lease."""
+        if worker is not None:
+            self._fence(*worker)
+        previous = self.state
+        self._check("Failed")
+        self.trigger_event(
+            self.Failed, timestamp=now, actor=actor, error=error, previous_state=str(previous)
+        )

@@ -1,0 +1,121 @@
+"""The run state machine, as data.
+
+``TRANSITIONS`` is the single source of truth: the ``Run`` aggregate enforces
+it, the docs' state table is generated from it and the tests walk every pair of
+it. Nothing else in the code base asks ``if state == ...`` to decide whether an
+event may happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from .errors import InvalidTransition
+
+
+class RunState(StrEnum):
+    """Where a run is in its life."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    RESUMING = "resuming"
+    CANCELLING = "cancelling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when no event can follow."""
+        return self in TERMINAL_STATES
+
+
+S = RunState
+TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+_NON_TERMINAL = tuple(s for s in S if s not in TERMINAL_STATES)
+
+# Event names, in the order of the domain table in DESIGN.md.
+EVENT_NAMES: tuple[str, ...] = (
+    "Created",
+    "Queued",
+    "Dequeued",
+    "Started",
+    "Resumed",
+    "LeaseRenewed",
+    "LeaseExpired",
+    "StepRecorded",
+    "ApprovalRequested",
+    "ApprovalResolved",
+    "RecoveryAttempted",
+    "CancelRequested",
+    "Cancelled",
+    "Completed",
+    "Failed",
+)
+
+
+def _same(*states: RunState) -> dict[RunState, frozenset[RunState]]:
+    return {s: frozenset({s}) for s in states}
+
+
+def _to(target: RunState, *states: RunState) -> dict[RunState, frozenset[RunState]]:
+    return {s: frozenset({target}) for s in states}
+
+
+# event -> {from state -> allowed target states}. One target for every event
+# but LeaseExpired, whose target is a decision the event records.
+TRANSITIONS: Mapping[str, Mapping[RunState, frozenset[RunState]]] = {
+    "Queued": _to(S.QUEUED, S.CREATED),
+    "Dequeued": _to(S.CLAIMED, S.QUEUED, S.RESUMING),
+    "Started": _to(S.RUNNING, S.CLAIMED),
+    "Resumed": _to(S.RUNNING, S.CLAIMED),
+    "LeaseRenewed": _same(S.CLAIMED, S.RUNNING, S.CANCELLING),
+    "LeaseExpired": {
+        S.CLAIMED: frozenset({S.QUEUED, S.RESUMING}),
+        S.RUNNING: frozenset({S.QUEUED, S.FAILED}),
+    },
+    "StepRecorded": _same(S.RUNNING),
+    "ApprovalRequested": _to(S.WAITING_FOR_APPROVAL, S.RUNNING),
+    "ApprovalResolved": _to(S.RESUMING, S.WAITING_FOR_APPROVAL),
+    "RecoveryAttempted": _same(S.RESUMING, S.QUEUED),
+    "CancelRequested": _to(S.CANCELLING, S.RUNNING, S.CLAIMED, S.RESUMING),
+    "Cancelled": _to(S.CANCELLED, S.CREATED, S.QUEUED, S.WAITING_FOR_APPROVAL, S.CANCELLING),
+    "Completed": _to(S.COMPLETED, S.RUNNING),
+    "Failed": _to(S.FAILED, *_NON_TERMINAL),
+}
+
+# States a worker may claim from, and states in which a worker holds a lease:
+# both read off the table rather than listed again.
+CLAIMABLE_STATES = frozenset(TRANSITIONS["Dequeued"])
+LEASED_STATES = frozenset(TRANSITIONS["LeaseRenewed"])
+
+
+def allowed_targets(state: str, event: str) -> frozenset[RunState]:
+    """The states ``event`` may lead to from ``state``; empty when forbidden."""
+    return TRANSITIONS.get(event, {}).get(RunState(state), frozenset())
+
+
+def is_allowed(state: str, event: str) -> bool:
+    """True when the table allows ``event`` in ``state``."""
+    return bool(allowed_targets(state, event))
+
+
+def check(run_id: str, state: str, event: str, target: str | None = None) -> RunState:
+    """Return the state ``event`` leads to, or raise ``InvalidTransition``."""
+    targets = allowed_targets(state, event)
+    if target is not None:
+        if RunState(target) in targets:
+            return RunState(target)
+        raise InvalidTransition(run_id, state, event, target=target)
+    if len(targets) != 1:
+        raise InvalidTransition(run_id, state, event)
+    return next(iter(targets))
+
+
+def all_pairs() -> list[tuple[RunState, str]]:
+    """Every (state, event) pair, allowed or not, for exhaustive tests and docs."""
+    return [(s, e) for s in RunState for e in EVENT_NAMES if e != "Created"]

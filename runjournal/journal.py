@@ -1,0 +1,507 @@
+"""The journal: the only code that loads and saves runs.
+
+Every verb is load -> command -> save. A command the domain refuses raises
+before anything is saved; a save that loses a race raises
+``ConcurrencyConflict`` (or is retried where that is safe); library errors are
+translated into ours.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
+from eventsourcing.utils import Environment
+
+from .adapters.clock import Clock, SystemClock
+from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QueueRow
+from .adapters.storage.urls import resolve_url, store_env
+from .domain import (
+    ApprovalNotFound,
+    ConcurrencyConflict,
+    InvalidInput,
+    LeaseLost,
+    Run,
+    RunNotFound,
+    StoreError,
+)
+from .domain.transitions import is_allowed
+from .models import (
+    ApprovalInput,
+    CancelInput,
+    Claim,
+    ClaimInput,
+    DecisionInput,
+    ErrorInput,
+    OutcomeInput,
+    RecordedEvent,
+    RunSnapshot,
+    StepInput,
+    SubmitInput,
+    VerifyReport,
+    validate,
+)
+from .verification import verify_log
+
+_IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
+_CACHE_SIZE = 4096
+_CLAIM_CANDIDATES = 8
+PAGE_SIZE = 1000
+
+
+class RunStore(Application):
+    """The eventsourcing application under the journal; configured only by its URL."""
+
+    name = "runjournal"
+    snapshotting_intervals = {Run: 50}  # noqa: RUF012 - read by eventsourcing as a class attribute
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Only what the journal passes: a stray RUNJOURNAL_* or PERSISTENCE_MODULE
+        # in the shell must not redirect a store.
+        return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
+
+
+def default_actor() -> str:
+    """$RUNJOURNAL_ACTOR, else the OS user."""
+    try:
+        return os.environ.get("RUNJOURNAL_ACTOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class Journal:
+    """Runs on an append-only event log: submit, claim, drive, inspect, verify."""
+
+    def __init__(self, store: RunStore, *, url: str, clock: Clock | None = None) -> None:
+        self._store = store
+        self.url = url
+        self.clock: Clock = clock or SystemClock()
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+
+    @classmethod
+    def open(cls, url: str | None = None, *, clock: Clock | None = None) -> Journal:
+        """Open (creating if needed) the store at ``url``, $RUNJOURNAL_URL or the default file."""
+        url = resolve_url(url)
+        try:
+            store = RunStore(env=store_env(url))
+        except StoreError:
+            raise
+        except (PersistenceError, OSError) as e:
+            raise StoreError(f"cannot open store {_redact(url)}: {e}") from None
+        return cls(store, url=url, clock=clock)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self._store.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def views(self) -> InlineViews:
+        """The inline queue and leases views (read them through the journal's methods)."""
+        recorder: Any = self._store.recorder
+        return recorder  # type: ignore[no-any-return]
+
+    # -- loading and saving -------------------------------------------------
+
+    def _load(self, run_id: str, *, fresh: bool = False) -> Run:
+        if not fresh and run_id in self._runs:
+            self._runs.move_to_end(run_id)
+            return self._runs[run_id]
+        try:
+            run: Run = self._store.repository.get(UUID(str(run_id)))
+        except (AggregateNotFoundError, ValueError):
+            raise RunNotFound(run_id) from None
+        self._remember(run)
+        return run
+
+    def _remember(self, run: Run) -> None:
+        self._runs[run.run_id] = run
+        self._runs.move_to_end(run.run_id)
+        while len(self._runs) > _CACHE_SIZE:
+            self._runs.popitem(last=False)
+
+    def _save(self, *runs: Run) -> None:
+        entries = [IndexEntry.of(r) for r in runs]
+        try:
+            self._store.save(*runs, index_entries=entries)
+        except IntegrityError:
+            for r in runs:  # a failed save leaves them advanced with nothing pending
+                self._runs.pop(r.run_id, None)
+            raise ConcurrencyConflict(runs[0].run_id if len(runs) == 1 else "(batch)") from None
+        for r in runs:
+            self._remember(r)
+
+    def _execute(self, run_id: str, command: Callable[[Run], Any]) -> tuple[Run, Any]:
+        """Load, command, save; a conflict on a cached copy is retried once on a fresh one."""
+        fresh = run_id not in self._runs
+        while True:
+            run = self._load(run_id, fresh=fresh)
+            try:
+                result = command(run)
+            except Exception:
+                self._runs.pop(run_id, None)  # the command may have left it half-advanced
+                raise
+            try:
+                self._save(run)
+            except ConcurrencyConflict:
+                if fresh:
+                    raise
+                fresh = True
+                continue
+            return run, result
+
+    def _now(self) -> Any:
+        return self.clock.now()
+
+    # -- submitting ------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        agent_id: str,
+        input: Any,  # noqa: A002
+        thread_id: str | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+        parent_run_id: str | None = None,
+        parent_version: int | None = None,
+    ) -> RunSnapshot:
+        """Create and queue a run (one save); with an idempotency key, a repeat returns the first."""
+        req = validate(
+            SubmitInput,
+            agent_id=agent_id,
+            input=input,
+            thread_id=thread_id,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            actor=actor or default_actor(),
+            parent_run_id=parent_run_id,
+            parent_version=parent_version,
+        )
+        if req.idempotency_key is not None:
+            run_id = uuid5(_IDEMPOTENCY_NAMESPACE, req.idempotency_key)
+            try:
+                return RunSnapshot.of(self._load(str(run_id), fresh=True))
+            except RunNotFound:
+                pass
+        else:
+            run_id = uuid4()
+        run = Run.submit(
+            run_id=run_id,
+            thread_id=req.thread_id or str(uuid4()),
+            agent_id=req.agent_id,
+            input=req.input,
+            priority=req.priority,
+            idempotency_key=req.idempotency_key,
+            actor=req.actor,
+            now=self._now(),
+            parent_run_id=req.parent_run_id,
+            parent_version=req.parent_version,
+        )
+        try:
+            self._save(run)
+        except ConcurrencyConflict:
+            if req.idempotency_key is None:
+                raise
+            return RunSnapshot.of(self._load(str(run_id), fresh=True))  # a twin won the race
+        return RunSnapshot.of(run)
+
+    # -- reading -----------------------------------------------------------------
+
+    def get_run(self, run_id: str, *, at_version: int | None = None) -> RunSnapshot:
+        """The run now, or as it was after its ``at_version``-th event."""
+        if at_version is None:
+            return RunSnapshot.of(self._load(run_id, fresh=True))
+        current = self._load(run_id, fresh=True)
+        if not 1 <= at_version <= current.version:
+            raise InvalidInput("at_version", f"run {run_id} has versions 1..{current.version} (got {at_version})")
+        return RunSnapshot.of(self._store.repository.get(UUID(run_id), version=at_version))
+
+    def history(self, run_id: str) -> list[RecordedEvent]:
+        """Every event of a run, in order."""
+        try:
+            events = list(self._store.events.get(UUID(str(run_id))))
+        except ValueError:
+            raise RunNotFound(run_id) from None
+        if not events:
+            raise RunNotFound(run_id)
+        return [recorded(e) for e in events]
+
+    def queue(self) -> list[QueueRow]:
+        """Claimable runs in claim order: priority first, then log position."""
+        return self.views.queue_rows()
+
+    def leases(self) -> list[LeaseRow]:
+        """Every current lease."""
+        return self.views.lease_rows()
+
+    def notifications(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[Notification]]:
+        """The log after position ``start``, in pages."""
+        while True:
+            page = list(
+                self._store.recorder.select_notifications(start, page_size, inclusive_of_start=False)
+            )
+            if not page:
+                return
+            yield page
+            start = page[-1].id
+
+    def max_position(self) -> int:
+        """The position of the last event in the log (0 when empty)."""
+        return self._store.recorder.max_notification_id() or 0
+
+    # -- workers -----------------------------------------------------------------
+
+    def claim_next(self, *, worker_id: str, lease_seconds: float = 30) -> Claim | None:
+        """Claim the best claimable run (priority, then age); ``None`` when none is left."""
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
+        while True:
+            candidates = self.views.claim_candidates(_CLAIM_CANDIDATES)
+            if not candidates:
+                return None
+            for run_id in candidates:
+                claim = self._try_claim(run_id, req)
+                if claim is not None:
+                    return claim
+
+    def _try_claim(self, run_id: str, req: ClaimInput) -> Claim | None:
+        try:
+            run = self._load(run_id, fresh=True)
+        except RunNotFound:
+            return None
+        if not is_allowed(run.state, "Dequeued"):
+            return None
+        now = self._now()
+        expires = now + timedelta(seconds=req.lease_seconds)
+        epoch = run.dequeue(worker_id=req.worker_id, lease_expires_at=expires, now=now)
+        try:
+            self._save(run)
+        except ConcurrencyConflict:
+            return None  # another worker won this one: try the next candidate
+        return Claim(
+            run_id=run.run_id,
+            worker_id=req.worker_id,
+            epoch=epoch,
+            lease_expires_at=expires,
+            agent_id=run.agent_id,
+            thread_id=run.thread_id,
+            input=run.input,
+            resume=run.pending_resume,
+        )
+
+    def start(self, claim: Claim) -> RunSnapshot:
+        """Start a claimed run: ``Started``, or ``Resumed`` when it has a decision to resume with."""
+
+        def start(run: Run) -> None:
+            if run.pending_resume is not None:
+                run.resume(worker_id=claim.worker_id, epoch=claim.epoch, now=self._now())
+            else:
+                run.start(worker_id=claim.worker_id, epoch=claim.epoch, now=self._now())
+
+        return RunSnapshot.of(self._execute(claim.run_id, start)[0])
+
+    def heartbeat(self, claim: Claim, *, lease_seconds: float = 30) -> Claim:
+        """Renew the lease; returns the claim with its new expiry."""
+        req = validate(ClaimInput, worker_id=claim.worker_id, lease_seconds=lease_seconds)
+        now = self._now()
+        expires = now + timedelta(seconds=req.lease_seconds)
+        self._execute(
+            claim.run_id,
+            lambda run: run.renew_lease(
+                worker_id=claim.worker_id, epoch=claim.epoch, lease_expires_at=expires, now=now
+            ),
+        )
+        return claim.model_copy(update={"lease_expires_at": expires})
+
+    def record_step(self, claim: Claim, kind: str, content: Any) -> RunSnapshot:
+        """Record a step, tool result or message of the running agent."""
+        req = validate(StepInput, kind=kind, content=content)
+        run, _ = self._execute(
+            claim.run_id,
+            lambda run: run.record_step(
+                worker_id=claim.worker_id, epoch=claim.epoch, kind=req.kind, content=req.content, now=self._now()
+            ),
+        )
+        return RunSnapshot.of(run)
+
+    def request_approval(
+        self,
+        claim: Claim,
+        *,
+        tool_name: str,
+        tool_args: Any = None,
+        tool_call_id: str | None = None,
+        content: Any = None,
+        checkpoint_ref: str | None = None,
+    ) -> str:
+        """Pause the run for a person's decision; returns the approval id."""
+        req = validate(
+            ApprovalInput,
+            tool_name=tool_name,
+            tool_args={} if tool_args is None else tool_args,
+            tool_call_id=tool_call_id,
+            content=content,
+            checkpoint_ref=checkpoint_ref,
+        )
+        _, approval_id = self._execute(
+            claim.run_id,
+            lambda run: run.request_approval(
+                worker_id=claim.worker_id, epoch=claim.epoch, now=self._now(), **req.model_dump()
+            ),
+        )
+        return str(approval_id)
+
+    def resolve_approval(
+        self, approval_id: str, *, decision: str, edits: Any = None, actor: str | None = None
+    ) -> RunSnapshot:
+        """Record a decision (approve / reject / edit); the run is then resumed by a worker."""
+        req = validate(
+            DecisionInput, approval_id=approval_id, decision=decision, edits=edits, actor=actor or default_actor()
+        )
+        run_id = approval_id.rsplit(".a", 1)[0]
+        try:
+            run, _ = self._execute(
+                run_id,
+                lambda run: run.resolve_approval(
+                    approval_id=req.approval_id, decision=req.decision, edits=req.edits, actor=req.actor, now=self._now()
+                ),
+            )
+        except RunNotFound:
+            raise ApprovalNotFound(approval_id) from None
+        return RunSnapshot.of(run)
+
+    def complete(self, claim: Claim, *, output: Any = None) -> RunSnapshot:
+        """Finish a run with its output."""
+        req = validate(OutcomeInput, output=output)
+        run, _ = self._execute(
+            claim.run_id,
+            lambda run: run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=self._now()),
+        )
+        return RunSnapshot.of(run)
+
+    def fail(self, claim: Claim, *, error: str) -> RunSnapshot:
+        """Fail a run the worker holds."""
+        req = validate(ErrorInput, error=error, actor=f"worker:{claim.worker_id}")
+        run, _ = self._execute(
+            claim.run_id,
+            lambda run: run.fail(
+                error=req.error, actor=req.actor, now=self._now(), worker=(claim.worker_id, claim.epoch)
+            ),
+        )
+        return RunSnapshot.of(run)
+
+    def fail_run(self, run_id: str, *, error: str, actor: str | None = None) -> RunSnapshot:
+        """Fail any non-terminal run (recovery and operators; not fenced)."""
+        req = validate(ErrorInput, error=error, actor=actor or default_actor())
+        run, _ = self._execute(run_id, lambda run: run.fail(error=req.error, actor=req.actor, now=self._now()))
+        return RunSnapshot.of(run)
+
+    def finish_cancel(self, claim: Claim) -> RunSnapshot:
+        """The worker has stopped a cancelling run: append ``Cancelled``."""
+        run, _ = self._execute(
+            claim.run_id, lambda run: run.finish_cancel(worker_id=claim.worker_id, epoch=claim.epoch, now=self._now())
+        )
+        return RunSnapshot.of(run)
+
+    # -- operators -----------------------------------------------------------------
+
+    def cancel(self, run_id: str, *, reason: str | None = None, actor: str | None = None) -> RunSnapshot:
+        """Cancel a run: at once when no worker holds it, else ask its worker to stop."""
+        req = validate(CancelInput, reason=reason, actor=actor or default_actor())
+
+        def cancel(run: Run) -> None:
+            now = self._now()
+            held = run.lease_holder is not None
+            if not held and is_allowed(run.state, "Cancelled"):
+                run.cancel(reason=req.reason, actor=req.actor, now=now)
+            elif is_allowed(run.state, "CancelRequested"):
+                run.request_cancel(reason=req.reason, actor=req.actor, now=now)
+                if not held:  # nobody will stop it: finish now, in the same save
+                    run.cancel(reason=req.reason, actor=req.actor, now=now)
+
+        run = self._load(run_id, fresh=True)
+        if run.lease_holder is not None and not is_allowed(run.state, "CancelRequested"):
+            return RunSnapshot.of(run)  # already cancelling: its worker will finish it
+        if run.is_terminal:
+            return RunSnapshot.of(run)
+        return RunSnapshot.of(self._execute(run_id, cancel)[0])
+
+    def expire_leases(self, *, can_replay: Callable[[str], bool] | None = None, limit: int = 500) -> list[str]:
+        """Apply ``LeaseExpired`` where leases ran out; returns the run ids handled."""
+        now = self._now()
+        handled = []
+        for run_id in self.views.expired_leases(now.timestamp(), limit):
+            try:
+                run = self._load(run_id, fresh=True)
+                if run.lease_expires_at is None or run.lease_expires_at > now:
+                    continue
+                if is_allowed(run.state, "LeaseExpired"):
+                    replay = bool(can_replay and can_replay(run.agent_id))
+                    run.expire_lease(now=now, can_replay=replay)
+                elif is_allowed(run.state, "Cancelled"):  # its worker died while cancelling
+                    run.cancel(reason=run.cancel_reason, actor="system:lease", now=now)
+                else:
+                    continue
+                self._save(run)
+            except (ConcurrencyConflict, RunNotFound, LeaseLost):
+                continue  # someone else handled it
+            handled.append(run_id)
+        return handled
+
+    # -- audit ------------------------------------------------------------------------
+
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Recompute every chain from the stored bytes; report the first broken link per run."""
+        return verify_log(self._store.mapper, self.notifications(), progress=progress)
+
+    def rebuild_index(self) -> int:
+        """Rebuild the inline queue and leases from the log; returns the runs indexed."""
+        first_position: dict[str, int] = {}
+        for page in self.notifications():
+            for n in page:
+                first_position.setdefault(str(n.originator_id), n.id)
+        entries = []
+        for run_id, position in first_position.items():
+            entry = IndexEntry.of(self._load(run_id, fresh=True))
+            if entry.live:
+                entries.append((entry, position))
+        self.views.replace_index(entries)
+        return len(entries)
+
+
+def recorded(event: Any, position: int | None = None) -> RecordedEvent:
+    """A stored domain event as a ``RecordedEvent``."""
+    skip = {"originator_id", "originator_version", "timestamp", "chain", "actor", "originator_topic"}
+    return RecordedEvent(
+        run_id=str(event.originator_id),
+        version=event.originator_version,
+        type=type(event).__name__,
+        timestamp=event.timestamp,
+        actor=event.actor,
+        data={k: v for k, v in vars(event).items() if k not in skip},
+        chain=event.chain,
+        position=position,
+    )
+
+
+def _redact(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+__all__: Sequence[str] = ("Journal", "default_actor", "recorded")

@@ -1,0 +1,219 @@
+"""Pydantic models at the journal's boundary: validated inputs and frozen snapshots out."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .domain import InvalidInput, Run
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def _json_value(value: Any) -> Any:
+    """Round-trip through JSON: the stored value is exactly what a reader gets back."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"must be JSON-serialisable ({e})") from None
+
+
+JSONValue = Annotated[Any, AfterValidator(_json_value)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubmitInput(_Input):
+    agent_id: Name
+    input: JSONValue
+    thread_id: Name | None = None
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    idempotency_key: Name | None = None
+    actor: Name
+    parent_run_id: str | None = None
+    parent_version: int | None = None
+
+
+class ClaimInput(_Input):
+    worker_id: Name
+    lease_seconds: float = Field(gt=0, le=86_400)
+
+
+class StepInput(_Input):
+    kind: Literal["step", "tool_result", "message"]
+    content: JSONValue
+
+
+class ApprovalInput(_Input):
+    tool_name: Name
+    tool_args: JSONValue = Field(default_factory=dict)
+    tool_call_id: str | None = None
+    content: JSONValue = None
+    checkpoint_ref: str | None = None
+
+
+class DecisionInput(_Input):
+    approval_id: Name
+    decision: Literal["approve", "reject", "edit"]
+    edits: JSONValue = None
+    actor: Name
+
+    def model_post_init(self, _: Any) -> None:
+        if self.decision == "edit" and not isinstance(self.edits, dict):
+            raise ValueError("edits: an 'edit' decision needs the edited tool arguments as an object")
+
+
+class OutcomeInput(_Input):
+    output: JSONValue = None
+
+
+class ErrorInput(_Input):
+    error: Annotated[str, Field(min_length=1)]
+    actor: Name
+
+
+class CancelInput(_Input):
+    reason: str | None = None
+    actor: Name
+
+
+def validate(model: type[T], **values: Any) -> T:
+    """Build an input model, turning pydantic's error into ``InvalidInput`` naming the field."""
+    try:
+        return model(**values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or model.__name__
+        got = first.get("input")
+        shown = "" if isinstance(got, dict) and field == model.__name__ else f" (got {got!r})"
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidInput(field, f"{message}{shown}") from None
+    except ValueError as e:  # raised by model_post_init
+        field, _, problem = str(e).partition(": ")
+        raise InvalidInput(field, problem) from None
+
+
+class Claim(BaseModel):
+    """A worker's hold on a run: present it with every worker command."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    worker_id: str
+    epoch: int
+    lease_expires_at: datetime
+    agent_id: str
+    thread_id: str
+    input: Any
+    resume: dict[str, Any] | None = None
+
+
+class RunSnapshot(BaseModel):
+    """A run as it is (or was, at a version): a frozen copy, safe to keep."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    thread_id: str
+    agent_id: str
+    state: str
+    version: int
+    priority: int
+    input: Any
+    output: Any = None
+    error: str | None = None
+    epoch: int
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+    pending_approval: dict[str, Any] | None = None
+    pending_resume: dict[str, Any] | None = None
+    recovery_attempts: int = 0
+    steps: int = 0
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    parent_version: int | None = None
+    cancel_reason: str | None = None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    chain: str
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the run can change no more."""
+        return self.state in ("completed", "failed", "cancelled")
+
+    @classmethod
+    def of(cls, run: Run) -> RunSnapshot:
+        """Copy a run aggregate's state."""
+        return cls(
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            agent_id=run.agent_id,
+            state=str(run.state),
+            version=run.version,
+            priority=run.priority,
+            input=run.input,
+            output=run.output,
+            error=run.error,
+            epoch=run.epoch,
+            worker_id=run.worker_id,
+            lease_expires_at=run.lease_expires_at,
+            pending_approval=run.pending_approval,
+            pending_resume=run.pending_resume,
+            recovery_attempts=run.recovery_attempts,
+            steps=run.steps,
+            idempotency_key=run.idempotency_key,
+            parent_run_id=run.parent_run_id,
+            parent_version=run.parent_version,
+            cancel_reason=run.cancel_reason,
+            created_by=run.created_by,
+            created_at=run.created_on,
+            updated_at=run.modified_on,
+            chain=run.chain,
+        )
+
+
+class RecordedEvent(BaseModel):
+    """One stored event of a run, as a reader sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    version: int
+    type: str
+    timestamp: datetime
+    actor: str
+    data: dict[str, Any]
+    chain: str
+    position: int | None = None
+
+
+class VerifyProblem(BaseModel):
+    """One broken link found by ``verify``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    version: int | None
+    problem: str
+
+
+class VerifyReport(BaseModel):
+    """What ``verify`` checked and what it found."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    runs_checked: int
+    events_checked: int
+    problems: list[VerifyProblem]
+    heads: dict[str, str] = Field(default_factory=dict, repr=False)
+    log_head: str = ""

@@ -1,0 +1,200 @@
+"""The Journal's public contract, on memory, SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from runjournal import (
+    ApprovalNotFound,
+    ConcurrencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    Journal,
+    LeaseLost,
+    RunNotFound,
+)
+
+
+def _events(j: Journal) -> int:
+    return j.max_position()
+
+
+def test_submit_appends_created_and_queued_in_one_save(any_journal: Journal) -> None:
+    run = any_journal.submit(agent_id="echo", input={"message": "hi"}, actor="alice")
+    assert (run.state, run.version, run.agent_id, run.created_by) == ("queued", 2, "echo", "alice")
+    assert [e.type for e in any_journal.history(run.run_id)] == ["Created", "Queued"]
+    assert any_journal.get_run(run.run_id) == run
+
+
+def test_a_whole_run_from_submit_to_completion(any_journal: Journal) -> None:
+    run = any_journal.submit(agent_id="echo", input={"message": "hi"})
+    claim = any_journal.claim_next(worker_id="w1", lease_seconds=30)
+    assert claim is not None and claim.run_id == run.run_id and claim.epoch == 1
+    any_journal.start(claim)
+    any_journal.heartbeat(claim)
+    any_journal.record_step(claim, "tool_result", {"tool": "search", "result": 3})
+    done = any_journal.complete(claim, output={"text": "hello"})
+    assert (done.state, done.output) == ("completed", {"text": "hello"})
+    types = [e.type for e in any_journal.history(run.run_id)]
+    assert types == ["Created", "Queued", "Dequeued", "Started", "LeaseRenewed", "StepRecorded", "Completed"]
+    actors = {e.type: e.actor for e in any_journal.history(run.run_id)}
+    assert actors["Completed"] == "worker:w1"
+    assert any_journal.verify().ok
+
+
+def test_claims_go_by_priority_then_age(any_journal: Journal) -> None:
+    low = any_journal.submit(agent_id="a", input=1, priority=0)
+    high = any_journal.submit(agent_id="a", input=2, priority=5)
+    low2 = any_journal.submit(agent_id="a", input=3, priority=0)
+    assert [q.run_id for q in any_journal.queue()] == [high.run_id, low.run_id, low2.run_id]
+    order = [any_journal.claim_next(worker_id="w").run_id for _ in range(3)]
+    assert order == [high.run_id, low.run_id, low2.run_id]
+    assert any_journal.claim_next(worker_id="w") is None
+    assert len(any_journal.leases()) == 3
+
+
+def test_get_run_at_a_version_shows_the_past(any_journal: Journal) -> None:
+    run = any_journal.submit(agent_id="a", input={})
+    claim = any_journal.claim_next(worker_id="w")
+    any_journal.start(claim)
+    assert any_journal.get_run(run.run_id, at_version=1).state == "created"
+    assert any_journal.get_run(run.run_id, at_version=3).state == "claimed"
+    with pytest.raises(InvalidInput, match="at_version"):
+        any_journal.get_run(run.run_id, at_version=9)
+
+
+def test_unknown_runs_are_reported_by_id(any_journal: Journal) -> None:
+    with pytest.raises(RunNotFound, match="nope"):
+        any_journal.get_run("nope")
+    with pytest.raises(RunNotFound):
+        any_journal.history("6b1f0e52-0000-4000-8000-000000000000")
+    with pytest.raises(RunNotFound):
+        any_journal.cancel("6b1f0e52-0000-4000-8000-000000000000")
+    with pytest.raises(ApprovalNotFound):
+        any_journal.resolve_approval("6b1f0e52-0000-4000-8000-000000000000.a1", decision="approve")
+
+
+def test_an_idempotency_key_returns_the_first_run(any_journal: Journal) -> None:
+    first = any_journal.submit(agent_id="a", input={"n": 1}, idempotency_key="order-17")
+    again = any_journal.submit(agent_id="a", input={"n": 1}, idempotency_key="order-17")
+    assert again.run_id == first.run_id and _events(any_journal) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"agent_id": "", "input": {}}, "agent_id"),
+        ({"agent_id": "a", "input": {"x": object()}}, "input"),
+        ({"agent_id": "a", "input": float("nan")}, "input"),
+        ({"agent_id": "a", "input": {}, "priority": "high"}, "priority"),
+    ],
+)
+def test_bad_input_names_the_field_and_appends_nothing(any_journal: Journal, kwargs, field) -> None:
+    with pytest.raises(InvalidInput) as info:
+        any_journal.submit(**kwargs)
+    assert info.value.field == field and isinstance(info.value, ValueError)
+    assert _events(any_journal) == 0
+
+
+def test_bad_worker_input_appends_nothing(any_journal: Journal) -> None:
+    any_journal.submit(agent_id="a", input={})
+    with pytest.raises(InvalidInput, match="lease_seconds"):
+        any_journal.claim_next(worker_id="w", lease_seconds=-1)
+    claim = any_journal.claim_next(worker_id="w")
+    any_journal.start(claim)
+    before = _events(any_journal)
+    with pytest.raises(InvalidInput, match="kind"):
+        any_journal.record_step(claim, "thought", {})
+    approval = any_journal.request_approval(claim, tool_name="deploy", tool_args={"env": "prod"})
+    with pytest.raises(InvalidInput, match="decision"):
+        any_journal.resolve_approval(approval, decision="maybe")
+    with pytest.raises(InvalidInput, match="edits"):
+        any_journal.resolve_approval(approval, decision="edit")
+    assert _events(any_journal) == before + 1
+
+
+def test_approval_then_resume_with_the_decision(any_journal: Journal) -> None:
+    any_journal.submit(agent_id="deployer", input={"message": "deploy"})
+    claim = any_journal.claim_next(worker_id="w1")
+    any_journal.start(claim)
+    approval_id = any_journal.request_approval(claim, tool_name="deploy", tool_args={"env": "prod"})
+    assert any_journal.claim_next(worker_id="w2") is None  # waiting runs are not claimable
+    any_journal.resolve_approval(approval_id, decision="edit", edits={"env": "staging"}, actor="bob")
+    with pytest.raises(InvalidTransition):
+        any_journal.resolve_approval(approval_id, decision="approve", actor="bob")
+    resumed = any_journal.claim_next(worker_id="w2")
+    assert resumed.resume["decision"]["edited_args"] == {"env": "staging"}
+    any_journal.start(resumed)
+    history = any_journal.history(claim.run_id)
+    assert [e.type for e in history][-3:] == ["ApprovalResolved", "Dequeued", "Resumed"]
+    assert history[-1].data["resume_kind"] == "cross-restart"
+
+
+@pytest.mark.parametrize("state", ["queued", "waiting_for_approval", "running", "claimed", "resuming", "completed"])
+def test_cancel_follows_the_rules(any_journal: Journal, state: str) -> None:
+    run = any_journal.submit(agent_id="a", input={})
+    if state != "queued":
+        claim = any_journal.claim_next(worker_id="w")
+        if state in ("running", "waiting_for_approval", "resuming", "completed"):
+            any_journal.start(claim)
+        if state in ("waiting_for_approval", "resuming"):
+            approval = any_journal.request_approval(claim, tool_name="t")
+            if state == "resuming":
+                any_journal.resolve_approval(approval, decision="approve")
+        if state == "completed":
+            any_journal.complete(claim)
+    before = _events(any_journal)
+    result = any_journal.cancel(run.run_id, reason="changed my mind", actor="carol")
+    expected = {"running": "cancelling", "claimed": "cancelling", "completed": "completed"}.get(state, "cancelled")
+    assert result.state == expected
+    if state == "completed":
+        assert _events(any_journal) == before
+    if expected == "cancelling":
+        assert any_journal.cancel(run.run_id).state == "cancelling"  # nothing more appended
+        assert any_journal.finish_cancel(claim).state == "cancelled"
+    assert any_journal.claim_next(worker_id="w9") is None
+
+
+def test_expired_leases_are_requeued_and_the_old_worker_is_fenced(any_journal: Journal, clock) -> None:
+    run = any_journal.submit(agent_id="a", input={})
+    old = any_journal.claim_next(worker_id="w1", lease_seconds=10)
+    clock.advance(5)
+    assert any_journal.expire_leases() == []
+    clock.advance(6)
+    assert any_journal.expire_leases() == [run.run_id]
+    assert any_journal.get_run(run.run_id).state == "queued"
+    new = any_journal.claim_next(worker_id="w2")
+    assert new.epoch == old.epoch + 1
+    with pytest.raises(LeaseLost):
+        any_journal.start(old)
+    any_journal.start(new)
+    assert any_journal.complete(new).state == "completed"
+
+
+def test_a_running_run_whose_lease_expires_fails_unless_replayable(any_journal: Journal, clock) -> None:
+    a = any_journal.submit(agent_id="plain", input={})
+    b = any_journal.submit(agent_id="replayable", input={})
+    for _ in range(2):
+        any_journal.start(any_journal.claim_next(worker_id="w1", lease_seconds=10))
+    clock.advance(11)
+    handled = any_journal.expire_leases(can_replay=lambda agent: agent == "replayable")
+    assert sorted(handled) == sorted([a.run_id, b.run_id])
+    failed = any_journal.get_run(a.run_id)
+    assert (failed.state, failed.error) == ("failed", "stale running run cannot be replayed safely")
+    again = any_journal.claim_next(worker_id="w2")
+    assert again.run_id == b.run_id and again.resume["resume_kind"] == "startup-running-recovery"
+
+
+def test_two_writers_on_one_run_one_wins(shared_store_url: str) -> None:
+    with Journal.open(shared_store_url) as a, Journal.open(shared_store_url) as b:
+        run = a.submit(agent_id="x", input={})
+        claim = a.claim_next(worker_id="w1")
+        a.start(claim)
+        b.get_run(run.run_id)
+        b_run = b._load(run.run_id, fresh=True)  # b holds version 4
+        a.complete(claim)  # a saves version 5
+        b_run.fail(error="late", actor="b", now=b.clock.now())
+        with pytest.raises(ConcurrencyConflict):
+            b._save(b_run)
+        assert [e.type for e in a.history(run.run_id)].count("Completed") == 1
+        assert b.get_run(run.run_id).state == "completed"
