@@ -279,7 +279,9 @@ class Journal:
 
     def _try_claim(self, run_id: str, req: ClaimInput) -> Claim | None:
         try:
-            run = self._load(run_id, fresh=True)
+            run = self._load(run_id)  # a stale cached copy only costs a lost race below
+            if not is_allowed(run.state, "Dequeued"):
+                run = self._load(run_id, fresh=True)
         except RunNotFound:
             return None
         if not is_allowed(run.state, "Dequeued"):

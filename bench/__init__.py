@@ -1,0 +1,1 @@
+"""Benchmarks for runjournal: run them as ``python -m bench.<name>`` (e.g. ``bench.append``)."""

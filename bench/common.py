@@ -1,0 +1,78 @@
+"""Shared helpers for the benches: timing, peak memory, temp dirs, results with machine info."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds of one timed block (set when the block exits)."""
+
+    seconds: float = 0.0
+
+
+@contextmanager
+def timer() -> Iterator[Timing]:
+    """Time the block with ``time.perf_counter``; read ``.seconds`` after it."""
+    timing = Timing()
+    start = time.perf_counter()
+    try:
+        yield timing
+    finally:
+        timing.seconds = time.perf_counter() - start
+
+
+@contextmanager
+def fresh_dir(prefix: str = "runjournal-bench-") -> Iterator[Path]:
+    """A new empty temp directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        yield Path(name)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (ru_maxrss)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return round(peak * scale / (1024 * 1024), 1)
+
+
+def rate(count: int, seconds: float) -> float:
+    """``count`` per second, rounded (0.0 for a zero duration)."""
+    return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+def machine_info() -> dict[str, Any]:
+    """Timestamp, Python, SQLite and platform of this run."""
+    return {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python_version": platform.python_version(),
+        "sqlite_version": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def write_results(path: Path | str, bench: str, figures: Mapping[str, Any]) -> Path:
+    """Write ``figures`` plus bench name and machine info as JSON; returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"bench": bench, **machine_info(), **figures}
+    out.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return out
