@@ -1,0 +1,31 @@
+"""Followed read models derived from the log, and the runner that keeps them caught up."""
+
+from .approvals import ApprovalsView
+from .base import ProjectedEvent, Projection
+from .messages import MessagesView
+from .recovery_intents import INTENTS, RecoveryIntentsView
+from .runner import ProjectionError, ProjectionFailure, ProjectionRunner, open_views
+from .runs import RunsView
+from .threads import ThreadsView
+
+
+def builtin_projections() -> list[Projection]:
+    """Fresh instances of every built-in followed view."""
+    return [RunsView(), ThreadsView(), ApprovalsView(), RecoveryIntentsView(), MessagesView()]
+
+
+__all__ = [
+    "INTENTS",
+    "ApprovalsView",
+    "MessagesView",
+    "ProjectedEvent",
+    "Projection",
+    "ProjectionError",
+    "ProjectionFailure",
+    "ProjectionRunner",
+    "RecoveryIntentsView",
+    "RunsView",
+    "ThreadsView",
+    "builtin_projections",
+    "open_views",
+]

@@ -20,9 +20,13 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
 from eventsourcing.utils import Environment
 
+import threading
+from pathlib import Path
+
+from . import queries
 from .adapters.clock import Clock, SystemClock
 from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QueueRow
-from .adapters.storage.urls import resolve_url, store_env
+from .adapters.storage.urls import resolve_url, sqlite_path, store_env
 from .domain import (
     ApprovalNotFound,
     ConcurrencyConflict,
@@ -33,6 +37,7 @@ from .domain import (
     StoreError,
 )
 from .domain.transitions import is_allowed
+from .projections import ProjectedEvent, Projection, ProjectionRunner, builtin_projections, open_views
 from .models import (
     ApprovalInput,
     CancelInput,
@@ -79,14 +84,24 @@ def default_actor() -> str:
 class Journal:
     """Runs on an append-only event log: submit, claim, drive, inspect, verify."""
 
-    def __init__(self, store: RunStore, *, url: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self, store: RunStore, *, url: str, clock: Clock | None = None, views_path: str | None = None
+    ) -> None:
         self._store = store
         self.url = url
         self.clock: Clock = clock or SystemClock()
         self._runs: OrderedDict[str, Run] = OrderedDict()
+        self.views_path = views_path or default_views_path(url)
+        self._runner: ProjectionRunner | None = None
+        self._listeners: list[Callable[[RecordedEvent], None]] = []
+        self._appended = threading.Event()
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
 
     @classmethod
-    def open(cls, url: str | None = None, *, clock: Clock | None = None) -> Journal:
+    def open(
+        cls, url: str | None = None, *, clock: Clock | None = None, views_path: str | None = None
+    ) -> Journal:
         """Open (creating if needed) the store at ``url``, $RUNJOURNAL_URL or the default file."""
         url = resolve_url(url)
         try:
@@ -95,10 +110,14 @@ class Journal:
             raise
         except (PersistenceError, OSError) as e:
             raise StoreError(f"cannot open store {_redact(url)}: {e}") from None
-        return cls(store, url=url, clock=clock)
+        return cls(store, url=url, clock=clock, views_path=views_path)
 
     def close(self) -> None:
-        """Release the store's connections."""
+        """Stop following, release the store's and the views' connections."""
+        self.stop_following()
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
         self._store.close()
 
     def __enter__(self) -> Journal:
@@ -108,7 +127,7 @@ class Journal:
         self.close()
 
     @property
-    def views(self) -> InlineViews:
+    def inline_views(self) -> InlineViews:
         """The inline queue and leases views (read them through the journal's methods)."""
         recorder: Any = self._store.recorder
         return recorder  # type: ignore[no-any-return]
@@ -135,13 +154,17 @@ class Journal:
     def _save(self, *runs: Run) -> None:
         entries = [IndexEntry.of(r) for r in runs]
         try:
-            self._store.save(*runs, index_entries=entries)
+            recordings = self._store.save(*runs, index_entries=entries)
         except IntegrityError:
             for r in runs:  # a failed save leaves them advanced with nothing pending
                 self._runs.pop(r.run_id, None)
             raise ConcurrencyConflict(runs[0].run_id if len(runs) == 1 else "(batch)") from None
         for r in runs:
             self._remember(r)
+        self._appended.set()
+        for listener in list(self._listeners):
+            for recording in recordings:
+                listener(recorded(recording.domain_event, recording.notification.id))
 
     def _execute(self, run_id: str, command: Callable[[Run], Any]) -> tuple[Run, Any]:
         """Load, command, save; a conflict on a cached copy is retried once on a fresh one."""
@@ -242,11 +265,11 @@ class Journal:
 
     def queue(self) -> list[QueueRow]:
         """Claimable runs in claim order: priority first, then log position."""
-        return self.views.queue_rows()
+        return self.inline_views.queue_rows()
 
     def leases(self) -> list[LeaseRow]:
         """Every current lease."""
-        return self.views.lease_rows()
+        return self.inline_views.lease_rows()
 
     def notifications(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[Notification]]:
         """The log after position ``start``, in pages."""
@@ -269,7 +292,7 @@ class Journal:
         """Claim the best claimable run (priority, then age); ``None`` when none is left."""
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
         while True:
-            candidates = self.views.claim_candidates(_CLAIM_CANDIDATES)
+            candidates = self.inline_views.claim_candidates(_CLAIM_CANDIDATES)
             if not candidates:
                 return None
             for run_id in candidates:
@@ -445,7 +468,7 @@ class Journal:
         """Apply ``LeaseExpired`` where leases ran out; returns the run ids handled."""
         now = self._now()
         handled = []
-        for run_id in self.views.expired_leases(now.timestamp(), limit):
+        for run_id in self.inline_views.expired_leases(now.timestamp(), limit):
             try:
                 run = self._load(run_id, fresh=True)
                 if run.lease_expires_at is None or run.lease_expires_at > now:
@@ -462,6 +485,112 @@ class Journal:
                 continue  # someone else handled it
             handled.append(run_id)
         return handled
+
+    # -- followed views -------------------------------------------------------------
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        """The projection runner (created on first use, with the built-in views)."""
+        if self._runner is None:
+            Path(self.views_path).parent.mkdir(parents=True, exist_ok=True) if self.views_path != ":memory:" else None
+            runner = ProjectionRunner(open_views(self.views_path), self._projected_pages)
+            for projection in builtin_projections():
+                runner.add(projection)
+            self._runner = runner
+        return self._runner
+
+    def _projected_pages(self, start: int) -> Iterator[list[ProjectedEvent]]:
+        to_domain = self._store.mapper.to_domain_event
+        for page in self.notifications(start):
+            events = []
+            for n in page:
+                e = to_domain(n)
+                data = dict(vars(e))
+                for k in ("originator_id", "originator_version", "timestamp", "chain", "actor", "originator_topic"):
+                    data.pop(k, None)
+                events.append(ProjectedEvent(n.id, str(n.originator_id), n.originator_version, type(e).__name__,
+                                             e.timestamp, e.actor, data))  # type: ignore[attr-defined]
+            yield events
+
+    def add_projection(self, projection: Projection) -> None:
+        """Register a followed projection; a new or changed version is built from the start."""
+        self.runner.add(projection)
+
+    def catch_up(self) -> int:
+        """Bring every followed view up to the end of the log; returns the events processed."""
+        return self.runner.catch_up()
+
+    def rebuild(self, name: str) -> int:
+        """Rebuild one followed view from the start of the log; returns the events processed."""
+        return self.runner.rebuild(name)
+
+    def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event this journal stores (for UIs; never for state)."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def follow(self, *, interval: float = 0.25) -> None:
+        """Keep the followed views caught up in a background thread: woken by local appends, else polling."""
+        if self._follower is not None:
+            return
+        self._stop_following.clear()
+
+        def loop() -> None:
+            while not self._stop_following.is_set():
+                self._appended.wait(interval)
+                self._appended.clear()
+                if not self._stop_following.is_set():
+                    self.catch_up()
+
+        self._follower = threading.Thread(target=loop, name="runjournal-follower", daemon=True)
+        self._follower.start()
+
+    def stop_following(self) -> None:
+        """Stop the background catch-up thread, if any."""
+        if self._follower is not None:
+            self._stop_following.set()
+            self._appended.set()
+            self._follower.join()
+            self._follower = None
+
+    def _view(self, model: type[Any], sql: str, params: list[Any] | None = None) -> list[Any]:
+        runner = self.runner
+        if self._follower is None:
+            runner.catch_up()
+        return queries.select(runner.db, model, sql, params)
+
+    def runs(self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None) -> list[queries.RunRow]:
+        """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
+        clause, params = queries.where(state=state, agent_id=agent_id, thread_id=thread_id)
+        return self._view(queries.RunRow, f"SELECT * FROM runs{clause} ORDER BY created_at, run_id", params)
+
+    def threads(self) -> list[queries.ThreadSummary]:
+        """Thread summaries, most recently updated first."""
+        return self._view(queries.ThreadSummary, "SELECT * FROM threads ORDER BY updated_at DESC, thread_id")
+
+    def thread(self, thread_id: str) -> queries.ThreadSummary:
+        """One thread's summary; ``RunNotFound`` names the thread when it has no runs."""
+        rows = self._view(queries.ThreadSummary, "SELECT * FROM threads WHERE thread_id = ?", [thread_id])
+        if not rows:
+            raise RunNotFound(f"(thread {thread_id})")
+        return rows[0]
+
+    def messages(self, thread_id: str) -> list[queries.Message]:
+        """A thread's messages in log order."""
+        return self._view(queries.Message, "SELECT * FROM messages WHERE thread_id = ? ORDER BY position", [thread_id])
+
+    def approvals(self, *, status: str | None = None) -> list[queries.ApprovalRow]:
+        """Approvals, oldest first, optionally by status (pending, approved, rejected, edited, withdrawn)."""
+        clause, params = queries.where(status=status)
+        return self._view(queries.ApprovalRow, f"SELECT * FROM approvals{clause} ORDER BY requested_at, approval_id", params)
+
+    def pending_approvals(self) -> list[queries.ApprovalRow]:
+        """Approvals waiting for a person."""
+        return self.approvals(status="pending")
+
+    def recovery_intents(self) -> list[queries.RecoveryIntent]:
+        """What recovery must do for each non-terminal run."""
+        return self._view(queries.RecoveryIntent, "SELECT * FROM recovery_intents ORDER BY updated_at, run_id")
 
     # -- audit ------------------------------------------------------------------------
 
@@ -480,7 +609,7 @@ class Journal:
             entry = IndexEntry.of(self._load(run_id, fresh=True))
             if entry.live:
                 entries.append((entry, position))
-        self.views.replace_index(entries)
+        self.inline_views.replace_index(entries)
         return len(entries)
 
 
@@ -497,6 +626,17 @@ def recorded(event: Any, position: int | None = None) -> RecordedEvent:
         chain=event.chain,
         position=position,
     )
+
+
+def default_views_path(url: str) -> str:
+    """Where the followed views live: beside a SQLite store, in memory for memory://, else a local file."""
+    if url.startswith("memory:"):
+        return ":memory:"
+    if url.startswith("sqlite:"):
+        path = sqlite_path(url)
+        return str(path.with_name(path.stem + ".views.db"))
+    safe = "".join(c if c.isalnum() else "-" for c in _redact(url).split("://", 1)[-1]).strip("-")
+    return str(Path(".runjournal") / f"{safe}.views.db")
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,62 @@
+"""What a followed projection is: a name, a version, a schema and a handler.
+
+    class RunsPerAgent(Projection):
+        name = "runs_per_agent"
+        version = 1
+        def setup(self, db): db["runs_per_agent"].create({"agent_id": str, "n": int}, pk="agent_id", if_not_exists=True)
+        def handle(self, event, db): ...
+
+``db`` is a sqlite-utils ``Database`` over the views connection, already inside
+the transaction that will also record the projection's position: whatever a
+handler writes commits with its position or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+
+@dataclass(slots=True)
+class ProjectedEvent:
+    """One event of the log as projections see it."""
+
+    position: int
+    run_id: str
+    version: int
+    type: str
+    timestamp: datetime
+    actor: str
+    data: dict[str, Any]
+    thread_id: str = ""
+    agent_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Projection:
+    """Base class of followed projections; override ``setup`` and ``handle``."""
+
+    name: str = ""
+    version: int = 1
+    tables: tuple[str, ...] = ()  # dropped on rebuild; defaults to (name,)
+
+    def setup(self, db: Database) -> None:
+        """Create the projection's tables (idempotent)."""
+
+    def handle(self, event: ProjectedEvent, db: Database) -> None:
+        """Apply one event."""
+
+    def handle_page(self, events: Sequence[ProjectedEvent], db: Database) -> None:
+        """Apply a page of events; built-ins override this to write in batches."""
+        for event in events:
+            self.handle(event, db)
+
+    def reset(self, db: Database) -> None:
+        """Drop the projection's tables and create them again (a rebuild from zero)."""
+        for table in self.tables or (self.name,):
+            db.execute(f'DROP TABLE IF EXISTS "{table}"')
+        self.setup(db)

@@ -1,0 +1,64 @@
+"""The ``recovery_intents`` view: for each non-terminal run, what startup recovery must do.
+
+Recovery reads this view, never the whole log, so its cost follows the number
+of live runs. Terminal runs have no row.
+"""
+
+from __future__ import annotations
+
+from ..domain.transitions import RunState
+from .base import ProjectedEvent
+from .rows import Row, RowProjection, as_json
+from .runs import next_state
+
+# What recovery does for a run in each non-terminal state.
+INTENTS = {
+    RunState.CREATED: "queue",
+    RunState.QUEUED: "execute",
+    RunState.CLAIMED: "requeue-if-lease-expired",
+    RunState.RUNNING: "replay-or-fail-if-stale",
+    RunState.RESUMING: "resume",
+    RunState.WAITING_FOR_APPROVAL: "wait-for-approval",
+    RunState.CANCELLING: "cancel-if-lease-expired",
+}
+
+
+class RecoveryIntentsView(RowProjection):
+    name = "recovery_intents"
+    version = 1
+    pk = "run_id"
+    columns = {  # noqa: RUF012
+        "run_id": str, "thread_id": str, "agent_id": str, "state": str, "intent": str, "attempts": int,
+        "has_request": int, "checkpoint_ref": str, "resume_kind": str, "resume_payload": str,
+        "lease_expires_at": str, "updated_at": str,
+    }
+    indexes = (("intent",),)
+
+    def apply(self, row: Row | None, e: ProjectedEvent) -> Row | None:
+        d = e.data
+        if e.type == "Created":
+            row = {"run_id": e.run_id, "thread_id": d["thread_id"], "agent_id": d["agent_id"], "state": "created",
+                   "attempts": 0, "has_request": int(d["input"] is not None), "checkpoint_ref": None,
+                   "resume_kind": None, "resume_payload": None, "lease_expires_at": None}
+        else:
+            assert row is not None, f"{e.type} before Created for run {e.run_id}"
+            row = {**row, "state": next_state(row["state"], e)}
+        if RunState(row["state"]).is_terminal:
+            return None
+        if "lease_expires_at" in d:
+            row["lease_expires_at"] = d["lease_expires_at"].isoformat()
+        if e.type == "ApprovalRequested":
+            row["checkpoint_ref"] = d["checkpoint_ref"]
+        elif e.type == "ApprovalResolved":
+            row["resume_kind"] = "cross-restart"
+            row["resume_payload"] = as_json({"approval_id": d["approval_id"], "decision": d["decision"],
+                                             "edits": d["edits"], "edited_args": d["edited_args"]})
+        elif e.type == "RecoveryAttempted":
+            row["attempts"] = d["attempt"]
+            row["resume_kind"] = d["resume_kind"]
+        elif e.type == "LeaseExpired" and d.get("resume_kind"):
+            row["resume_kind"] = d["resume_kind"]
+        elif e.type == "Resumed":
+            row["resume_kind"] = None
+            row["resume_payload"] = None
+        return {**row, "intent": INTENTS[RunState(row["state"])], "updated_at": e.timestamp.isoformat()}

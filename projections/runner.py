@@ -1,0 +1,199 @@
+"""The projection runner: pages of the log in, view rows and positions out, exactly once.
+
+For each page it opens ONE transaction (``BEGIN IMMEDIATE``, so several
+processes may follow the same views file), re-reads every projection's
+position inside it, lets each projection handle the events past its position,
+records the new positions, and commits. A kill at any instant leaves rows and
+positions together: either the page is in, or it is not. A projection that
+raises is rolled back to the event before the failing one, stops there, and is
+reported; the others go on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from .base import ProjectedEvent, Projection
+from .run_index import RunIndex
+
+ReadPages = Callable[[int], Iterator[list[ProjectedEvent]]]
+TRACKING = "_projection_tracking"
+
+
+@dataclass(frozen=True)
+class ProjectionFailure:
+    """Where a projection stopped and why."""
+
+    name: str
+    position: int
+    event_type: str
+    error: str
+
+
+class ProjectionError(Exception):
+    """Raised by catch-up when a projection's handler raised; the others were applied."""
+
+    def __init__(self, failures: Sequence[ProjectionFailure]) -> None:
+        self.failures = list(failures)
+        super().__init__(
+            "; ".join(
+                f"projection {f.name!r} stopped at position {f.position} ({f.event_type}): {f.error}"
+                for f in self.failures
+            )
+        )
+
+
+def open_views(path: str | Path) -> Database:
+    """The views database (WAL; ``synchronous=NORMAL``: it is a cache the log can rebuild)."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return Database(conn)
+
+
+class ProjectionRunner:
+    """Keeps followed projections caught up with the log."""
+
+    def __init__(self, db: Database, read_pages: ReadPages) -> None:
+        self.db = db
+        self._read_pages = read_pages
+        self._index = RunIndex()
+        self._projections: dict[str, Projection] = {}
+        self.failures: dict[str, ProjectionFailure] = {}
+        with self._transaction():
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, version INTEGER, position INTEGER)"
+            )
+        self.add(self._index)
+
+    @property
+    def projections(self) -> dict[str, Projection]:
+        """Registered projections by name (the internal run index included)."""
+        return dict(self._projections)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db.conn)
+
+    def add(self, projection: Projection) -> None:
+        """Register a projection; a new or changed ``version`` starts it from the beginning."""
+        if not projection.name:
+            raise ValueError(f"{type(projection).__name__} needs a name")
+        if projection.name in self._projections:
+            raise ValueError(f"a projection named {projection.name!r} is already added")
+        with self._transaction():
+            row = self.db.execute(f"SELECT version FROM {TRACKING} WHERE name = ?", [projection.name]).fetchone()
+            if row is None or row[0] != projection.version:
+                projection.reset(self.db)
+                self._set_position(projection, 0)
+            else:
+                projection.setup(self.db)
+        self._projections[projection.name] = projection
+
+    def rebuild(self, name: str) -> int:
+        """Drop a projection's rows and replay the whole log into it; returns events processed."""
+        projection = self._projections.get(name)
+        if projection is None:
+            raise KeyError(f"no projection named {name!r}; known: {', '.join(sorted(self._projections))}")
+        with self._transaction():
+            projection.reset(self.db)
+            self._set_position(projection, 0)
+        self.failures.pop(name, None)
+        return self.catch_up()
+
+    def positions(self) -> dict[str, int]:
+        """Each projection's position in the log."""
+        rows = self.db.execute(f"SELECT name, position FROM {TRACKING}").fetchall()
+        return {name: pos for name, pos in rows if name in self._projections}
+
+    def catch_up(self) -> int:
+        """Apply every event past each projection's position; returns the events read."""
+        self.failures.clear()
+        positions = self.positions()
+        if not positions:
+            return 0
+        processed = 0
+        for page in self._read_pages(min(positions.values())):
+            with self._transaction():
+                positions = self.positions()  # another process may have moved them
+                self._apply(page, positions)
+            processed += len(page)
+        if self.failures:
+            raise ProjectionError(list(self.failures.values()))
+        return processed
+
+    def _apply(self, page: list[ProjectedEvent], positions: dict[str, int]) -> None:
+        for projection in self._projections.values():
+            if projection.name in self.failures:
+                continue
+            events = [e for e in page if e.position > positions[projection.name]]
+            if not events:
+                continue
+            if projection is not self._index:
+                self._index.enrich(events, self.db)
+            last = self._handle(projection, events)
+            if last is not None:
+                self._set_position(projection, last)
+
+    def _handle(self, projection: Projection, events: list[ProjectedEvent]) -> int | None:
+        """Apply events in a savepoint; on failure keep the good prefix. Returns the new position."""
+        self.db.execute("SAVEPOINT projection")
+        try:
+            projection.handle_page(events, self.db)
+        except Exception:  # noqa: BLE001 - find the failing event, keep what came before it
+            self.db.execute("ROLLBACK TO projection")
+            self.db.execute("RELEASE projection")
+            return self._handle_one_by_one(projection, events)
+        self.db.execute("RELEASE projection")
+        return events[-1].position
+
+    def _handle_one_by_one(self, projection: Projection, events: list[ProjectedEvent]) -> int | None:
+        last = None
+        for event in events:
+            self.db.execute("SAVEPOINT one_event")
+            try:
+                projection.handle_page([event], self.db)
+            except Exception as e:  # noqa: BLE001 - reported through ProjectionError
+                self.db.execute("ROLLBACK TO one_event")
+                self.db.execute("RELEASE one_event")
+                self.failures[projection.name] = ProjectionFailure(
+                    projection.name, event.position, event.type, f"{type(e).__name__}: {e}"
+                )
+                return last
+            self.db.execute("RELEASE one_event")
+            last = event.position
+        return last
+
+    def _set_position(self, projection: Projection, position: int) -> None:
+        self.db.execute(
+            f"INSERT INTO {TRACKING} (name, version, position) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET version = excluded.version, position = excluded.position",
+            [projection.name, projection.version, position],
+        )
+
+    def close(self) -> None:
+        """Close the views connection."""
+        self.db.conn.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """Slices of at most ``size`` (SQLite limits bound parameters)."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

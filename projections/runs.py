@@ -1,0 +1,50 @@
+"""The ``runs`` view: one row per run with its state, agent, thread, priority, times and lease."""
+
+from __future__ import annotations
+
+from ..domain.transitions import check
+from .base import ProjectedEvent
+from .rows import Row, RowProjection, as_json
+
+
+def next_state(state: str, event: ProjectedEvent) -> str:
+    """The state an event leads to, from the transition table."""
+    return str(check(event.run_id, state, event.type, event.data.get("to_state")))
+
+
+class RunsView(RowProjection):
+    name = "runs"
+    version = 1
+    pk = "run_id"
+    columns = {  # noqa: RUF012
+        "run_id": str, "thread_id": str, "agent_id": str, "state": str, "priority": int, "version": int,
+        "worker_id": str, "epoch": int, "lease_expires_at": str, "created_at": str, "updated_at": str,
+        "created_by": str, "error": str, "output": str, "parent_run_id": str,
+    }
+    indexes = (("state",), ("agent_id",), ("thread_id",))
+
+    def apply(self, row: Row | None, e: ProjectedEvent) -> Row:
+        ts = e.timestamp.isoformat()
+        if e.type == "Created":
+            return {
+                "run_id": e.run_id, "thread_id": e.data["thread_id"], "agent_id": e.data["agent_id"],
+                "state": "created", "priority": e.data["priority"], "version": e.version, "worker_id": None,
+                "epoch": 0, "lease_expires_at": None, "created_at": ts, "updated_at": ts,
+                "created_by": e.actor, "error": None, "output": None, "parent_run_id": e.data.get("parent_run_id"),
+            }
+        assert row is not None, f"{e.type} before Created for run {e.run_id}"
+        row = {**row, "state": next_state(row["state"], e), "version": e.version, "updated_at": ts}
+        data = e.data
+        if "worker_id" in data:
+            row["worker_id"] = data["worker_id"]
+        if "epoch" in data:
+            row["epoch"] = data["epoch"]
+        if "lease_expires_at" in data:
+            row["lease_expires_at"] = data["lease_expires_at"].isoformat()
+        if e.type in ("Completed", "Failed", "Cancelled", "LeaseExpired", "ApprovalRequested"):
+            row["lease_expires_at"] = None
+        if e.type == "Completed":
+            row["output"] = as_json(data["output"])
+        if e.type == "Failed" or (e.type == "LeaseExpired" and data["to_state"] == "failed"):
+            row["error"] = data.get("error") or data.get("reason")
+        return row

@@ -1,0 +1,110 @@
+"""Reading the followed views: plain SQL in, pydantic models out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlite_utils import Database
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RunRow(_Row):
+    run_id: str
+    thread_id: str
+    agent_id: str
+    state: str
+    priority: int
+    version: int
+    worker_id: str | None
+    epoch: int
+    lease_expires_at: str | None
+    created_at: str
+    updated_at: str
+    created_by: str
+    error: str | None
+    output: Any
+    parent_run_id: str | None
+
+
+class ThreadSummary(_Row):
+    thread_id: str
+    agent_id: str
+    latest_run_id: str
+    status: str
+    run_count: int
+    message_count: int
+    created_at: str
+    updated_at: str
+
+
+class ApprovalRow(_Row):
+    approval_id: str
+    run_id: str
+    thread_id: str
+    agent_id: str
+    tool_name: str
+    tool_args: Any
+    tool_call_id: str | None
+    args_digest: str
+    checkpoint_ref: str | None
+    status: str
+    requested_at: str
+    decided_by: str | None
+    decided_at: str | None
+    edits: Any
+    edited_args: Any
+    edited_args_digest: str | None
+
+
+class RecoveryIntent(_Row):
+    run_id: str
+    thread_id: str
+    agent_id: str
+    state: str
+    intent: str
+    attempts: int
+    has_request: bool
+    checkpoint_ref: str | None
+    resume_kind: str | None
+    resume_payload: Any
+    lease_expires_at: str | None
+    updated_at: str
+
+
+class Message(_Row):
+    position: int
+    thread_id: str
+    run_id: str
+    role: str
+    content: str
+    created_at: str
+
+
+JSON_COLUMNS = {"output", "tool_args", "edits", "edited_args", "resume_payload"}
+
+
+def select(db: Database, model: type[_Row], sql: str, params: list[Any] | None = None) -> list[Any]:
+    """Rows of a query as models (JSON columns decoded)."""
+    cursor = db.conn.execute(sql, params or [])
+    names = [c[0] for c in cursor.description]
+    out = []
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        for name in JSON_COLUMNS & row.keys():
+            if row[name] is not None:
+                row[name] = json.loads(row[name])
+        out.append(model(**row))
+    return out
+
+
+def where(**filters: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause for the filters that are not None."""
+    given = {k: v for k, v in filters.items() if v is not None}
+    if not given:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in given), list(given.values())
