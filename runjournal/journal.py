@@ -97,6 +97,7 @@ class Journal:
         self._appended = threading.Event()
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
+        self.page_size = PAGE_SIZE  # events per page (and per views transaction) in catch-up
 
     @classmethod
     def open(
@@ -501,7 +502,7 @@ class Journal:
 
     def _projected_pages(self, start: int) -> Iterator[list[ProjectedEvent]]:
         to_domain = self._store.mapper.to_domain_event
-        for page in self.notifications(start):
+        for page in self.notifications(start, page_size=self.page_size):
             events = []
             for n in page:
                 e = to_domain(n)
