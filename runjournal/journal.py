@@ -37,7 +37,14 @@ from .domain import (
     StoreError,
 )
 from .domain.transitions import is_allowed
-from .projections import ProjectedEvent, Projection, ProjectionRunner, builtin_projections, open_views
+from .projections import (
+    ProjectedEvent,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    builtin_projections,
+    open_views,
+)
 from .models import (
     ApprovalInput,
     CancelInput,
@@ -97,6 +104,8 @@ class Journal:
         self._appended = threading.Event()
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
+        self._views_lock = threading.RLock()  # the follower and the caller share one views connection
+        self.follow_error: ProjectionError | None = None
         self.page_size = PAGE_SIZE  # events per page (and per views transaction) in catch-up
 
     @classmethod
@@ -165,7 +174,10 @@ class Journal:
         self._appended.set()
         for listener in list(self._listeners):
             for recording in recordings:
-                listener(recorded(recording.domain_event, recording.notification.id))
+                try:
+                    listener(recorded(recording.domain_event, recording.notification.id))
+                except Exception:  # noqa: BLE001, S112 - a live listener (UI) must never undo a stored save
+                    continue
 
     def _execute(self, run_id: str, command: Callable[[Run], Any]) -> tuple[Run, Any]:
         """Load, command, save; a conflict on a cached copy is retried once on a fresh one."""
@@ -515,15 +527,18 @@ class Journal:
 
     def add_projection(self, projection: Projection) -> None:
         """Register a followed projection; a new or changed version is built from the start."""
-        self.runner.add(projection)
+        with self._views_lock:
+            self.runner.add(projection)
 
     def catch_up(self) -> int:
         """Bring every followed view up to the end of the log; returns the events processed."""
-        return self.runner.catch_up()
+        with self._views_lock:
+            return self.runner.catch_up()
 
     def rebuild(self, name: str) -> int:
         """Rebuild one followed view from the start of the log; returns the events processed."""
-        return self.runner.rebuild(name)
+        with self._views_lock:
+            return self.runner.rebuild(name)
 
     def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event this journal stores (for UIs; never for state)."""
@@ -541,7 +556,11 @@ class Journal:
                 self._appended.wait(interval)
                 self._appended.clear()
                 if not self._stop_following.is_set():
-                    self.catch_up()
+                    try:
+                        self.catch_up()
+                        self.follow_error = None
+                    except ProjectionError as e:  # the others were applied; retry it on the next wake
+                        self.follow_error = e
 
         self._follower = threading.Thread(target=loop, name="runjournal-follower", daemon=True)
         self._follower.start()
@@ -555,10 +574,15 @@ class Journal:
             self._follower = None
 
     def _view(self, model: type[Any], sql: str, params: list[Any] | None = None) -> list[Any]:
-        runner = self.runner
-        if self._follower is None:
-            runner.catch_up()
-        return queries.select(runner.db, model, sql, params)
+        with self._views_lock:
+            runner = self.runner
+            try:
+                runner.catch_up()
+            except ProjectionError as e:
+                builtin = {p.name for p in builtin_projections()}
+                if any(f.name in builtin for f in e.failures):
+                    raise  # the view asked for may be stale: say so
+            return queries.select(runner.db, model, sql, params)
 
     def runs(self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None) -> list[queries.RunRow]:
         """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
