@@ -29,10 +29,10 @@ import pytest
 
 from runjournal import Journal
 from runjournal.domain import Run
+from runjournal.journal import PAGE_SIZE
 
 EVENTS = 50_000
 BATCH = 200  # runs per batch; each batch is saved in three transactions (one per phase)
-KILLS = 3
 VIEWS = {  # table -> primary key
     "runs": "run_id",
     "threads": "thread_id",
@@ -263,7 +263,7 @@ def wait_until(predicate: Callable[[], bool], child: subprocess.Popen[str], time
             return True
         if child.poll() is not None:
             return predicate()
-        time.sleep(0.005)
+        time.sleep(0.002)
     raise AssertionError("the catch-up child made no progress in time")
 
 
@@ -280,37 +280,43 @@ def kill(child: subprocess.Popen[str]) -> bool:
 
 
 def kill_mid_catch_up(url: str, views: Path, max_position: int, rng: random.Random) -> dict[str, Any]:
-    """Start a child, wait until it commits pages of its own, then kill it at a random later moment.
+    """Start a child and kill it at a random moment while it is catching up.
 
-    The delay is drawn within the first 60% of the catch-up time still expected,
-    estimated from the rate the child is seen making progress at.
+    A random target position is drawn in the first half of what is left to do
+    (so later children have work left to be killed in); once the child has
+    committed past it, the kill comes after a further random delay of up to one
+    page's processing time (timed from the child's own progress), so it may land
+    anywhere inside the page being applied, or between pages.
     """
     before = low_water(views)
+    target = rng.randint(before + 1, before + (max_position - before) // 2)
     launched = time.monotonic()
     child = spawn(url, views)
     wait_until(lambda: low_water(views) > before, child)
-    first, t1 = low_water(views), time.monotonic()
-    wait_until(lambda: low_water(views) >= min(first + 2_000, max_position), child)
-    second, t2 = low_water(views), time.monotonic()
-    rate = max(second - first, 1) / max(t2 - t1, 1e-3)
-    delay = rng.uniform(0, 0.6 * max(max_position - second, 0) / rate)
+    first, t_first = low_water(views), time.monotonic()
+    wait_until(lambda: low_water(views) >= target, child)
+    reached, t_reached = low_water(views), time.monotonic()
+    page_s = (t_reached - t_first) * PAGE_SIZE / (reached - first) if reached > first else 0.05
+    delay = rng.uniform(0, page_s)
     time.sleep(delay)
     interrupted = kill(child)
-    return {"mode": "mid", "from": before, "at": low_water(views), "interrupted": interrupted,
-            "delay_s": round(t2 - launched + delay, 3), "startup_s": round(t1 - launched, 3), "rate": round(rate)}
+    return {"mode": "mid", "from": before, "target": target, "at": low_water(views), "interrupted": interrupted,
+            "startup_s": round(t_first - launched, 3), "page_s": round(page_s, 4), "delay_s": round(delay, 4)}
 
 
-def kill_any_moment(url: str, views: Path, max_position: int, rng: random.Random,
-                    startup_s: float, rate: float) -> dict[str, Any]:
-    """Start a child and kill it a random delay after launch: in start-up, schema set-up or catch-up.
+def kill_any_moment(url: str, views: Path, max_position: int, rng: random.Random, startup_s: float) -> dict[str, Any]:
+    """Start a child and kill it after a random delay from launch: in start-up, schema set-up or catch-up.
 
-    The delay is drawn within start-up plus half the catch-up time still expected,
-    so the next child has work left to be killed in.
+    The delay is drawn within twice the start-up time seen before; the kill comes
+    sooner if the child gets through half of what is left to do.
     """
     before = low_water(views)
+    cap = before + (max_position - before) // 2
+    delay = rng.uniform(0, 2 * startup_s)
     child = spawn(url, views)
-    delay = rng.uniform(0, startup_s + 0.5 * (max_position - before) / rate)
-    time.sleep(delay)
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and child.poll() is None and low_water(views) < cap:
+        time.sleep(0.002)
     interrupted = kill(child)
     return {"mode": "any", "from": before, "at": low_water(views), "interrupted": interrupted,
             "delay_s": round(delay, 3)}
@@ -340,13 +346,14 @@ def test_sigkilled_catch_up_ends_equal_to_a_clean_rebuild(tmp_path: Path) -> Non
 
     # Kills 1 and 3 land mid catch-up for sure; kill 2 may land anywhere from launch on.
     kills = [kill_mid_catch_up(url, views, max_position, rng)]
-    kills.append(kill_any_moment(url, views, max_position, rng, kills[0]["startup_s"], kills[0]["rate"]))
+    kills.append(kill_any_moment(url, views, max_position, rng, kills[0]["startup_s"]))
     kills.append(kill_mid_catch_up(url, views, max_position, rng))
     context = f"RUNJOURNAL_SIGKILL_SEED={seed}, kills: {kills}"
     print(context)
 
-    mid = [k for k in kills if k["interrupted"] and k["from"] < k["at"] < max_position]
-    assert len(mid) >= 2, f"expected two kills mid catch-up; {context}"
+    mid = [k for k in kills if k["mode"] == "mid" and k["interrupted"] and k["from"] < k["at"] < max_position]
+    assert len(mid) == 2, f"expected two kills mid catch-up; {context}"
+    assert kills[1]["interrupted"], context
 
     final = spawn(url, views)
     out, err = final.communicate(timeout=CHILD_TIMEOUT)
