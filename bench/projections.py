@@ -41,7 +41,7 @@ from uuid import UUID
 
 from runjournal import Journal
 from runjournal.domain import Run
-from runjournal.journal import PAGE_SIZE
+from runjournal.journal import CATCH_UP_PAGE_SIZE as PAGE_SIZE
 
 from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
 

@@ -52,7 +52,7 @@ class ApprovalsView(RowProjection):
         return e.extra.get("withdraws")
 
     def apply(self, row: Row | None, e: ProjectedEvent) -> Row:
-        ts = e.timestamp.isoformat()
+        ts = e.iso
         d = e.data
         if e.type == "ApprovalRequested":
             return {

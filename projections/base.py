@@ -35,6 +35,15 @@ class ProjectedEvent:
     thread_id: str = ""
     agent_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    iso: str = ""  # the timestamp as ISO text, computed once for every view
+    # The run's state before and after this event, once a view has worked it out:
+    # the runs, threads and recovery views all need it.
+    state_from: str = ""
+    state_to: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.iso:
+            self.iso = self.timestamp.isoformat()
 
 
 class Projection:

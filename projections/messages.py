@@ -25,6 +25,7 @@ class MessagesView(RowProjection):
     name = "messages"
     version = 1
     pk = "position"
+    append_only = True
     columns = {  # noqa: RUF012
         "position": int, "thread_id": str, "run_id": str, "role": str, "content": str, "created_at": str,
     }
@@ -44,4 +45,4 @@ class MessagesView(RowProjection):
             role, content = "assistant", message_text(e.data["content"])
         thread_id = e.data.get("thread_id", e.thread_id)
         return {"position": e.position, "thread_id": thread_id, "run_id": e.run_id, "role": role,
-                "content": content, "created_at": e.timestamp.isoformat()}
+                "content": content, "created_at": e.iso}

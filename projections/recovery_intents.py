@@ -6,7 +6,7 @@ of live runs. Terminal runs have no row.
 
 from __future__ import annotations
 
-from ..domain.transitions import RunState
+from ..domain.transitions import TERMINAL_STATES, RunState
 from .base import ProjectedEvent
 from .rows import Row, RowProjection, as_json
 from .runs import next_state
@@ -33,6 +33,10 @@ class RecoveryIntentsView(RowProjection):
         "lease_expires_at": str, "updated_at": str,
     }
     indexes = (("intent",),)
+    fixed = ("thread_id", "agent_id")
+
+    def creates(self, event: ProjectedEvent) -> bool:
+        return event.type == "Created"
 
     def apply(self, row: Row | None, e: ProjectedEvent) -> Row | None:
         d = e.data
@@ -42,8 +46,8 @@ class RecoveryIntentsView(RowProjection):
                    "resume_kind": None, "resume_payload": None, "lease_expires_at": None}
         else:
             assert row is not None, f"{e.type} before Created for run {e.run_id}"
-            row = {**row, "state": next_state(row["state"], e)}
-        if RunState(row["state"]).is_terminal:
+            row["state"] = next_state(row["state"], e)  # rows are this page's own copies
+        if row["state"] in TERMINAL_STATES:
             return None
         if "lease_expires_at" in d:
             row["lease_expires_at"] = d["lease_expires_at"].isoformat()
@@ -61,4 +65,6 @@ class RecoveryIntentsView(RowProjection):
         elif e.type == "Resumed":
             row["resume_kind"] = None
             row["resume_payload"] = None
-        return {**row, "intent": INTENTS[RunState(row["state"])], "updated_at": e.timestamp.isoformat()}
+        row["intent"] = INTENTS[row["state"]]
+        row["updated_at"] = e.iso
+        return row

@@ -8,6 +8,7 @@ page's events to plain dicts and write them back with ``executemany``.
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ class RowProjection(Projection):
     pk: str = ""
     columns: dict[str, type] = {}  # noqa: RUF012 - a class-level schema
     indexes: tuple[tuple[str, ...], ...] = ()
+    append_only: bool = False  # every event makes a new row: nothing to load first
+    fixed: tuple[str, ...] = ()  # columns never changed after insert: left out of updates, so their indexes are untouched
 
     def setup(self, db: Database) -> None:
         table = db[self.name]
@@ -40,6 +43,10 @@ class RowProjection(Projection):
         """The key of the row an event touches, or None."""
         return event.run_id
 
+    def creates(self, event: ProjectedEvent) -> bool:
+        """True when the event starts its row afresh: no need to load it first."""
+        return False
+
     def apply(self, row: Row | None, event: ProjectedEvent) -> Row | None:
         """The row after the event (None deletes it)."""
         raise NotImplementedError
@@ -48,14 +55,25 @@ class RowProjection(Projection):
         self.handle_page([event], db)
 
     def handle_page(self, events: Sequence[ProjectedEvent], db: Database) -> None:
-        keyed = [(self.key(e), e) for e in events]
-        keys = list(dict.fromkeys(k for k, _ in keyed if k is not None))
-        if not keys:
+        key_of, creates = self.key, self.creates
+        keyed = []
+        to_load: dict[Any, None] = {}  # keys whose first event in the page needs the stored row
+        seen: set[Any] = set()
+        for event in events:
+            key = key_of(event)
+            if key is None:
+                continue
+            keyed.append((key, event))
+            if key not in seen:
+                seen.add(key)
+                if not (self.append_only or creates(event)):
+                    to_load[key] = None
+        if not keyed:
             return
-        rows: dict[Any, Row | None] = dict(self.load(db, keys))
+        rows: dict[Any, Row | None] = dict(self.load(db, list(to_load))) if to_load else {}
+        apply, get = self.apply, rows.get
         for key, event in keyed:
-            if key is not None:
-                rows[key] = self.apply(rows.get(key), event)
+            rows[key] = apply(get(key), event)
         self.store(db, rows)
 
     def load(self, db: Database, keys: Sequence[Any]) -> dict[Any, Row]:
@@ -76,11 +94,15 @@ class RowProjection(Projection):
     def store(self, db: Database, rows: dict[Any, Row | None]) -> None:
         """Write changed rows back and delete the ones that went away."""
         names = list(self.columns)
-        upserts = [tuple(r.get(n) for n in names) for r in rows.values() if r is not None]
+        values = itemgetter(*names)
+        upserts = [values(r) for r in rows.values() if r is not None]
         deletes = [(k,) for k, r in rows.items() if r is None]
         if upserts:
+            # An upsert rewrites only the indexes whose columns changed; REPLACE would rewrite them all.
+            updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != self.pk and n not in self.fixed)
             db.conn.executemany(
-                f'INSERT OR REPLACE INTO "{self.name}" ({", ".join(names)}) VALUES ({",".join("?" * len(names))})',
+                f'INSERT INTO "{self.name}" ({", ".join(names)}) VALUES ({",".join("?" * len(names))})'
+                f" ON CONFLICT ({self.pk}) DO UPDATE SET {updates}",
                 upserts,
             )
         if deletes:

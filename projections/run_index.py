@@ -30,6 +30,9 @@ class RunIndex(RowProjection):
     def key(self, event: ProjectedEvent) -> str | None:
         return event.run_id if event.type == "Created" else None
 
+    def creates(self, event: ProjectedEvent) -> bool:
+        return event.type == "Created"
+
     def apply(self, row: Row | None, event: ProjectedEvent) -> Row:
         self._remember(event.run_id, event.data["thread_id"], event.data["agent_id"])
         return {"run_id": event.run_id, "thread_id": event.data["thread_id"], "agent_id": event.data["agent_id"]}

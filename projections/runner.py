@@ -53,6 +53,7 @@ def open_views(path: str | Path) -> Database:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the touched rows of a page stay in memory
     return Database(conn)
 
 
@@ -127,14 +128,17 @@ class ProjectionRunner:
         return processed
 
     def _apply(self, page: list[ProjectedEvent], positions: dict[str, int]) -> None:
-        for projection in self._projections.values():
+        enriched = False
+        for projection in self._projections.values():  # the run index comes first
             if projection.name in self.failures:
                 continue
-            events = [e for e in page if e.position > positions[projection.name]]
+            after = positions[projection.name]
+            events = page if page[0].position > after else [e for e in page if e.position > after]
             if not events:
                 continue
-            if projection is not self._index:
-                self._index.enrich(events, self.db)
+            if projection is not self._index and not enriched:
+                self._index.enrich(page, self.db)  # once per page: every view sees the same events
+                enriched = True
             last = self._handle(projection, events)
             if last is not None:
                 self._set_position(projection, last)

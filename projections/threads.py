@@ -24,7 +24,7 @@ class ThreadsView(RowProjection):
         return e.data["thread_id"] if e.type == "Created" else e.thread_id
 
     def apply(self, row: Row | None, e: ProjectedEvent) -> Row:
-        ts = e.timestamp.isoformat()
+        ts = e.iso
         messages = 1 if _counts_as_message(e) is not None else 0
         if e.type == "Created":
             base = row or {"thread_id": e.data["thread_id"], "run_count": 0, "message_count": 0, "created_at": ts}
@@ -32,7 +32,8 @@ class ThreadsView(RowProjection):
                     "run_count": base["run_count"] + 1, "message_count": base["message_count"] + messages,
                     "updated_at": ts}
         assert row is not None, f"{e.type} of run {e.run_id} before its thread exists"
-        row = {**row, "message_count": row["message_count"] + messages, "updated_at": ts}
+        row["message_count"] += messages  # rows are this page's own copies
+        row["updated_at"] = ts
         if e.run_id == row["latest_run_id"]:
             row["status"] = next_state(row["status"], e)
         return row

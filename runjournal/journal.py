@@ -60,12 +60,14 @@ from .models import (
     VerifyReport,
     validate,
 )
+from .decoding import EventDecoder, RawEvent, raw
 from .verification import verify_log
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
 _CACHE_SIZE = 4096
 _CLAIM_CANDIDATES = 8
 PAGE_SIZE = 1000
+CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
 
 class RunStore(Application):
@@ -106,7 +108,7 @@ class Journal:
         self._stop_following = threading.Event()
         self._views_lock = threading.RLock()  # the follower and the caller share one views connection
         self.follow_error: ProjectionError | None = None
-        self.page_size = PAGE_SIZE  # events per page (and per views transaction) in catch-up
+        self.page_size = CATCH_UP_PAGE_SIZE  # events per page (and per views transaction) in catch-up
 
     @classmethod
     def open(
@@ -513,17 +515,20 @@ class Journal:
         return self._runner
 
     def _projected_pages(self, start: int) -> Iterator[list[ProjectedEvent]]:
-        to_domain = self._store.mapper.to_domain_event
-        for page in self.notifications(start, page_size=self.page_size):
-            events = []
-            for n in page:
-                e = to_domain(n)
-                data = dict(vars(e))
-                for k in ("originator_id", "originator_version", "timestamp", "chain", "actor", "originator_topic"):
-                    data.pop(k, None)
-                events.append(ProjectedEvent(n.id, str(n.originator_id), n.originator_version, type(e).__name__,
-                                             e.timestamp, e.actor, data))  # type: ignore[attr-defined]
-            yield events
+        decoder = EventDecoder(self._store.mapper)
+        for page in self.raw_pages(start, page_size=self.page_size):
+            yield decoder.decode_page(page)
+
+    def raw_pages(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[RawEvent]]:
+        """The log after ``start`` as (position, run id, version, topic, state) tuples, in pages."""
+        select_raw = getattr(self._store.recorder, "select_raw", None)
+        if select_raw is None:  # stores without a raw reader: convert their notifications
+            for notifications in self.notifications(start, page_size=page_size):
+                yield [raw(n) for n in notifications]
+            return
+        while page := select_raw(start, page_size):
+            yield page
+            start = page[-1][0]
 
     def add_projection(self, projection: Projection) -> None:
         """Register a followed projection; a new or changed version is built from the start."""

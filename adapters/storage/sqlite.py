@@ -39,6 +39,15 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
             c.execute(statement, params)
             return list(c.fetchall())
 
+    def select_raw(self, start: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
+        """Events after ``start`` as (position, run id, version, topic, state): no per-row objects."""
+        rows = self._select(
+            f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (start, limit),
+        )
+        return [(r[0], _dashed(r[1]), r[2], r[3], r[4]) for r in rows]
+
     def claim_candidates(self, limit: int) -> list[str]:
         """Run ids of the best claimable runs, best first."""
         return [r[0] for r in self._select(self.index_sql.candidates, (limit,))]
@@ -62,6 +71,13 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
                 c.execute(statement)
             for entry, position in entries:
                 index.write_entries(c, self.index_sql, [entry], {entry.run_id: position})
+
+
+def _dashed(hex_id: str) -> str:
+    """A UUID's text form from its stored hex, without building a UUID."""
+    if len(hex_id) != 32:
+        return hex_id
+    return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
 
 
 class Factory(SQLiteFactory):
