@@ -10,6 +10,7 @@ from .errors import (
     RunNotFound,
     StoreError,
     UnknownAgent,
+    WorkspaceError,
 )
 from .run import DECISIONS, RESUME_KINDS, STEP_KINDS, Run
 from .transitions import CLAIMABLE_STATES, LEASED_STATES, TRANSITIONS, RunState
@@ -32,4 +33,5 @@ __all__ = [
     "RunjournalError",
     "StoreError",
     "UnknownAgent",
+    "WorkspaceError",
 ]

@@ -8,7 +8,8 @@
     ├── LeaseLost                            a worker command from a lease that is not current
     ├── ConcurrencyConflict                  another writer saved the run first
     ├── UnknownAgent                         routing found no agent of that name
-    └── StoreError                           the store URL is wrong or the store unreachable
+    ├── StoreError                           the store URL is wrong or the store unreachable
+    └── WorkspaceError                       the workspace file is missing or invalid
 
 Every error keeps its ids as attributes and has a stable ``code`` for the CLI's
 JSON output. Whatever raised one appended nothing.
@@ -121,3 +122,31 @@ class StoreError(RunjournalError):
     """Raised when a store URL is malformed or the store cannot be opened."""
 
     code = "store_error"
+
+
+class WorkspaceError(RunjournalError):
+    """Raised when a workspace file is missing, unreadable or invalid.
+
+    The message reads ``FILE:LINE: FIELD.PATH: PROBLEM``; parts that do not apply are left out.
+    """
+
+    code = "workspace_error"
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.file = file
+        self.line = line
+        self.field = field
+        where = f"{file}:{line}" if file and line else file or (f"line {line}" if line else "")
+        super().__init__(": ".join(part for part in (where, field, problem) if part))
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready description, with the file, line and field."""
+        return {**super().to_dict(), "file": self.file, "line": self.line, "field": self.field}

@@ -12,11 +12,23 @@ from .domain import (
     StoreError,
     UnknownAgent,
 )
+from .harness import Harness
 from .journal import Journal
+from .projections import Projection, ProjectionError
+from .streaming import Health, RunResult, StreamEvent
+from .workspace import Workspace, load_workspace
 from .models import Claim, RecordedEvent, RunSnapshot, VerifyProblem, VerifyReport
 
 __all__ = [
     "ApprovalNotFound",
+    "Harness",
+    "Health",
+    "Projection",
+    "ProjectionError",
+    "RunResult",
+    "StreamEvent",
+    "Workspace",
+    "load_workspace",
     "Claim",
     "ConcurrencyConflict",
     "InvalidInput",

@@ -23,7 +23,9 @@ from eventsourcing.utils import Environment
 import threading
 from pathlib import Path
 
-from . import queries
+import logging
+
+from . import logs, queries
 from .adapters.clock import Clock, SystemClock
 from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QueueRow
 from .adapters.storage.urls import resolve_url, sqlite_path, store_env
@@ -108,6 +110,8 @@ class Journal:
         self._stop_following = threading.Event()
         self._views_lock = threading.RLock()  # the follower and the caller share one views connection
         self.follow_error: ProjectionError | None = None
+        self._log = logs.logger("runjournal.journal")
+        self._log_transitions = self._log.is_enabled_for(logging.INFO)
         self.page_size = CATCH_UP_PAGE_SIZE  # events per page (and per views transaction) in catch-up
 
     @classmethod
@@ -174,6 +178,16 @@ class Journal:
         for r in runs:
             self._remember(r)
         self._appended.set()
+        if self._log_transitions:
+            for recording in recordings:
+                event = recording.domain_event
+                run = self._runs.get(str(event.originator_id))
+                self._log.info(
+                    "transition", type=type(event).__name__, run_id=str(event.originator_id),
+                    version=event.originator_version, thread_id=getattr(run, "thread_id", None),
+                    agent=getattr(run, "agent_id", None), state=getattr(run, "state", None),
+                    actor=getattr(event, "actor", None), position=recording.notification.id,
+                )
         for listener in list(self._listeners):
             for recording in recordings:
                 try:
@@ -216,8 +230,13 @@ class Journal:
         actor: str | None = None,
         parent_run_id: str | None = None,
         parent_version: int | None = None,
+        refuse: str | None = None,
     ) -> RunSnapshot:
-        """Create and queue a run (one save); with an idempotency key, a repeat returns the first."""
+        """Create and queue a run (one save); with an idempotency key, a repeat returns the first.
+
+        ``refuse="reason"`` records the request and fails it at once instead of queueing it
+        (a policy denial: the log shows what was asked and why it never ran).
+        """
         req = validate(
             SubmitInput,
             agent_id=agent_id,
@@ -237,7 +256,8 @@ class Journal:
                 pass
         else:
             run_id = uuid4()
-        run = Run.submit(
+        now = self._now()
+        run = Run.create(
             run_id=run_id,
             thread_id=req.thread_id or str(uuid4()),
             agent_id=req.agent_id,
@@ -245,10 +265,14 @@ class Journal:
             priority=req.priority,
             idempotency_key=req.idempotency_key,
             actor=req.actor,
-            now=self._now(),
+            now=now,
             parent_run_id=req.parent_run_id,
             parent_version=req.parent_version,
         )
+        if refuse is None:
+            run.enqueue(actor=req.actor, now=now)
+        else:
+            run.fail(error=refuse, actor=req.actor, now=now)
         try:
             self._save(run)
         except ConcurrencyConflict:
@@ -303,19 +327,23 @@ class Journal:
 
     # -- workers -----------------------------------------------------------------
 
-    def claim_next(self, *, worker_id: str, lease_seconds: float = 30) -> Claim | None:
-        """Claim the best claimable run (priority, then age); ``None`` when none is left."""
+    def claim_next(self, *, worker_id: str, lease_seconds: float = 30, start: bool = False) -> Claim | None:
+        """Claim the best claimable run (priority, then age); ``None`` when none is left.
+
+        ``start=True`` also appends ``Started`` (or ``Resumed``) in the same save: one
+        transaction for a worker that runs what it claims at once.
+        """
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
         while True:
             candidates = self.inline_views.claim_candidates(_CLAIM_CANDIDATES)
             if not candidates:
                 return None
             for run_id in candidates:
-                claim = self._try_claim(run_id, req)
+                claim = self._try_claim(run_id, req, start=start)
                 if claim is not None:
                     return claim
 
-    def _try_claim(self, run_id: str, req: ClaimInput) -> Claim | None:
+    def _try_claim(self, run_id: str, req: ClaimInput, *, start: bool = False) -> Claim | None:
         try:
             run = self._load(run_id)  # a stale cached copy only costs a lost race below
             if not is_allowed(run.state, "Dequeued"):
@@ -327,6 +355,9 @@ class Journal:
         now = self._now()
         expires = now + timedelta(seconds=req.lease_seconds)
         epoch = run.dequeue(worker_id=req.worker_id, lease_expires_at=expires, now=now)
+        resume = run.pending_resume
+        if start:
+            _begin(run, req.worker_id, epoch, now)
         try:
             self._save(run)
         except ConcurrencyConflict:
@@ -339,19 +370,13 @@ class Journal:
             agent_id=run.agent_id,
             thread_id=run.thread_id,
             input=run.input,
-            resume=run.pending_resume,
+            resume=resume,
         )
 
     def start(self, claim: Claim) -> RunSnapshot:
         """Start a claimed run: ``Started``, or ``Resumed`` when it has a decision to resume with."""
 
-        def start(run: Run) -> None:
-            if run.pending_resume is not None:
-                run.resume(worker_id=claim.worker_id, epoch=claim.epoch, now=self._now())
-            else:
-                run.start(worker_id=claim.worker_id, epoch=claim.epoch, now=self._now())
-
-        return RunSnapshot.of(self._execute(claim.run_id, start)[0])
+        return RunSnapshot.of(self._execute(claim.run_id, lambda run: _begin(run, claim.worker_id, claim.epoch, self._now()))[0])
 
     def heartbeat(self, claim: Claim, *, lease_seconds: float = 30) -> Claim:
         """Renew the lease; returns the claim with its new expiry."""
@@ -449,6 +474,11 @@ class Journal:
         run, _ = self._execute(run_id, lambda run: run.fail(error=req.error, actor=req.actor, now=self._now()))
         return RunSnapshot.of(run)
 
+    def attempt_recovery(self, run_id: str, *, resume_kind: str = "startup-recovery") -> RunSnapshot:
+        """Count a recovery attempt on a run (it is then resumed with ``resume_kind``)."""
+        run, _ = self._execute(run_id, lambda run: run.attempt_recovery(resume_kind=resume_kind, now=self._now()))
+        return RunSnapshot.of(run)
+
     def finish_cancel(self, claim: Claim) -> RunSnapshot:
         """The worker has stopped a cancelling run: append ``Cancelled``."""
         run, _ = self._execute(
@@ -479,14 +509,26 @@ class Journal:
             return RunSnapshot.of(run)
         return RunSnapshot.of(self._execute(run_id, cancel)[0])
 
-    def expire_leases(self, *, can_replay: Callable[[str], bool] | None = None, limit: int = 500) -> list[str]:
-        """Apply ``LeaseExpired`` where leases ran out; returns the run ids handled."""
+    def expire_leases(
+        self,
+        *,
+        can_replay: Callable[[str], bool] | None = None,
+        running_grace: timedelta = timedelta(0),
+        limit: int = 500,
+    ) -> list[str]:
+        """Apply ``LeaseExpired`` where leases ran out; returns the run ids handled.
+
+        A ``running`` run is only taken as stale once its lease has been expired
+        for ``running_grace`` too (recovery's ``stale_running_after_seconds``).
+        """
         now = self._now()
         handled = []
         for run_id in self.inline_views.expired_leases(now.timestamp(), limit):
             try:
                 run = self._load(run_id, fresh=True)
                 if run.lease_expires_at is None or run.lease_expires_at > now:
+                    continue
+                if run.state == "running" and run.lease_expires_at + running_grace > now:
                     continue
                 if is_allowed(run.state, "LeaseExpired"):
                     replay = bool(can_replay and can_replay(run.agent_id))
@@ -641,6 +683,14 @@ class Journal:
                 entries.append((entry, position))
         self.inline_views.replace_index(entries)
         return len(entries)
+
+
+def _begin(run: Run, worker_id: str, epoch: int, now: Any) -> None:
+    """``Resumed`` when the run has something to resume with, else ``Started``."""
+    if run.pending_resume is not None:
+        run.resume(worker_id=worker_id, epoch=epoch, now=now)
+    else:
+        run.start(worker_id=worker_id, epoch=epoch, now=now)
 
 
 def recorded(event: Any, position: int | None = None) -> RecordedEvent:

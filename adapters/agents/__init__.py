@@ -1,0 +1,55 @@
+"""Agent adapters: the contract (Chunk, AgentRequest, AgentAdapter) and the built-in agents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import (
+    CHUNK_KINDS,
+    AgentAdapter,
+    AgentFailed,
+    AgentLoadError,
+    AgentRequest,
+    CanInvoke,
+    Chunk,
+    ChunkKind,
+    adapter_can_invoke,
+    collect,
+)
+from .python import PythonAgent, to_chunk
+from .scripted import ScriptedAgent
+
+ADAPTERS: dict[str, Callable[..., AgentAdapter]] = {
+    "scripted": ScriptedAgent,
+    "python": PythonAgent,
+}
+
+
+def build_adapter(kind: str, **options: Any) -> AgentAdapter:
+    """An adapter of the registered ``kind`` built with ``options``; ValueError if unknown."""
+    try:
+        factory = ADAPTERS[kind]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(ADAPTERS))
+        raise ValueError(f"unknown agent adapter {kind!r} (known: {known})") from None
+    return factory(**options)
+
+
+__all__ = [
+    "ADAPTERS",
+    "CHUNK_KINDS",
+    "AgentAdapter",
+    "AgentFailed",
+    "AgentLoadError",
+    "AgentRequest",
+    "CanInvoke",
+    "Chunk",
+    "ChunkKind",
+    "PythonAgent",
+    "ScriptedAgent",
+    "adapter_can_invoke",
+    "build_adapter",
+    "collect",
+    "to_chunk",
+]

@@ -1,0 +1,135 @@
+"""PythonAgent: an agent written in Python, named ``module:callable`` and imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from typing import Any
+
+from .base import AgentLoadError, AgentRequest, Chunk
+
+
+def to_chunk(item: object, *, source: str = "agent") -> Chunk:
+    """A Chunk from what an agent yielded: a Chunk, a str (content) or a dict with ``kind``."""
+    if isinstance(item, Chunk):
+        return item
+    if isinstance(item, str):
+        return Chunk.say(item)
+    if isinstance(item, Mapping) and "kind" in item:
+        try:
+            return Chunk(**item)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{source} yielded an invalid chunk {dict(item)!r}: {e}") from None
+    raise TypeError(
+        f"{source} yielded {type(item).__name__}; expected Chunk, str or dict with 'kind'"
+    )
+
+
+def _resolve(target: str) -> tuple[object, object, str]:
+    """(the object named by ``target``, the object holding it, its name)."""
+    module_name, colon, path = target.partition(":")
+    if not colon or not module_name or not path:
+        raise AgentLoadError(f"cannot load agent {target!r}: expected 'module:callable'")
+    try:
+        holder: object = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AgentLoadError(f"cannot import agent {target!r}: {e}") from e
+    except Exception as e:  # the module itself raised while being imported
+        raise AgentLoadError(f"cannot import agent {target!r}: {type(e).__name__}: {e}") from e
+    parts = path.split(".")
+    for part in parts[:-1]:
+        holder = _attr(target, holder, part)
+    return _attr(target, holder, parts[-1]), holder, parts[-1]
+
+
+def _attr(target: str, obj: object, name: str) -> object:
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        owner = getattr(obj, "__name__", obj)
+        raise AgentLoadError(
+            f"cannot load agent {target!r}: {owner!r} has no attribute {name!r}"
+        ) from None
+
+
+class PythonAgent:
+    """An agent given as ``module:callable``: an async generator function or an adapter object.
+
+    The callable may also be an object with ``stream`` (and optionally ``invoke``),
+    or a class building one with no arguments. For a generator function, a
+    ``<callable>_invoke`` next to it provides ``invoke``.
+    """
+
+    def __init__(self, target: str, *, supports_replay: bool = False) -> None:
+        self.target = target
+        self.supports_replay = supports_replay
+        self._stream: Callable[[AgentRequest], Any] | None = None
+        self._invoke: Callable[[AgentRequest], Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"PythonAgent({self.target!r})"
+
+    def load(self) -> None:
+        """Import the target now (otherwise it happens on first use); raises AgentLoadError."""
+        if self._stream is not None:
+            return
+        obj, holder, name = _resolve(self.target)
+        invoke = None
+        if inspect.isclass(obj):
+            try:
+                obj = obj()
+            except Exception as e:
+                raise AgentLoadError(f"cannot build agent {self.target!r}: {e}") from e
+        if callable(getattr(obj, "stream", None)):
+            stream, invoke = obj.stream, getattr(obj, "invoke", None)
+        elif callable(obj):
+            stream, invoke = obj, getattr(holder, f"{name}_invoke", None)
+        else:
+            raise AgentLoadError(
+                f"cannot load agent {self.target!r}: expected an async generator function or an "
+                f"object with stream(), got {type(obj).__name__}"
+            )
+        self._invoke = invoke if callable(invoke) else None
+        self._stream = stream
+
+    @property
+    def can_invoke(self) -> bool:
+        """Whether the target provides ``invoke`` (loads the target)."""
+        self.load()
+        return self._invoke is not None
+
+    async def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]:
+        """Run the target and yield its output as chunks."""
+        self.load()
+        assert self._stream is not None
+        produced = self._stream(request)
+        if not hasattr(produced, "__aiter__"):
+            if inspect.iscoroutine(produced):
+                produced.close()
+            raise TypeError(
+                f"agent {self.target!r} returned {type(produced).__name__}; "
+                "expected an async iterator (write it as an async generator)"
+            )
+        if hasattr(produced, "aclose"):
+            async with aclosing(produced) as items:
+                async for item in items:
+                    yield to_chunk(item, source=f"agent {self.target!r}")
+        else:
+            async for item in produced:
+                yield to_chunk(item, source=f"agent {self.target!r}")
+
+    async def invoke(self, request: AgentRequest) -> list[Chunk]:
+        """Call the target's ``invoke`` and return its output as chunks."""
+        if not self.can_invoke:
+            raise NotImplementedError(f"agent {self.target!r} has no invoke")
+        assert self._invoke is not None
+        result = self._invoke(request)
+        if inspect.isawaitable(result):
+            result = await result
+        if hasattr(result, "__aiter__"):
+            result = [item async for item in result]
+        if isinstance(result, (str, Chunk, Mapping)):
+            result = [result]
+        return [to_chunk(item, source=f"agent {self.target!r}") for item in result]

@@ -1,0 +1,76 @@
+"""Startup recovery: make every non-terminal run either runnable or finished.
+
+Invariant: recovery reads the ``recovery_intents`` view (one row per live run),
+never the whole log, and appends each transition at most once however many
+processes run it at the same time: every step re-checks the run it loaded and
+a lost race is a ``ConcurrencyConflict`` that simply means someone else did it.
+
+Rules (DESIGN.md, Recovery):
+- expired leases first: ``claimed`` -> ``queued`` (or back to ``resuming``);
+  stale ``running`` -> replayed if the agent supports replay, else failed
+  "stale running run cannot be replayed safely";
+- ``queued`` with no persisted request -> failed
+  "missing persisted run request for queued run recovery"; otherwise left for
+  the workers, who run it from its persisted request;
+- ``resuming`` -> ``RecoveryAttempted`` (then resumed with
+  ``resume_kind=startup-recovery``) while attempts < max, else failed
+  "recovery attempts exhausted";
+- ``waiting_for_approval`` -> untouched: it waits for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .domain import ConcurrencyConflict, InvalidTransition, RunNotFound
+from .journal import Journal
+
+MISSING_REQUEST = "missing persisted run request for queued run recovery"
+EXHAUSTED = "recovery attempts exhausted"
+
+
+class RecoveryReport(BaseModel):
+    """What one recovery pass did, run by run."""
+
+    expired: list[str] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+    resumed: list[str] = Field(default_factory=list)
+    left: int = 0
+
+
+def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool]) -> RecoveryReport:
+    """One recovery pass (``config`` is the workspace's recovery section)."""
+    report = RecoveryReport()
+    if not config.enabled:
+        return report
+    grace = timedelta(seconds=config.stale_running_after_seconds)
+    report.expired = journal.expire_leases(can_replay=can_replay, running_grace=grace)
+    for intent in journal.recovery_intents():
+        try:
+            if intent.state == "queued" and not intent.has_request:
+                journal.fail_run(intent.run_id, error=MISSING_REQUEST, actor="system:recovery")
+                report.failed[intent.run_id] = MISSING_REQUEST
+            elif intent.state == "resuming" and config.resume_resuming_runs_on_startup:
+                _recover_resuming(journal, intent.run_id, config.max_recovery_attempts, report)
+            else:
+                report.left += 1
+        except (ConcurrencyConflict, InvalidTransition, RunNotFound):
+            continue  # another process recovered it first
+    return report
+
+
+def _recover_resuming(journal: Journal, run_id: str, max_attempts: int, report: RecoveryReport) -> None:
+    run = journal.get_run(run_id)
+    if run.state != "resuming" or journal.history(run_id)[-1].type == "RecoveryAttempted":
+        report.left += 1  # already attempted and waiting for a worker: nothing more to append
+        return
+    if run.recovery_attempts >= max_attempts:
+        journal.fail_run(run_id, error=EXHAUSTED, actor="system:recovery")
+        report.failed[run_id] = EXHAUSTED
+        return
+    journal.attempt_recovery(run_id, resume_kind="startup-recovery")
+    report.resumed.append(run_id)

@@ -1,0 +1,48 @@
+"""What harness listeners and ``Harness.stream`` receive: typed, JSON-ready stream events."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StreamType = Literal["content", "reasoning", "step", "tool_result", "approval", "state", "queue.position"]
+
+
+class StreamEvent(BaseModel):
+    """One thing that happened to a run, for streaming and UIs (the log stays the truth)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: StreamType
+    run_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunResult(BaseModel):
+    """Where a run came to rest: terminal, or waiting for a person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    thread_id: str
+    agent_id: str
+    state: str
+    output: Any = None
+    error: str | None = None
+    approval_id: str | None = None
+
+
+class Health(BaseModel):
+    """A worker's view of itself and the journal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    worker_id: str
+    active_slots: int
+    max_concurrent_runs: int
+    queued: int
+    waiting_for_approval: int
+    adapter_successes: int
+    adapter_failures: int
+    oldest_queued_age_seconds: float | None

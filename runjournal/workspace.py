@@ -1,0 +1,497 @@
+"""The workspace file ``runjournal.yaml``: agents, routing, limits, recovery and policy.
+
+``load_workspace(path)`` reads and validates a file; ``parse_workspace(text)`` does the
+same for text and ``Workspace.from_dict(data)`` for data built in code. Every problem
+is a ``WorkspaceError`` reading ``FILE:LINE: FIELD.PATH: PROBLEM``; only the first
+problem in the file is reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .domain import WorkspaceError
+
+__all__ = [
+    "EXAMPLE_WORKSPACE", "AgentConfig", "ConcurrencyConfig", "PolicyConfig", "RecoveryConfig",
+    "RoutingConfig", "RoutingRule", "ScriptStep", "StorageConfig", "StreamingConfig", "ToolCall",
+    "Workspace", "WorkspaceError", "load_workspace", "parse_workspace", "write_example",
+]
+
+DEFAULT_FILENAME = "runjournal.yaml"
+AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+CALLABLE_REF = re.compile(r"^[\w.]+:[\w.]+$")
+STEP_ACTIONS = ("say", "reasoning", "step", "tool_call", "fail", "sleep")
+
+
+class _Problem(ValueError):
+    """A validation problem at ``loc`` below the model that raised it."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _did_you_mean(word: str, choices: list[str], listed: str) -> str:
+    """`` (did you mean 'x'?)`` for a close choice, else the list of choices."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" ({listed}: {', '.join(choices) or 'none'})"
+
+
+class _Section(BaseModel):
+    """A part of the workspace: unknown keys are errors, an empty section means defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Reject keys the section does not define, naming the closest one."""
+        if data is None:
+            return {}
+        if isinstance(data, dict):
+            allowed = [name for name, field in cls.model_fields.items() if not field.exclude]
+            for key in data:
+                if key not in allowed:
+                    hint = _did_you_mean(str(key), allowed, "allowed keys")
+                    raise _Problem((str(key),), f"unknown key {key!r}{hint}")
+        return data
+
+
+class ToolCall(_Section):
+    """A tool the scripted agent calls: its name and arguments."""
+
+    name: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptStep(_Section):
+    """One scripted step: exactly one of say, reasoning, step, tool_call, fail, sleep."""
+
+    say: str | None = None
+    reasoning: str | None = None
+    step: dict[str, Any] | None = None
+    tool_call: ToolCall | None = None
+    fail: str | None = None
+    sleep: float | None = Field(default=None, ge=0)
+    requires_approval: bool = False
+    result: Any = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> ScriptStep:
+        """Exactly one action; approval and result only on a tool call."""
+        actions = [name for name in STEP_ACTIONS if getattr(self, name) is not None]
+        if len(actions) != 1:
+            found = f"got {', '.join(actions)}" if actions else "got none"
+            raise _Problem((), f"needs exactly one of: {', '.join(STEP_ACTIONS)} ({found})")
+        for extra in ("requires_approval", "result"):
+            if actions[0] != "tool_call" and getattr(self, extra) not in (None, False):
+                raise _Problem((extra,), "only applies to a tool_call step")
+        return self
+
+    @property
+    def action(self) -> str:
+        """The name of the step's action, e.g. ``"say"``."""
+        return next(name for name in STEP_ACTIONS if getattr(self, name) is not None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The step as plain data, without unset keys (what the scripted adapter takes)."""
+        return self.model_dump(exclude_none=True)
+
+
+class AgentConfig(_Section):
+    """An agent: a ``scripted`` script or a ``python`` ``module:callable``."""
+
+    adapter: Literal["scripted", "python"]
+    script: list[ScriptStep] | None = None
+    callable: str | None = None
+    supports_replay: bool | None = None
+
+    @field_validator("callable")
+    @classmethod
+    def _callable_ref(cls, value: str | None) -> str | None:
+        """A ``module:callable`` reference."""
+        if value is not None and not CALLABLE_REF.match(value):
+            raise ValueError(f"must be 'module:callable', e.g. 'pkg.mod:agent' (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _adapter_fields(self) -> AgentConfig:
+        """Scripted agents need a script, python agents a callable; default supports_replay."""
+        need, other = ("callable", "script")
+        if self.adapter == "scripted":
+            need, other = other, need
+        if getattr(self, other) is not None:
+            raise _Problem((other,), f"is not allowed for adapter {self.adapter!r} (use {need})")
+        if getattr(self, need) is None:
+            raise _Problem((need,), f"is required for adapter {self.adapter!r}")
+        if self.script == []:
+            raise _Problem(("script",), "must not be empty")
+        if self.supports_replay is None:
+            self.supports_replay = self.adapter == "scripted"
+        return self
+
+
+class RoutingRule(_Section):
+    """Send messages matching ``match`` (a regex, searched) to ``agent``."""
+
+    match: str
+    agent: str
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        """A regex that compiles."""
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {value!r}: {exc}") from None
+        return value
+
+
+class RoutingConfig(_Section):
+    """Where a run goes without an explicit agent: the first matching rule, else the default."""
+
+    default_agent: str | None = None
+    rules: list[RoutingRule] = Field(default_factory=list)
+
+
+class ConcurrencyConfig(_Section):
+    """Slots per worker, and how long a claim's lease lasts and how often it is renewed."""
+
+    max_concurrent_runs: int = Field(default=4, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> ConcurrencyConfig:
+        """A lease must be renewed before it runs out."""
+        if self.heartbeat_seconds >= self.lease_seconds:
+            got = f"{_show(self.heartbeat_seconds)} >= {_show(self.lease_seconds)}"
+            raise _Problem(("heartbeat_seconds",), f"must be < lease_seconds (got {got})")
+        return self
+
+
+class RecoveryConfig(_Section):
+    """What startup recovery does with runs a crashed worker left behind."""
+
+    enabled: bool = True
+    resume_resuming_runs_on_startup: bool = True
+    max_recovery_attempts: int = Field(default=3, ge=1)
+    stale_running_after_seconds: float = Field(default=60.0, gt=0)
+
+
+class StreamingConfig(_Section):
+    """Limits on one adapter call."""
+
+    invoke_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class PolicyConfig(_Section):
+    """Agents and tools no run may use."""
+
+    deny_agents: list[str] = Field(default_factory=list)
+    deny_tools: list[str] = Field(default_factory=list)
+
+
+class StorageConfig(_Section):
+    """Where the journal lives; None lets the caller pick its default."""
+
+    url: str | None = None
+
+
+class Workspace(_Section):
+    """A validated workspace file."""
+
+    agents: dict[str, AgentConfig]
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_names(cls, agents: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
+        """At least one agent, each with a plain name."""
+        if not agents:
+            raise ValueError("must define at least one agent")
+        for name in agents:
+            if not AGENT_NAME.match(name):
+                raise _Problem((name,), "agent names may use only letters, digits, '_', '.', '-'")
+        return agents
+
+    @model_validator(mode="after")
+    def _known_agents(self) -> Workspace:
+        """Routing and policy name only agents the workspace defines."""
+        refs: list[tuple[tuple[str | int, ...], str | None]] = [
+            (("routing", "default_agent"), self.routing.default_agent),
+            *((("routing", "rules", i, "agent"), rule.agent)
+              for i, rule in enumerate(self.routing.rules)),
+            *((("policy", "deny_agents", i), name)
+              for i, name in enumerate(self.policy.deny_agents)),
+        ]
+        for loc, name in refs:
+            if name is not None and name not in self.agents:
+                hint = _did_you_mean(name, list(self.agents), "agents defined")
+                raise _Problem(loc, f"unknown agent {name!r}{hint}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Workspace:
+        """A workspace from plain data (as a YAML file would give); raises WorkspaceError."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _first_error(exc, None, None) from None
+
+
+# -- errors: pydantic's error -> "FILE:LINE: FIELD.PATH: MESSAGE" ---------------------------
+
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+          "dict": "a mapping", "model": "a mapping", "list": "a list"}
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value)
+
+
+def _message(error: dict[str, Any]) -> str:
+    """A short human message for one pydantic error."""
+    kind, ctx, got = error["type"], error.get("ctx") or {}, _show(error.get("input"))
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind == "missing":
+        return "is required"
+    if kind in _BOUNDS:
+        key, op = _BOUNDS[kind]
+        return f"must be {op} {_show(ctx[key])} (got {got})"
+    if kind == "literal_error":
+        options = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))
+        return f"must be one of: {options} (got {got})"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind == "extra_forbidden":
+        return f"unknown key {error['loc'][-1]!r}"
+    if kind.split("_")[0] in _KINDS and kind.endswith(("_type", "_parsing", "_from_float")):
+        return f"must be {_KINDS[kind.split('_')[0]]} (got {got})"
+    return error["msg"][:1].lower() + error["msg"][1:]
+
+
+def _loc(error: dict[str, Any]) -> tuple[str | int, ...]:
+    """The error's location, extended by a _Problem's own location."""
+    problem = (error.get("ctx") or {}).get("error")
+    return tuple(error["loc"]) + (problem.loc if isinstance(problem, _Problem) else ())
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """``agents.deployer.script[2].tool_call`` for a location."""
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line(node: yaml.Node) -> int:
+    """The 1-based line a YAML node starts on."""
+    return node.start_mark.line + 1
+
+
+def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    """(the node giving the line, the value node) one step along a location, or None."""
+    if isinstance(node, yaml.MappingNode):
+        return next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part], node.value[part]
+    return None
+
+
+def _line_at(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """The line of the deepest node found along ``loc``; a mapping entry gives its key's line."""
+    line = _line(node) if node is not None else None
+    for part in loc:
+        found = _child(node, part) if node is not None else None
+        if found is None:
+            break
+        line, node = _line(found[0]), found[1]
+    return line
+
+
+def _first_error(exc: ValidationError, root: yaml.Node | None, file: str | None) -> WorkspaceError:
+    """The WorkspaceError for the problem nearest the top of the file."""
+    found = []
+    for index, error in enumerate(exc.errors()):
+        loc = _loc(error)
+        found.append((_line_at(root, loc) or 0, index, loc, error))
+    line, _, loc, error = min(found, key=lambda item: item[:2])
+    return WorkspaceError(_message(error), file=file, line=line or None, field=_dotted(loc))
+
+
+# -- reading and writing files --------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe YAML loader, refusing a key written twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping, unless a key in it is written twice."""
+        first: dict[tuple[str, Any], int] = {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and not key.tag.endswith(":merge"):
+                if (key.tag, key.value) in first:
+                    where = f"(first on line {first[key.tag, key.value]})"
+                    problem = f"duplicate key {key.value!r} {where}"
+                    raise yaml.constructor.ConstructorError(None, None, problem, key.start_mark)
+                first[key.tag, key.value] = _line(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _compose(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML node tree and the data it builds; syntax errors become WorkspaceError."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    except yaml.YAMLError as exc:
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and start.line != getattr(mark, "line", None):
+            problem += f" ({context} from line {start.line + 1})"
+        line = mark.line + 1 if mark is not None else None
+        raise WorkspaceError(f"invalid YAML: {problem}", file=filename, line=line) from None
+    finally:
+        loader.dispose()
+
+
+def parse_workspace(text: str, filename: str = DEFAULT_FILENAME) -> Workspace:
+    """A workspace from YAML text; ``filename`` is used in error messages."""
+    root, data = _compose(text, filename)
+    if not isinstance(data, dict):
+        line = _line(root) if root is not None else 1
+        problem = "the workspace must be a mapping of sections"
+        raise WorkspaceError(problem, file=filename, line=line)
+    try:
+        return Workspace.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, root, filename) from None
+
+
+def load_workspace(path: str | Path = DEFAULT_FILENAME) -> Workspace:
+    """The workspace in the file at ``path``; raises WorkspaceError."""
+    path, name = Path(path), str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = "file not found (create one with `runjournal init`)"
+        raise WorkspaceError(problem, file=name) from None
+    except UnicodeDecodeError:
+        raise WorkspaceError("is not UTF-8 text", file=name) from None
+    except OSError as exc:
+        raise WorkspaceError(f"cannot be read ({exc.strerror})", file=name) from None
+    workspace = parse_workspace(text, name)
+    workspace.path = path
+    return workspace
+
+
+def write_example(path: str | Path = DEFAULT_FILENAME, *, force: bool = False) -> Path:
+    """Write EXAMPLE_WORKSPACE to ``path``; an existing file is kept unless ``force``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("w" if force else "x", encoding="utf-8") as out:
+            out.write(EXAMPLE_WORKSPACE)
+    except FileExistsError:
+        fix = "already exists (run `runjournal init --force` to overwrite it)"
+        raise WorkspaceError(fix, file=str(path)) from None
+    return path
+
+
+EXAMPLE_WORKSPACE = """\
+# runjournal workspace: the agents runs go to, and how workers run them.
+# Every section but `agents` is optional; the values below are the defaults.
+
+# Agents, by name (letters, digits, '_', '.', '-').
+#   adapter: scripted  plays `script`, a list of steps, each exactly one of:
+#              say: TEXT           answer text ({message} is the run's input message)
+#              reasoning: TEXT     thinking shown while streaming
+#              step: {...}         a progress step with any data
+#              tool_call: {name: NAME, args: {...}}   a tool call; add
+#                                  `requires_approval: true` to wait for a person,
+#                                  `result: {...}` for what the tool returns
+#              fail: TEXT          fail the run with this error
+#              sleep: SECONDS      pause
+#   adapter: python    calls `callable: "package.module:function"`, an async generator
+#   supports_replay    may a run cut off mid-way be re-run from the start on recovery?
+#                      (default: true for scripted, false for python)
+agents:
+  echo:
+    adapter: scripted
+    script:
+      - {say: "Hello from echo"}
+  deployer:
+    adapter: scripted
+    supports_replay: true
+    script:
+      - {reasoning: "Checking the release before deploying"}
+      - {step: {phase: plan}}
+      - {tool_call: {name: deploy, args: {env: prod}}, requires_approval: true, result: {ok: true}}
+      - {say: "Deployed"}
+  # custom:
+  #   adapter: python
+  #   callable: "mypkg.agents:deployer"
+
+# Which agent a run goes to when none is named (and its thread has none yet):
+# the first rule whose `match` regex is found in the message, else `default_agent`.
+routing:
+  default_agent: echo
+  rules:
+    - {match: "deploy", agent: deployer}   # Python regex; "(?i)deploy" ignores case
+
+# Per worker: how many runs hold a slot at once; how long a claim's lease lasts;
+# how often the worker renews it (must be less than lease_seconds).
+concurrency:
+  max_concurrent_runs: 4
+  lease_seconds: 30
+  heartbeat_seconds: 10
+
+# Startup recovery of runs a stopped worker left behind.
+recovery:
+  enabled: true
+  resume_resuming_runs_on_startup: true   # resume runs whose approval was decided
+  max_recovery_attempts: 3                # then the run fails "recovery attempts exhausted"
+  stale_running_after_seconds: 60         # a running run silent this long is re-run or failed
+
+# Limits on one agent call.
+streaming:
+  invoke_timeout_seconds: 60   # longer -> the run fails "timed out after N s"
+
+# Agents and tools no run may use (runs fail before start, listing the reason).
+policy:
+  deny_agents: []
+  deny_tools: []
+
+# Where the journal is stored: sqlite:///PATH, memory:// or postgresql://...
+storage:
+  url: "sqlite:///.runjournal/journal.db"
+"""
