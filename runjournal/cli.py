@@ -1,55 +1,110 @@
-"""The ``runjournal`` command: parse, call one journal method, render. Nothing more."""
+"""The ``runjournal`` command: parse, call one method, render. Nothing more.
+
+Global options come first: ``runjournal --store URL --workspace FILE VERB ...``.
+Exit codes: 0 ok, 1 a domain error (one line on stderr, no traceback), 2 usage.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from . import render
-from .domain import RunjournalError
+from .domain import InvalidInput, RunjournalError
 from .journal import Journal
 
 app = typer.Typer(
-    help="runjournal: durable agent runs on an append-only event log.\n\n"
-    "Example: runjournal demo && runjournal verify",
+    help="runjournal: durable agent runs on an append-only, hash-chained event log.\n\n"
+    "Examples:\n\n  runjournal demo\n\n  runjournal init && runjournal run 'deploy to prod' --wait\n\n"
+    "  runjournal history RUN_ID --json",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL (else $RUNJOURNAL_URL, else sqlite:///.runjournal/journal.db)."),
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="Who does this (default: $RUNJOURNAL_ACTOR, else the OS user).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@dataclass
+class Context:
+    """What the global options chose."""
+
+    store: str | None = None
+    workspace: str = "runjournal.yaml"
+
+
+STATE = Context()
+
+
+@app.callback()
+def global_options(
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Store URL (else $RUNJOURNAL_URL, else the workspace's storage.url, "
+                     "else sqlite:///.runjournal/journal.db). Example: --store sqlite:///tmp/j.db"),
+    ] = None,
+    workspace: Annotated[
+        str, typer.Option("--workspace", "-w", help="Workspace file (agents, routing, concurrency, ...).")
+    ] = "runjournal.yaml",
+) -> None:
+    """Global options."""
+    STATE.store, STATE.workspace = store, workspace
+
+
+def fail(error: Exception) -> None:
+    """Report an error on stderr and exit 1, without a traceback."""
+    err.print(f"error: {error}", markup=False)
+    raise typer.Exit(1)
+
+
+def store_url() -> str | None:
+    """--store, else $RUNJOURNAL_URL, else the workspace's storage.url if a workspace file exists."""
+    import os
+
+    if STATE.store or os.environ.get("RUNJOURNAL_URL"):
+        return STATE.store or os.environ["RUNJOURNAL_URL"]
+    if Path(STATE.workspace).exists():
+        from .workspace import load_workspace
+
+        return load_workspace(STATE.workspace).storage.url
+    return None
 
 
 @contextmanager
-def opened(store: str | None) -> Iterator[Journal]:
-    """A journal for one command; domain errors become exit code 1 with the message on stderr."""
+def guarded() -> Iterator[None]:
+    """Turn our errors into exit code 1 with the message on stderr."""
     try:
-        journal = Journal.open(store)
+        yield
     except RunjournalError as e:
         fail(e)
-    try:
-        yield journal
-    except RunjournalError as e:
+    except (KeyError, ValueError) as e:  # bad names for projections etc.
         fail(e)
-    finally:
-        journal.close()
 
 
-def fail(error: RunjournalError) -> None:
-    """Report a domain error and exit 1, without a traceback."""
-    err.print(f"[red]error[/red]: {error}", highlight=False)
-    raise typer.Exit(1)
+@contextmanager
+def opened() -> Iterator[Journal]:
+    """A journal for one command."""
+    with guarded():
+        journal = Journal.open(store_url())
+        try:
+            yield journal
+        finally:
+            journal.close()
 
 
 def emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:
@@ -60,69 +115,23 @@ def emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:
         human()
 
 
-@app.command()
-def demo(store: StoreOption = None) -> None:
-    """Run a short guided tour on the embedded SQLite store and leave it for inspection.
-
-    Example: runjournal demo
-    """
-    from .demo import run_demo
-
-    with opened(store) as journal:
-        run_demo(journal, out)
+def parse_json(text: str | None, option: str) -> Any:
+    """A JSON option value, or a clear error naming the option."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(option, f"not valid JSON ({e.msg} at column {e.colno})") from None
 
 
-@app.command()
-def status(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Show a run's current state.
-
-    Example: runjournal status 3f2a9c1e-...
-    """
-    with opened(store) as journal:
-        run = journal.get_run(run_id)
-        emit(as_json, run.model_dump(mode="json"), lambda: render.run_panel(out, run))
-
-
-@app.command()
-def history(run_id: str, store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Print every event of a run, in order.
-
-    Example: runjournal history 3f2a9c1e-... --json
-    """
-    with opened(store) as journal:
-        events = journal.history(run_id)
-        emit(as_json, [e.model_dump(mode="json") for e in events],
-             lambda: out.print(render.history_table(run_id, events)))
-
-
-@app.command()
-def queue(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """List claimable runs in claim order (priority, then age).
-
-    Example: runjournal queue --json
-    """
-    with opened(store) as journal:
-        rows = journal.queue()
-        payload = [{"position": i, "run_id": r.run_id, "priority": r.priority, "state": r.state}
-                   for i, r in enumerate(rows, start=1)]
-        emit(as_json, payload, lambda: [out.print(f"#{p['position']} {p['run_id']} priority {p['priority']} "
-                                                  f"{p['state']}") for p in payload] or out.print("queue is empty"))
-
-
-@app.command()
-def verify(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Recompute every hash chain; exit 1 naming the first broken run and version.
-
-    Example: runjournal verify
-    """
-    with opened(store) as journal:
-        report = journal.verify()
-        emit(as_json, report.model_dump(mode="json", exclude={"heads"}),
-             lambda: [out.print(line) for line in render.verify_lines(report)])
-        if not report.ok:
-            raise typer.Exit(1)
+def run_async(coroutine: Any) -> Any:
+    """Run a coroutine to completion."""
+    return asyncio.run(coroutine)
 
 
 def main() -> None:
     """Console-script entry point."""
+    from . import cli_commands, cli_audit  # noqa: F401 - registers the verbs
+
     app()

@@ -1,42 +1,81 @@
-"""The guided demo: a few runs through the journal on the embedded SQLite store."""
+"""The guided tour: a 2-slot harness on the embedded SQLite store, with priorities,
+queue positions, an approval, a cancellation and one run's history."""
 
 from __future__ import annotations
 
 from rich.console import Console
 
 from . import render
+from .harness import Harness
 from .journal import Journal
+from .streaming import StreamEvent
+from .workspace import Workspace
 
-AGENT = "echo"
-MESSAGES = (("hello", 0), ("summarise the incident", 5), ("what changed today?", 1))
-WORKER = "demo-worker"
+DEMO_WORKSPACE = {
+    "agents": {
+        "echo": {"adapter": "scripted", "script": [{"step": {"thinking": "echo"}}, {"sleep": 0.05}, {"say": "echo: {message}"}]},
+        "deployer": {
+            "adapter": "scripted",
+            "script": [
+                {"reasoning": "Checking the release before deploying"},
+                {"tool_call": {"name": "deploy", "args": {"env": "prod"}}, "requires_approval": True,
+                 "result": {"deployed": True}},
+                {"say": "Deployed to prod"},
+            ],
+        },
+        "slow": {"adapter": "scripted", "script": [{"sleep": 30}, {"say": "finally"}]},
+    },
+    "routing": {"default_agent": "echo", "rules": [{"match": "deploy", "agent": "deployer"}]},
+    "concurrency": {"max_concurrent_runs": 2, "lease_seconds": 30, "heartbeat_seconds": 10},
+}
+REQUESTS = (
+    ("summarise the incident", 0, None),
+    ("what changed today?", 0, None),
+    ("a long report nobody needs", 0, "slow"),
+    ("deploy to prod", 5, None),
+    ("urgent: page the on-call", 9, None),
+)
 
 
-def echo_agent(message: str) -> list[tuple[str, dict[str, str]]]:
-    """A trivial agent: one step, then it says the message back."""
-    return [("step", {"thought": f"echoing {message!r}"}), ("message", {"text": f"echo: {message}"})]
+async def run_demo(url: str | None, console: Console) -> list[str]:
+    """Run the tour and print what the log recorded; returns the run ids."""
+    journal = Journal.open(url)
+    harness = Harness(journal, Workspace.from_dict(DEMO_WORKSPACE), worker_id="demo-worker")
+    console.print(f"[bold]runjournal demo[/bold] on {journal.url} (2 slots)\n")
 
+    def show(event: StreamEvent) -> None:
+        if event.type == "queue.position":
+            console.print(f"  queue: run {event.run_id[:8]} is #{event.data['position']}")
+        elif event.type == "approval":
+            console.print(f"  run {event.run_id[:8]} asks approval for {event.data['tool_name']} {event.data['tool_args']}")
+        elif event.type == "state" and event.data["state"] in ("completed", "failed", "cancelled"):
+            console.print(f"  run {event.run_id[:8]} {render.state(event.data['state'])}")
 
-def run_demo(journal: Journal, console: Console) -> list[str]:
-    """Submit runs, work them through one worker, print what the log recorded; returns run ids."""
-    console.print(f"[bold]runjournal demo[/bold] on {journal.url}\n")
-    submitted = [
-        journal.submit(agent_id=AGENT, input={"message": m}, priority=p, actor="demo") for m, p in MESSAGES
-    ]
-    for position, row in enumerate(journal.queue(), start=1):
-        console.print(f"queued #{position}: run {row.run_id[:8]} (priority {row.priority})")
-    console.print()
-    while (claim := journal.claim_next(worker_id=WORKER, lease_seconds=30)) is not None:
-        journal.start(claim)
-        for kind, content in echo_agent(claim.input["message"]):
-            journal.record_step(claim, kind, content)
-        journal.complete(claim, output={"text": f"echo: {claim.input['message']}"})
-        console.print(f"{WORKER} completed run {claim.run_id[:8]}: {claim.input['message']!r}")
-    runs = [journal.get_run(r.run_id) for r in submitted]
-    console.print()
-    console.print(render.runs_table("runs", runs))
-    console.print(render.history_table(runs[1].run_id, journal.history(runs[1].run_id)))
-    for line in render.verify_lines(journal.verify()):
-        console.print(line)
-    console.print(f"\nInspect it: runjournal history {runs[1].run_id}")
-    return [r.run_id for r in runs]
+    harness.subscribe(show)
+    try:
+        runs = []
+        for message, priority, agent in REQUESTS:
+            run = harness.submit({"message": message}, agent_id=agent, priority=priority, actor="demo")
+            console.print(f"submitted {run.run_id[:8]} {message!r} -> {run.agent_id} (priority {priority})")
+            runs.append(run)
+        slow = runs[2]
+        await harness.cancel(slow.run_id, reason="not needed after all", actor="demo")
+        console.print(f"cancelled {slow.run_id[:8]} while it was queued\n")
+        await harness.work(until_idle=True)
+        deploy = journal.get_run(runs[3].run_id)
+        approval_id = (deploy.pending_approval or {}).get("approval_id")
+        console.print(f"\napproving {approval_id} as 'demo'")
+        await harness.resume(approval_id=approval_id, decision="approve", actor="demo")
+        snapshots = [journal.get_run(r.run_id) for r in runs]
+        console.print()
+        console.print(render.runs_table("runs", snapshots))
+        console.print(render.history_table(deploy.run_id, journal.history(deploy.run_id)))
+        report = journal.verify()
+        console.print(f"verify: {report.events_checked} events of {report.runs_checked} runs, "
+                      f"{'every chain verifies' if report.ok else 'BROKEN'}")
+        console.print(f"\nNext: runjournal history {deploy.run_id}\n      runjournal approvals --all"
+                      f"\n      runjournal timeline {deploy.run_id} --html timeline.html")
+        return [r.run_id for r in runs]
+    finally:
+        await harness.close()
+        journal.close()

@@ -666,9 +666,18 @@ class Journal:
 
     # -- audit ------------------------------------------------------------------------
 
-    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+    def verify(
+        self,
+        *,
+        progress: Callable[[int], None] | None = None,
+        at_versions: dict[str, int] | None = None,
+        log_head_at: int = 0,
+    ) -> VerifyReport:
         """Recompute every chain from the stored bytes; report the first broken link per run."""
-        return verify_log(self._store.mapper, self.notifications(), progress=progress)
+        return verify_log(
+            self._store.mapper, self.notifications(), progress=progress, at_versions=at_versions,
+            log_head_at=log_head_at,
+        )
 
     def rebuild_index(self) -> int:
         """Rebuild the inline queue and leases from the log; returns the runs indexed."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -216,4 +215,7 @@ class VerifyReport(BaseModel):
     events_checked: int
     problems: list[VerifyProblem]
     heads: dict[str, str] = Field(default_factory=dict, repr=False)
+    versions: dict[str, int] = Field(default_factory=dict, repr=False)
     log_head: str = ""
+    anchored: dict[str, str] = Field(default_factory=dict, repr=False)
+    log_head_at: str = ""

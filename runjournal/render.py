@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .models import RecordedEvent, RunSnapshot, VerifyReport
+from .models import RecordedEvent, RunSnapshot
 
 STATE_STYLES = {
     "completed": "green",
@@ -63,26 +64,85 @@ def runs_table(title: str, runs: Sequence[RunSnapshot]) -> Table:
     return table
 
 
-def run_panel(console: Console, run: RunSnapshot) -> None:
-    """One run in detail."""
+def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
+    """One run in detail (and what recovery would do with it)."""
     console.print(f"run      {run.run_id}")
     console.print(f"state    {state(run.state)}  (version {run.version}, epoch {run.epoch})")
     console.print(f"agent    {run.agent_id}   thread {run.thread_id}   priority {run.priority}")
     if run.worker_id and not run.is_terminal:
-        console.print(f"worker   {run.worker_id}  lease until {run.lease_expires_at}")
+        console.print(f"lease    {run.worker_id} until {run.lease_expires_at}")
     if run.pending_approval:
-        console.print(f"approval {run.pending_approval['approval_id']} for {run.pending_approval['tool_name']}")
+        a = run.pending_approval
+        console.print(f"approval {a['approval_id']} for {a['tool_name']} {json.dumps(a.get('tool_args'))}")
     if run.output is not None:
         console.print(f"output   {_short(run.output, 120)}")
     if run.error:
-        console.print(f"error    [red]{run.error}[/red]")
+        console.print(f"error    [red]{escape(run.error)}[/red]")
+    if run.parent_run_id:
+        console.print(f"retry of {run.parent_run_id} (version {run.parent_version})")
+    if recovery is not None:
+        console.print(f"recovery {recovery}")
 
 
-def verify_lines(report: VerifyReport) -> list[str]:
-    """A verify report, for people."""
-    lines = [f"checked {report.events_checked} events of {report.runs_checked} runs"]
-    if report.ok:
-        lines.append("[green]ok[/green]: every chain verifies")
-    for p in report.problems:
-        lines.append(f"[red]broken[/red]: run {p.run_id} version {p.version}: {p.problem}")
-    return lines
+def result_lines(console: Console, result: Any) -> None:
+    """A submitted run, or where a run came to rest."""
+    console.print(f"run {result.run_id} ({result.agent_id}): {state(result.state)}")
+    output = getattr(result, "output", None)
+    if output is not None:
+        console.print(f"output: {_short(output, 200)}")
+    if getattr(result, "error", None):
+        console.print(f"error: [red]{escape(result.error)}[/red]")
+    approval = getattr(result, "approval_id", None)
+    if approval:
+        console.print(f"waiting for approval {approval}: runjournal approve {approval}")
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(str(v)) if v is not None else "" for v in row))
+    return table
+
+
+def threads_table(rows: Sequence[Any]) -> Table:
+    """Thread summaries."""
+    return _table("threads", ("thread", "agent", "latest run", "status", "runs", "messages", "updated"),
+                  [(r.thread_id, r.agent_id, r.latest_run_id[:8], r.status, r.run_count, r.message_count,
+                    r.updated_at[:19]) for r in rows])
+
+
+def queue_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """Claimable runs with their positions."""
+    return _table("queue", ("#", "run", "priority", "state"),
+                  [(r["position"], r["run_id"], r["priority"], r["state"]) for r in rows])
+
+
+def approvals_table(rows: Sequence[Any]) -> Table:
+    """Approvals, pending or decided."""
+    return _table("approvals", ("approval", "tool", "args", "status", "decided by", "edited args"),
+                  [(r.approval_id, r.tool_name, _short(r.tool_args), r.status, r.decided_by,
+                    _short(r.edited_args) if r.edited_args is not None else None) for r in rows])
+
+
+def recovery_summary(report: Any) -> str:
+    """One line for a recovery report."""
+    return (f"{len(report.expired)} expired leases, {len(report.resumed)} resumed, "
+            f"{len(report.failed)} failed, {report.left} left to the workers")
+
+
+def diff_lines(console: Console, versions: tuple[int, int], changes: dict[str, Any]) -> None:
+    """What changed between two versions of a run."""
+    console.print(f"changes from version {versions[0]} to {versions[1]}:")
+    for key, change in changes.items():
+        console.print(f"  {key}: {_short(change['from'], 60)} -> {_short(change['to'], 60)}")
+
+
+def verify_lines(console: Console, report: dict[str, Any]) -> None:
+    """A verify result, for people."""
+    console.print(f"checked {report['events_checked']} events of {report['runs_checked']} runs")
+    if report["ok"]:
+        console.print("[green]ok[/green]: every chain verifies")
+    for problem in report["problems"]:
+        console.print(f"[red]broken[/red]: {escape(problem)}")

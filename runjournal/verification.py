@@ -49,11 +49,21 @@ def verify_log(
     pages: Iterator[list[Notification]],
     *,
     progress: Callable[[int], None] | None = None,
+    at_versions: dict[str, int] | None = None,
+    log_head_at: int = 0,
 ) -> VerifyReport:
-    """Check every chain of the log; report the first broken link of each run."""
+    """Check every chain of the log; report the first broken link of each run.
+
+    ``at_versions`` (run -> version) also records each run's chain at that
+    version and ``log_head_at`` the log head after that many events: what
+    anchors taken earlier are compared with.
+    """
     heads: dict[str, tuple[int, str]] = {}
     broken: dict[str, VerifyProblem] = {}
+    anchored: dict[str, str] = {}
+    at_versions = at_versions or {}
     log_head = chain.GENESIS
+    head_at = ""
     events = 0
     for page in pages:
         for n in page:
@@ -66,7 +76,11 @@ def verify_log(
                 broken[run_id] = VerifyProblem(run_id=run_id, version=n.originator_version, problem=problem)
                 continue
             heads[run_id] = (n.originator_version, stored)
+            if at_versions.get(run_id) == n.originator_version:
+                anchored[run_id] = stored
             log_head = hashlib.sha256((log_head + stored).encode()).hexdigest()
+            if events == log_head_at:
+                head_at = log_head
         if progress:
             progress(len(page))
     problems = sorted(broken.values(), key=lambda p: (p.run_id, p.version or 0))
@@ -76,7 +90,10 @@ def verify_log(
         events_checked=events,
         problems=problems,
         heads={run_id: head for run_id, (_, head) in heads.items()},
+        versions={run_id: version for run_id, (version, _) in heads.items()},
         log_head=log_head,
+        anchored=anchored,
+        log_head_at=head_at,
     )
 
 

@@ -288,10 +288,8 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         options = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))
         return f"must be one of: {options} (got {got})"
-    if kind == "too_short":
+    if kind.endswith("too_short"):
         return "must not be empty"
-    if kind == "extra_forbidden":
-        return f"unknown key {error['loc'][-1]!r}"
     if kind.split("_")[0] in _KINDS and kind.endswith(("_type", "_parsing", "_from_float")):
         return f"must be {_KINDS[kind.split('_')[0]]} (got {got})"
     return error["msg"][:1].lower() + error["msg"][1:]
@@ -374,7 +372,8 @@ def _compose(text: str, filename: str) -> tuple[yaml.Node | None, Any]:
         node = loader.get_single_node()
         return node, (loader.construct_document(node) if node is not None else None)
     except yaml.YAMLError as exc:
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc)
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
         context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if context and start is not None and start.line != getattr(mark, "line", None):
             problem += f" ({context} from line {start.line + 1})"
@@ -405,10 +404,9 @@ def load_workspace(path: str | Path = DEFAULT_FILENAME) -> Workspace:
     except FileNotFoundError:
         problem = "file not found (create one with `runjournal init`)"
         raise WorkspaceError(problem, file=name) from None
-    except UnicodeDecodeError:
-        raise WorkspaceError("is not UTF-8 text", file=name) from None
-    except OSError as exc:
-        raise WorkspaceError(f"cannot be read ({exc.strerror})", file=name) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise WorkspaceError(f"cannot be read ({reason})", file=name) from None
     workspace = parse_workspace(text, name)
     workspace.path = path
     return workspace

@@ -1,0 +1,319 @@
+"""End-to-end harness throughput: no-op scripted runs through ``Harness``, against a bare asyncio queue.
+
+Run with ``python -m bench.harness [--runs N] [--quick] [--out PATH] [--profile]``.
+
+Every case runs in this one process and one event loop, in this order:
+
+* ceiling: N trivial items through a plain ``asyncio.Queue`` drained by K consumer
+           tasks that each await a no-op coroutine per item (what the loop itself
+           costs at that concurrency; nothing is stored);
+* sqlite:  ``Harness(Journal.open("sqlite:///<fresh file>"), ws, worker_id="bench")``
+           with the durable default (WAL, ``synchronous=FULL``);
+* memory:  the same harness on ``memory://`` (no disk: what is left is the
+           journal and harness code, so sqlite minus memory is storage).
+
+each with K = 1 and K = 4 slots (``concurrency.max_concurrent_runs``). The agent is
+``{"adapter": "scripted", "script": [{"say": "ok"}]}``. A harness case submits N runs
+with ``h.submit({"message": "hi"}, agent_id="noop")`` (the submit phase), then
+``await h.work(until_idle=True)`` (the work phase); the total is both. Opening the
+store and creating its tables are not timed; every run is then checked to be
+``completed`` (from the log, with ``journal.get_run``) and the bench fails if one
+is not. One untimed 20-run harness pass on ``memory://`` runs first, so that no
+timed case pays first-use costs the others do not.
+
+The aim is >= 500 runs/s end to end on SQLite, for each slot count. When it is
+missed (or with ``--profile``) the SQLite 4-slot case runs once more on a fresh
+file under cProfile, with the journal's saves, event-store reads and inline-view
+queries counted per run, and the top functions by total and cumulative time are
+printed; profiled timings are not recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import functools
+import pstats
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from runjournal import Journal
+from runjournal.harness import Harness
+from runjournal.workspace import Workspace
+
+from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
+
+BENCH = "harness"
+DEFAULT_RUNS = 2000
+QUICK_RUNS = 300
+SLOTS = (1, 4)
+AIM_RUNS_PER_S = 500.0
+WARMUP_RUNS = 20
+PROFILE_TOP = 30
+AGENT = "noop"
+INPUT = {"message": "hi"}
+
+
+def workspace(slots: int) -> Workspace:
+    """One scripted no-op agent, ``slots`` concurrent runs."""
+    return Workspace.from_dict({
+        "agents": {AGENT: {"adapter": "scripted", "script": [{"say": "ok"}]}},
+        "concurrency": {"max_concurrent_runs": slots},
+    })
+
+
+# -- the ceiling: a bare asyncio queue ------------------------------------------------------------
+
+
+async def _noop(item: int) -> int:
+    return item
+
+
+async def bench_ceiling(runs: int, slots: int) -> dict[str, Any]:
+    """N items through an ``asyncio.Queue`` and ``slots`` consumers awaiting a no-op each."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    done = 0
+
+    async def consume() -> None:
+        nonlocal done
+        while True:
+            item = await queue.get()
+            await _noop(item)
+            done += 1
+            queue.task_done()
+
+    with timer() as total:
+        with timer() as submit:
+            for i in range(runs):
+                queue.put_nowait(i)
+        with timer() as work:
+            consumers = [asyncio.create_task(consume()) for _ in range(slots)]
+            await queue.join()
+            for task in consumers:
+                task.cancel()
+            await asyncio.gather(*consumers, return_exceptions=True)
+    if done != runs:
+        raise RuntimeError(f"ceiling K={slots}: {done} items done, expected {runs}")
+    return figures("asyncio.Queue", runs, slots, total.seconds, submit.seconds, work.seconds)
+
+
+# -- the harness ----------------------------------------------------------------------------------
+
+
+async def drive(harness: Harness, runs: int) -> tuple[list[str], float, float, float]:
+    """Submit ``runs`` runs, then work until idle; (run ids, total, submit, work seconds)."""
+    with timer() as total:
+        with timer() as submit:
+            run_ids = [harness.submit(INPUT, agent_id=AGENT).run_id for _ in range(runs)]
+        with timer() as work:
+            await harness.work(until_idle=True)
+    return run_ids, total.seconds, submit.seconds, work.seconds
+
+
+def check_completed(case: str, journal: Journal, harness: Harness, run_ids: Sequence[str]) -> None:
+    """Fail loudly unless every run is ``completed`` in the log (a correctness check, not timing)."""
+    states = Counter(journal.get_run(run_id).state for run_id in run_ids)
+    if states["completed"] != len(run_ids) or harness.successes != len(run_ids):
+        raise RuntimeError(
+            f"{case}: {states['completed']} of {len(run_ids)} runs completed"
+            f" (states {dict(states)}, harness successes {harness.successes})"
+        )
+    if journal.queue():
+        raise RuntimeError(f"{case}: {len(journal.queue())} runs still in the queue after work()")
+
+
+def journal_synchronous(journal: Journal) -> int | None:
+    """``PRAGMA synchronous`` on the journal's own SQLite connection (None for other stores)."""
+    datastore = getattr(journal.inline_views, "datastore", None)
+    if datastore is None:
+        return None
+    with datastore.transaction(commit=False) as c:
+        c.execute("PRAGMA synchronous")
+        return int(c.fetchone()[0])
+
+
+async def bench_harness(store: str, runs: int, slots: int, tmp: Path | None = None) -> dict[str, Any]:
+    """Time one harness case on a fresh store (``tmp`` holds the SQLite file)."""
+    url = f"sqlite:///{tmp / f'harness-{slots}.db'}" if store == "sqlite" else "memory://"
+    journal = Journal.open(url)
+    harness = Harness(journal, workspace(slots), worker_id="bench")
+    try:
+        run_ids, total_s, submit_s, work_s = await drive(harness, runs)
+        check_completed(f"{store} K={slots}", journal, harness, run_ids)
+        result = figures(store, runs, slots, total_s, submit_s, work_s)
+        result["events"] = journal.max_position()
+        if store == "sqlite":
+            result["synchronous"] = journal_synchronous(journal)
+            result["aim_met"] = result["runs_per_s"] >= AIM_RUNS_PER_S
+    finally:
+        await harness.close()
+        journal.close()
+    return result
+
+
+async def warm_up() -> None:
+    """An untimed pass on ``memory://`` so first-use costs land on no timed case."""
+    journal = Journal.open("memory://")
+    harness = Harness(journal, workspace(max(SLOTS)), worker_id="bench")
+    try:
+        await drive(harness, WARMUP_RUNS)
+    finally:
+        await harness.close()
+        journal.close()
+
+
+def figures(store: str, runs: int, slots: int, seconds: float, submit_s: float, work_s: float) -> dict[str, Any]:
+    """Runs, seconds and rates for one case."""
+    return {
+        "store": store,
+        "slots": slots,
+        "runs": runs,
+        "seconds": round(seconds, 4),
+        "runs_per_s": rate(runs, seconds),
+        "submit_phase_s": round(submit_s, 4),
+        "work_phase_s": round(work_s, 4),
+        "submit_runs_per_s": rate(runs, submit_s),
+        "work_runs_per_s": rate(runs, work_s),
+    }
+
+
+# -- profiling --------------------------------------------------------------------------------------
+
+
+def count_calls(obj: Any, name: str, counts: Counter[str], key: str) -> None:
+    """Replace ``obj.name`` (on that instance only) by a wrapper that counts its calls."""
+    original: Callable[..., Any] = getattr(obj, name)
+
+    @functools.wraps(original)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        counts[key] += 1
+        return original(*args, **kwargs)
+
+    setattr(obj, name, counted)
+
+
+async def profile_sqlite(runs: int, slots: int) -> tuple[cProfile.Profile, dict[str, float]]:
+    """The SQLite case once more under cProfile, with per-run counts of saves and reads."""
+    counts: Counter[str] = Counter()
+    profile = cProfile.Profile()
+    with fresh_dir() as tmp:
+        journal = Journal.open(f"sqlite:///{tmp / 'profiled.db'}")
+        store = journal._store  # noqa: SLF001 - instrumenting this bench's own instance
+        count_calls(store, "save", counts, "saves (transactions)")
+        count_calls(store.repository, "get", counts, "event-store loads (repository.get)")
+        count_calls(store.recorder, "_select", counts, "inline-view queries")
+        harness = Harness(journal, workspace(slots), worker_id="bench")
+        try:
+            profile.enable()
+            run_ids, *_ = await drive(harness, runs)
+            profile.disable()
+            check_completed(f"profiled sqlite K={slots}", journal, harness, run_ids)
+            counts["events"] = journal.max_position()
+        finally:
+            await harness.close()
+            journal.close()
+    return profile, {k: round(v / runs, 2) for k, v in counts.items()}
+
+
+def print_profile(profile: cProfile.Profile, per_run: dict[str, float], slots: int) -> None:
+    """Per-run counts, then the top functions by total and by cumulative time."""
+    print(f"\nsqlite K={slots} under cProfile, per run: "
+          + ", ".join(f"{k} {v:g}" for k, v in per_run.items()))
+    for key, label in (("tottime", "total"), ("cumulative", "cumulative")):
+        print(f"\nsqlite K={slots}, top {PROFILE_TOP} by {label} time:")
+        pstats.Stats(profile).sort_stats(key).print_stats(PROFILE_TOP)
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+
+def print_table(runs: int, cases: list[dict[str, Any]], ceilings: dict[int, dict[str, Any]], rss: float) -> None:
+    """All cases side by side, each harness case against the ceiling at its slot count."""
+    print(f"harness bench: {runs} no-op scripted runs per case (submit all, then work until idle)")
+    print(f"{'case':18}{'runs':>6}{'seconds':>10}{'runs/s':>10}{'submit s':>10}{'work s':>10}"
+          f"{'submit/s':>10}{'work/s':>10}{'vs ceiling':>12}")
+    for f in [*ceilings.values(), *cases]:
+        name = f"{f['store']} K={f['slots']}"
+        ceiling = ceilings[f["slots"]]["runs_per_s"]
+        share = f"{f['runs_per_s'] / ceiling:.4f}" if f["store"] != "asyncio.Queue" else "1"
+        print(f"{name:18}{f['runs']:>6}{f['seconds']:>10.3f}{f['runs_per_s']:>10.1f}"
+              f"{f['submit_phase_s']:>10.3f}{f['work_phase_s']:>10.3f}"
+              f"{f['submit_runs_per_s']:>10.1f}{f['work_runs_per_s']:>10.1f}{share:>12}")
+    for f in cases:
+        if f["store"] == "sqlite":
+            met = "met" if f["aim_met"] else "NOT met"
+            print(f"aim sqlite K={f['slots']}: >= {AIM_RUNS_PER_S:g} runs/s: {met} ({f['runs_per_s']:.1f})")
+    for slots, share in storage_shares(cases).items():
+        print(f"storage share of sqlite K={slots} time (sqlite - memory) / sqlite: {share:.0%}")
+    print(f"peak RSS: {rss:.1f} MB")
+
+
+def storage_shares(cases: list[dict[str, Any]]) -> dict[int, float]:
+    """Per slot count, the part of the SQLite case's time that memory:// does not pay."""
+    by = {(f["store"], f["slots"]): f for f in cases}
+    return {
+        k: round(1 - by[("memory", k)]["seconds"] / by[("sqlite", k)]["seconds"], 3)
+        for k in SLOTS
+        if ("memory", k) in by and ("sqlite", k) in by
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"runs per case (default {DEFAULT_RUNS})")
+    p.add_argument("--quick", action="store_true", help=f"shorthand for --runs {QUICK_RUNS}")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "harness.json", help="results JSON path")
+    p.add_argument("--profile", action="store_true", help="also profile the SQLite 4-slot case (even if the aim is met)")
+    return p.parse_args(argv)
+
+
+async def run_cases(runs: int) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """Warm up, then the ceilings, then the harness on SQLite and on memory://."""
+    await warm_up()
+    ceilings = {k: await bench_ceiling(runs, k) for k in SLOTS}
+    cases = []
+    with fresh_dir() as tmp:
+        for k in SLOTS:
+            cases.append(await bench_harness("sqlite", runs, k, tmp))
+    for k in SLOTS:
+        cases.append(await bench_harness("memory", runs, k))
+    return ceilings, cases
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every case, print the table, write the JSON; returns the results."""
+    args = parse_args(argv)
+    runs = QUICK_RUNS if args.quick else args.runs
+    ceilings, cases = asyncio.run(run_cases(runs))
+    rss = peak_rss_mb()
+    print_table(runs, cases, ceilings, rss)
+    sqlite = {f["slots"]: f for f in cases if f["store"] == "sqlite"}
+    memory = {f["slots"]: f for f in cases if f["store"] == "memory"}
+    results = {
+        "runs": runs,
+        "agent": {"adapter": "scripted", "script": [{"say": "ok"}]},
+        "warmup": f"one untimed {WARMUP_RUNS}-run harness pass on memory:// before all cases",
+        "ceiling": {f"slots_{k}": f for k, f in ceilings.items()},
+        "sqlite": {f"slots_{k}": f for k, f in sqlite.items()},
+        "memory": {f"slots_{k}": f for k, f in memory.items()},
+        "ratio_to_ceiling": {
+            f"{store}_slots_{k}": round(f["runs_per_s"] / ceilings[k]["runs_per_s"], 5)
+            for store, group in (("sqlite", sqlite), ("memory", memory)) for k, f in group.items()
+        },
+        "storage_share": {f"slots_{k}": v for k, v in storage_shares(cases).items()},
+        "aim_runs_per_s": AIM_RUNS_PER_S,
+        "aim_met": {f"slots_{k}": f["aim_met"] for k, f in sqlite.items()},
+        "peak_rss_mb": rss,
+    }
+    print(f"results written to {write_results(args.out, BENCH, results)}")
+    if args.profile or not all(f["aim_met"] for f in sqlite.values()):
+        print_profile(*asyncio.run(profile_sqlite(runs, max(SLOTS))), max(SLOTS))
+    return results
+
+
+if __name__ == "__main__":
+    main()

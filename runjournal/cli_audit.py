@@ -1,0 +1,192 @@
+"""CLI verbs for debugging and audit: history, replay, export, import, verify, projections, timeline, keygen."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress
+
+from . import audit, render
+from .cli import JsonOption, app, emit, err, guarded, opened, out
+from .domain import InvalidInput
+
+projections_app = typer.Typer(help="Followed views (runs, threads, approvals, recovery_intents, messages).",
+                              no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; nothing when piped."""
+    if not err.is_terminal or total == 0:
+        yield lambda _n: None
+        return
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@app.command()
+def history(run_id: str, as_json: JsonOption = False) -> None:
+    """Every event of a run in order: version, time, type, actor, key fields.
+
+    Example: runjournal history 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11 --json
+    """
+    with opened() as journal:
+        events = journal.history(run_id)
+        emit(as_json, [e.model_dump(mode="json") for e in events],
+             lambda: out.print(render.history_table(run_id, events)))
+
+
+@app.command()
+def replay(
+    run_id: str,
+    at: Annotated[int | None, typer.Option("--at", help="Show the run as it was after this version.")] = None,
+    diff: Annotated[tuple[int, int] | None, typer.Option("--diff", help="Compare two versions: --diff A B.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rebuild a run as it was at a version (state, lease, pending approval, output), or diff two versions.
+
+    Example: runjournal replay RUN_ID --at 4      runjournal replay RUN_ID --diff 3 7
+    """
+    with opened() as journal:
+        if diff is not None:
+            a, b = (journal.get_run(run_id, at_version=v).model_dump(mode="json") for v in diff)
+            changes = {k: {"from": a[k], "to": b[k]} for k in a if a[k] != b[k]}
+            emit(as_json, changes, lambda: render.diff_lines(out, diff, changes))
+            return
+        if at is None:
+            raise typer.BadParameter("give --at VERSION or --diff A B")
+        run = journal.get_run(run_id, at_version=at)
+        emit(as_json, run.model_dump(mode="json"), lambda: render.run_panel(out, run, None))
+
+
+@app.command()
+def export(
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's events.")] = None,
+    since: Annotated[int, typer.Option("--since", help="Only events after this log position.")] = 0,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    anchors: Annotated[bool, typer.Option("--anchors", help="Write the head of every run and of the log instead.")] = False,
+) -> None:
+    """Write the log as JSON Lines (one event per line), or its anchors with --anchors.
+
+    Example: runjournal export > log.jsonl      runjournal export --anchors --out anchors.json
+    """
+    with opened() as journal:
+        stream = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
+        try:
+            if anchors:
+                stream.write(json.dumps(audit.anchors(journal), sort_keys=True, indent=2) + "\n")
+                return
+            with progress(journal.max_position() - since, "exporting") as advance:
+                for record in audit.export_events(journal, run_id=run, since=since):
+                    stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+                    advance(1)
+        finally:
+            if out_file:
+                stream.close()
+
+
+@app.command("import")
+def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjournal export`.")]) -> None:
+    """Load an export into an empty store (every line is checked before anything is written).
+
+    Example: runjournal --store sqlite:///copy.db import log.jsonl && runjournal --store sqlite:///copy.db verify
+    """
+    with opened() as journal:
+        if not file.exists():
+            raise InvalidInput(str(file), "file not found")
+        with file.open(encoding="utf-8") as lines:
+            count = audit.import_events(journal, lines)
+        out.print(f"imported {count} events; run `runjournal verify` to check them")
+
+
+@app.command()
+def verify(
+    anchors: Annotated[Path | None, typer.Option("--anchors", help="Also compare with anchors from `export --anchors`.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute every hash chain and the log head; exit 1 naming the first broken run and version.
+
+    Example: runjournal verify --anchors anchors.json
+    """
+    with opened() as journal:
+        with progress(journal.max_position(), "verifying") as advance:
+            report = journal.verify(progress=advance)
+        problems = [f"run {p.run_id} version {p.version}: {p.problem}" for p in report.problems]
+        if anchors is not None:
+            problems += audit.check_anchors(journal, _read_json(anchors))
+        payload: dict[str, Any] = {"ok": not problems, "runs_checked": report.runs_checked,
+                                   "events_checked": report.events_checked, "log_head": report.log_head,
+                                   "problems": problems}
+        emit(as_json, payload, lambda: render.verify_lines(out, payload))
+        if problems:
+            raise typer.Exit(1)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(str(path), "file not found") from None
+    except json.JSONDecodeError as e:
+        raise InvalidInput(str(path), f"not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+@projections_app.command("rebuild")
+def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all of them when left out.")] = None) -> None:
+    """Rebuild followed views (and the inline queue and leases) from the start of the log.
+
+    Example: runjournal projections rebuild threads
+    """
+    with opened() as journal:
+        names = [name] if name else [n for n in journal.runner.projections if not n.startswith("_")]
+        for view in names:
+            count = journal.rebuild(view)
+            out.print(f"rebuilt {view} from {count} events")
+        if not name:
+            out.print(f"rebuilt the inline queue and leases ({journal.rebuild_index()} live runs)")
+
+
+@app.command()
+def timeline(
+    run_id: Annotated[str | None, typer.Argument(help="The run to draw.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="Draw every run of a thread.")] = None,
+    html_file: Annotated[Path, typer.Option("--html", help="Where to write the page.")] = Path("timeline.html"),
+) -> None:
+    """Write a self-contained HTML timeline: states as coloured spans, events with their data.
+
+    Example: runjournal timeline RUN_ID --html out.html
+    """
+    from .timeline import render_timeline
+
+    with opened() as journal:
+        if thread:
+            runs = {r.run_id: journal.history(r.run_id) for r in journal.runs(thread_id=thread)}
+            if not runs:
+                raise InvalidInput("--thread", f"thread {thread} has no runs")
+            title = f"thread {thread}"
+        elif run_id:
+            runs, title = {run_id: journal.history(run_id)}, f"run {run_id}"
+        else:
+            raise typer.BadParameter("give a RUN_ID or --thread THREAD")
+        html_file.write_text(render_timeline(title, runs), encoding="utf-8")
+        out.print(f"wrote {html_file} ({sum(len(v) for v in runs.values())} events)")
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new key for encryption at rest (export it as RUNJOURNAL_CIPHER_KEY).
+
+    Example: export RUNJOURNAL_CIPHER_KEY=$(runjournal keygen)
+    """
+    with guarded():
+        from eventsourcing.cipher import AESCipher
+
+        out.print(AESCipher.create_key(num_bytes=32))

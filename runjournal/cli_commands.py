@@ -1,0 +1,235 @@
+"""CLI verbs for running and operating: init, demo, run, worker, status, threads, queue,
+approvals, approve, reject, cancel, recover, retry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import render
+from .cli import STATE, ActorOption, JsonOption, app, emit, guarded, opened, out, parse_json, run_async, store_url
+
+
+def _harness(worker_id: str | None = None):  # noqa: ANN202 - a Harness, imported lazily
+    from .harness import Harness
+
+    return Harness.from_workspace(STATE.workspace, store=store_url(), worker_id=worker_id)
+
+
+@app.command()
+def init(
+    path: Annotated[str, typer.Argument(help="Where to write the workspace.")] = "runjournal.yaml",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example workspace (an echo agent and a deployer needing approval).
+
+    Example: runjournal init && runjournal run "deploy to prod" --wait
+    """
+    from .workspace import write_example
+
+    with guarded():
+        written = write_example(path, force=force)
+    out.print(f"wrote {written}: edit the agents, then `runjournal run \"hello\" --wait`")
+
+
+@app.command()
+def demo() -> None:
+    """A guided tour on the embedded SQLite store; leaves the journal for the other commands.
+
+    Example: runjournal demo && runjournal approvals --all
+    """
+    from .demo import run_demo
+
+    with guarded():
+        run_async(run_demo(store_url(), out))
+
+
+@app.command("run")
+def run_(
+    message: Annotated[str, typer.Argument(help="The request's message.")],
+    agent: Annotated[str | None, typer.Option("--agent", help="Agent to run (else routing decides).")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="Thread to continue.")] = None,
+    priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
+    wait: Annotated[bool, typer.Option("--wait", help="Work the run here until it rests.")] = False,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a run; with --wait, run it in this process until it completes, fails or waits for approval.
+
+    Example: runjournal run "deploy to prod" --wait
+    """
+
+    async def go() -> object:
+        harness = _harness()
+        try:
+            run = harness.submit({"message": message}, agent_id=agent, thread_id=thread, priority=priority, actor=actor)
+            return await harness.wait(run.run_id) if wait else run
+        finally:
+            await harness.close()
+
+    with guarded():
+        result = run_async(go())
+    emit(as_json, result.model_dump(mode="json"), lambda: render.result_lines(out, result))
+
+
+@app.command()
+def worker(
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is left to do.")] = False,
+    worker_id: Annotated[str | None, typer.Option("--worker-id", help="Name in leases and the log.")] = None,
+) -> None:
+    """Recover, then claim and run queued runs (any number of workers may share a store).
+
+    Example: runjournal worker --until-idle
+    """
+
+    async def go() -> None:
+        harness = _harness(worker_id)
+        try:
+            report = await harness.recover()
+            out.print(f"worker {harness.worker_id}: recovered {render.recovery_summary(report)}")
+            await harness.work(until_idle=until_idle)
+            out.print(f"worker {harness.worker_id}: idle ({harness.successes} ok, {harness.failures} failed)")
+        finally:
+            await harness.close()
+
+    with guarded():
+        try:
+            run_async(go())
+        except KeyboardInterrupt:
+            out.print("worker stopped")
+
+
+@app.command()
+def status(run_id: str, as_json: JsonOption = False) -> None:
+    """A run's state now, and what startup recovery would do with it.
+
+    Example: runjournal status 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11
+    """
+    with opened() as journal:
+        run = journal.get_run(run_id)
+        intent = next((i for i in journal.recovery_intents() if i.run_id == run_id), None)
+        recovery = intent.intent if intent else "nothing (terminal)"
+        payload = {**run.model_dump(mode="json"), "recovery": recovery}
+        emit(as_json, payload, lambda: render.run_panel(out, run, recovery))
+
+
+@app.command()
+def threads(as_json: JsonOption = False) -> None:
+    """Thread summaries: latest run, status, counts.
+
+    Example: runjournal threads --json
+    """
+    with opened() as journal:
+        rows = journal.threads()
+        emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.threads_table(rows)))
+
+
+@app.command()
+def queue(as_json: JsonOption = False) -> None:
+    """Claimable runs in claim order (priority, then age).
+
+    Example: runjournal queue
+    """
+    with opened() as journal:
+        rows = [{"position": i, "run_id": r.run_id, "priority": r.priority, "state": r.state}
+                for i, r in enumerate(journal.queue(), start=1)]
+        emit(as_json, rows, lambda: out.print(render.queue_table(rows)))
+
+
+@app.command()
+def approvals(
+    show_all: Annotated[bool, typer.Option("--all", help="Decided approvals too.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Approvals waiting for a person (--all: with who decided what).
+
+    Example: runjournal approvals
+    """
+    with opened() as journal:
+        rows = journal.approvals() if show_all else journal.pending_approvals()
+        emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.approvals_table(rows)))
+
+
+def _decide(approval_id: str, decision: str, edits: object, actor: str | None, as_json: bool) -> None:
+    with opened() as journal:
+        run = journal.resolve_approval(approval_id, decision=decision, edits=edits, actor=actor)
+        emit(as_json, run.model_dump(mode="json"),
+             lambda: out.print(f"{decision} recorded for {approval_id}; run {run.run_id} is {run.state}"
+                               " (a worker resumes it)"))
+
+
+@app.command()
+def approve(
+    approval_id: str,
+    edit: Annotated[str | None, typer.Option("--edit", help="Edited tool arguments, as JSON.")] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a pending tool call (with --edit: approve edited arguments).
+
+    Example: runjournal approve RUN_ID.a1 --edit '{"env": "staging"}'
+    """
+    with guarded():
+        edits = parse_json(edit, "--edit")
+    _decide(approval_id, "edit" if edits is not None else "approve", edits, actor, as_json)
+
+
+@app.command()
+def reject(approval_id: str, actor: ActorOption = None, as_json: JsonOption = False) -> None:
+    """Reject a pending tool call; the agent continues without it.
+
+    Example: runjournal reject RUN_ID.a1
+    """
+    _decide(approval_id, "reject", None, actor, as_json)
+
+
+@app.command()
+def cancel(
+    run_id: str,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the log.")] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a run: at once if no worker holds it, else its worker stops it.
+
+    Example: runjournal cancel RUN_ID --reason "wrong environment"
+    """
+    with opened() as journal:
+        run = journal.cancel(run_id, reason=reason, actor=actor)
+        emit(as_json, run.model_dump(mode="json"), lambda: out.print(f"run {run.run_id} is {run.state}"))
+
+
+@app.command()
+def recover(as_json: JsonOption = False) -> None:
+    """Run startup recovery now (workers also run it when they start).
+
+    Example: runjournal recover --json
+    """
+
+    async def go() -> object:
+        harness = _harness()
+        try:
+            return await harness.recover()
+        finally:
+            await harness.close()
+
+    with guarded():
+        report = run_async(go())
+    emit(as_json, report.model_dump(mode="json"), lambda: out.print(f"recovered {render.recovery_summary(report)}"))
+
+
+@app.command()
+def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -> None:
+    """Submit a new run with the same request as RUN, linked to it (parent_run_id).
+
+    Example: runjournal retry RUN_ID
+    """
+    with opened() as journal:
+        old = journal.get_run(run_id)
+        new = journal.submit(
+            agent_id=old.agent_id, input=old.input, thread_id=old.thread_id, priority=old.priority,
+            actor=actor, parent_run_id=old.run_id, parent_version=old.version,
+        )
+        emit(as_json, new.model_dump(mode="json"),
+             lambda: out.print(f"run {new.run_id} retries {old.run_id} (version {old.version}); it is {new.state}"))

@@ -1,0 +1,76 @@
+"""Harness test helpers: workspaces built in code, harnesses on a fresh journal, the log replayed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from runjournal import Harness, Journal, RecordedEvent, Workspace
+from runjournal.adapters.agents import AgentAdapter
+from runjournal.adapters.clock import Clock
+from runjournal.journal import recorded
+
+ECHO = {"adapter": "scripted", "script": [{"say": "echo: {message}"}]}
+DEPLOYER = {
+    "adapter": "scripted",
+    "script": [
+        {"tool_call": {"name": "deploy", "args": {"env": "prod"}}, "requires_approval": True},
+        {"say": "Deployed"},
+    ],
+}
+
+
+def workspace(agents: dict[str, Any] | None = None, **sections: Any) -> Workspace:
+    """A validated workspace: ``agents`` (default: echo and deployer) plus any other sections.
+
+    Without a routing section, runs that name no agent go to ``echo`` when there is one.
+    """
+    agents = agents or {"echo": ECHO, "deployer": DEPLOYER}
+    if "routing" not in sections and "echo" in agents:
+        sections["routing"] = {"default_agent": "echo"}
+    return Workspace.from_dict({"agents": agents, **sections})
+
+
+def types(journal: Journal, run_id: str) -> list[str]:
+    """The event types of one run, in order."""
+    return [e.type for e in journal.history(run_id)]
+
+
+def event(journal: Journal, run_id: str, type_: str, index: int = -1) -> RecordedEvent:
+    """The ``index``-th event of ``type_`` in a run's history (the last by default)."""
+    return [e for e in journal.history(run_id) if e.type == type_][index]
+
+
+def global_log(journal: Journal) -> list[RecordedEvent]:
+    """Every stored event of every run, replayed from the notification log in position order."""
+    mapper = journal._store.mapper  # noqa: SLF001 - the stored log itself, not a view of it
+    return [recorded(mapper.to_domain_event(n), n.id) for page in journal.notifications() for n in page]
+
+
+MakeHarness = Callable[..., Harness]
+
+
+@pytest.fixture
+def make_harness() -> Iterator[MakeHarness]:
+    """Build harnesses on fresh journals (memory by default); their journals are closed afterwards."""
+    journals: list[Journal] = []
+
+    def make(
+        ws: Workspace | None = None,
+        *,
+        url: str = "memory://",
+        clock: Clock | None = None,
+        adapters: dict[str, AgentAdapter] | None = None,
+        journal: Journal | None = None,
+        worker_id: str = "w1",
+    ) -> Harness:
+        if journal is None:
+            journal = Journal.open(url, clock=clock)
+            journals.append(journal)
+        return Harness(journal, ws or workspace(), worker_id=worker_id, adapters=adapters)
+
+    yield make
+    for journal in journals:
+        journal.close()
