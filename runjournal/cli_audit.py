@@ -187,6 +187,6 @@ def keygen() -> None:
     Example: export RUNJOURNAL_CIPHER_KEY=$(runjournal keygen)
     """
     with guarded():
-        from eventsourcing.cipher import AESCipher
+        from eventsourcing.cryptography import AESCipher
 
         out.print(AESCipher.create_key(num_bytes=32))

@@ -15,6 +15,7 @@ import contextlib
 import re
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +37,11 @@ _POLL_SECONDS = 0.05
 
 
 def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
-    """One adapter per agent of the workspace."""
+    """One adapter per agent of the workspace (python agents may live beside the workspace file)."""
+    if workspace.path is not None:
+        folder = str(Path(workspace.path).resolve().parent)
+        if folder not in sys.path:
+            sys.path.append(folder)
     adapters: dict[str, AgentAdapter] = {}
     for name, agent in workspace.agents.items():
         if agent.adapter == "scripted":

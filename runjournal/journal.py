@@ -126,7 +126,25 @@ class Journal:
             raise
         except (PersistenceError, OSError) as e:
             raise StoreError(f"cannot open store {_redact(url)}: {e}") from None
-        return cls(store, url=url, clock=clock, views_path=views_path)
+        journal = cls(store, url=url, clock=clock, views_path=views_path)
+        journal._check_readable()
+        return journal
+
+    def _check_readable(self) -> None:
+        """Decode the first stored event: a wrong or missing cipher key fails here, clearly."""
+        first = next(self.raw_pages(0, page_size=1), [])
+        if not first:
+            return
+        try:
+            EventDecoder(self._store.mapper).decode(first[0])
+        except Exception as e:  # noqa: BLE001 - any failure to decode means this store cannot be read as opened
+            encrypted = "CIPHER_KEY" in self._store.env
+            hint = ("the RUNJOURNAL_CIPHER_KEY is wrong" if encrypted
+                    else "the store may be encrypted: set RUNJOURNAL_CIPHER_KEY to its key")
+            self._store.close()
+            raise StoreError(
+                f"cannot read the events of store {_redact(self.url)}: {hint} ({type(e).__name__})"
+            ) from None
 
     def close(self) -> None:
         """Stop following, release the store's and the views' connections."""

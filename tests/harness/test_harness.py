@@ -174,6 +174,7 @@ def test_a_higher_priority_run_moves_the_queued_runs_back_one_place(make_harness
     a, b, c = asyncio.run(main())
     moved = [(e.run_id, e.data["position"]) for e in seen if e.type == "queue.position"]
     assert moved[:3] == [(c, 1), (a, 2), (b, 3)]
+    assert moved[3:5] == [(a, 1), (b, 2)]  # and they move up again as runs ahead of them are claimed
     assert all(e.data["max_concurrent_runs"] == 1 for e in seen if e.type == "queue.position")
     assert [e.run_id for e in global_log(h.journal) if e.type == "Started"] == [c, a, b]
 
@@ -338,6 +339,53 @@ def test_cancelling_a_running_run_lets_its_worker_stop_it_and_discards_its_outpu
     assert types(h.journal, run_id) == ["Created", "Queued", "Dequeued", "Started", "CancelRequested", "Cancelled"]
     assert event(h.journal, run_id, "Cancelled").actor == "worker:w1"
     assert h.journal.get_run(run_id).output is None
+
+
+def test_a_cancel_recorded_by_another_process_stops_the_run_at_its_next_check(make_harness):
+    gated = Gated()
+    h = make_harness(adapters={"gated": gated})
+
+    async def main() -> tuple[str, Any]:
+        run_id = h.submit("long job", agent_id="gated").run_id
+        waiting = asyncio.create_task(h.wait(run_id))
+        await until(lambda: gated.started)
+        h.journal.cancel(run_id, actor="ops")  # straight on the journal: this harness is not told
+        gated.gate.set()
+        return run_id, await waiting
+
+    run_id, result = asyncio.run(main())
+    assert result.state == "cancelled"
+    assert result.output is None
+    assert types(h.journal, run_id)[-2:] == ["CancelRequested", "Cancelled"]
+
+
+def test_a_run_cancelled_while_claimed_by_a_dead_worker_is_cancelled_when_its_lease_runs_out(make_harness):
+    clock = ManualClock()
+    h = make_harness(clock=clock)
+    run = h.journal.submit(agent_id="echo", input="x")
+    h.journal.claim_next(worker_id="dead", lease_seconds=5)
+
+    requested = asyncio.run(h.cancel(run.run_id, actor="ops"))
+    assert requested.state == "cancelling"
+    clock.advance(6)
+    result = asyncio.run(h.wait(run.run_id))
+
+    assert result.state == "cancelled"
+    assert types(h.journal, run.run_id) == ["Created", "Queued", "Dequeued", "CancelRequested", "Cancelled"]
+    assert event(h.journal, run.run_id, "Cancelled").actor == "system:lease"
+
+
+def test_cancelling_a_run_whose_approval_was_decided_cancels_it_before_it_resumes(make_harness):
+    h = make_harness()
+    paused = run_to_approval(h)
+    h.journal.resolve_approval(paused.approval_id, decision="approve", actor="alice")
+
+    cancelled = asyncio.run(h.cancel(paused.run_id, actor="bob"))
+
+    assert cancelled.state == "cancelled"
+    assert types(h.journal, paused.run_id)[-3:] == ["ApprovalResolved", "CancelRequested", "Cancelled"]
+    asyncio.run(h.work(until_idle=True))
+    assert "Resumed" not in types(h.journal, paused.run_id)
 
 
 def test_cancelling_a_finished_run_returns_it_unchanged_and_appends_nothing(make_harness):
@@ -599,6 +647,71 @@ def test_health_counts_slots_queue_approvals_and_adapter_outcomes(make_harness, 
     assert health.oldest_queued_age_seconds == 7.0
 
 
+def test_health_shows_a_busy_slot_while_a_run_is_running(make_harness):
+    gated = Gated()
+    h = make_harness(adapters={"gated": gated})
+
+    async def main() -> tuple[Any, Any]:
+        run_id = h.submit("x", agent_id="gated").run_id
+        waiting = asyncio.create_task(h.wait(run_id))
+        await until(lambda: gated.started)
+        busy = h.health()
+        gated.gate.set()
+        await waiting
+        return busy, h.health()
+
+    busy, idle = asyncio.run(main())
+    assert (busy.active_slots, busy.queued, busy.oldest_queued_age_seconds) == (1, 0, None)
+    assert (idle.active_slots, idle.adapter_successes) == (0, 1)
+
+
+def test_submitting_twice_with_one_idempotency_key_runs_once(make_harness):
+    h = make_harness()
+
+    async def main() -> tuple[Any, Any]:
+        first = await h.run("once", idempotency_key="job-1")
+        second = await h.run("once", idempotency_key="job-1")
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first == second
+    assert types(h.journal, first.run_id).count("Completed") == 1
+    assert len(h.journal.runs()) == 1
+
+
+def test_a_run_for_an_agent_this_worker_does_not_have_fails_when_claimed(make_harness):
+    h = make_harness()
+    run = h.journal.submit(agent_id="retired", input="x")  # queued by a worker with another workspace
+
+    result = asyncio.run(h.wait(run.run_id))
+
+    assert result.state == "failed"
+    assert result.error == "unknown agent 'retired' in this worker's workspace"
+
+
+def test_a_python_agent_that_cannot_be_imported_fails_the_run_with_the_import_error(make_harness):
+    h = make_harness(workspace({"ghost": {"adapter": "python", "callable": "no_such_module_here:agent"}}))
+
+    result = asyncio.run(h.run("x", agent_id="ghost"))
+
+    assert result.state == "failed"
+    assert result.error is not None and "cannot import agent 'no_such_module_here:agent'" in result.error
+
+
+def test_an_unknown_decision_or_an_edit_without_arguments_is_refused_and_appends_nothing(make_harness):
+    h = make_harness()
+    paused = run_to_approval(h)
+    end = h.journal.max_position()
+
+    with pytest.raises(ValueError, match="decision"):
+        asyncio.run(h.resume(approval_id=paused.approval_id, decision="maybe"))
+    with pytest.raises(ValueError, match="edits"):
+        asyncio.run(h.resume(approval_id=paused.approval_id, decision="edit"))
+
+    assert h.journal.max_position() == end
+    assert h.journal.get_run(paused.run_id).state == "waiting_for_approval"
+
+
 # -- leases ---------------------------------------------------------------------------------
 
 
@@ -642,6 +755,50 @@ def test_a_running_run_inside_its_stale_grace_is_left_to_its_worker(make_harness
 
     assert h.journal.get_run(run.run_id).state == "running"
     assert types(h.journal, run.run_id)[-1] == "Started"
+
+
+def test_a_long_run_keeps_its_lease_by_heartbeats(make_harness):
+    # Without renewals the lease (0.15 s) and the stale grace (0.01 s) would run out mid-run.
+    slow = {"adapter": "scripted", "script": [{"sleep": 0.3}, {"say": "done"}]}
+    ws = workspace({"slow": slow}, concurrency={"lease_seconds": 0.15, "heartbeat_seconds": 0.03},
+                   recovery={"stale_running_after_seconds": 0.01})
+    h = make_harness(ws)
+
+    result = asyncio.run(h.run("go", agent_id="slow"))
+
+    assert result.state == "completed"
+    history = h.journal.history(result.run_id)
+    renewals = [e for e in history if e.type == "LeaseRenewed"]
+    assert len(renewals) >= 2
+    assert all(e.data["worker_id"] == "w1" for e in renewals)
+    assert "LeaseExpired" not in [e.type for e in history]
+
+
+def test_a_worker_whose_lease_was_taken_over_cannot_complete_the_run(make_harness):
+    clock = ManualClock()
+    ws = workspace({"job": ECHO}, concurrency={"lease_seconds": 30, "heartbeat_seconds": 20},
+                   recovery={"stale_running_after_seconds": 1})
+    gated = Gated()
+    first = make_harness(ws, clock=clock, adapters={"job": gated}, worker_id="first")
+    second = make_harness(ws, journal=first.journal, worker_id="second")
+
+    async def main() -> tuple[str, Any]:
+        run_id = first.submit("x", agent_id="job").run_id
+        waiting = asyncio.create_task(first.wait(run_id))
+        await until(lambda: gated.started)
+        clock.advance(30 + 1 + 1)  # the first worker looks dead: lease out, and stale
+        taken = await second.wait(run_id)
+        gated.gate.set()
+        assert (await waiting).state == "completed"
+        return run_id, taken
+
+    run_id, taken = asyncio.run(main())
+    assert taken.state == "completed"
+    assert taken.output == {"text": "echo: x"}
+    history = first.journal.history(run_id)
+    assert [e.type for e in history].count("Completed") == 1
+    assert event(first.journal, run_id, "Completed").actor == "worker:second"
+    assert first.health().adapter_successes == 0
 
 
 def test_a_harness_on_a_sqlite_file_runs_and_pauses_durably(make_harness, sqlite_url):
