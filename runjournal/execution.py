@@ -9,13 +9,14 @@ lease was taken over gets ``LeaseLost`` on its next append and stops quietly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .adapters.agents.base import AgentAdapter, AgentFailed, AgentRequest, Chunk, adapter_can_invoke
-from .domain import LeaseLost
+from .domain import InvalidTransition, LeaseLost
 from .journal import Journal
 from .models import Claim
 from .routing import tool_denial
@@ -85,6 +86,20 @@ class Execution:
     async def _run(self) -> str:
         if self._cancelled(fresh=True):
             return self._finish_cancel()
+        # The agent runs as its own task so that a cancel stops it even in the middle
+        # of a long call, not only at its next chunk.
+        work = asyncio.create_task(self._consume())
+        stop = asyncio.create_task(self.cancel_requested.wait())
+        done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            stop.cancel()
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        return self._finish_cancel()
+
+    async def _consume(self) -> str:
         produced = False
         try:
             async with asyncio.timeout(self.settings.invoke_timeout_seconds):
@@ -99,7 +114,7 @@ class Execution:
         except (LeaseLost, asyncio.CancelledError):
             raise
         except Exception as e:  # noqa: BLE001 - any agent error ends the run as failed, with its message
-            if produced or not adapter_can_invoke(self.adapter):
+            if produced or not adapter_can_invoke(self.adapter) or self._cancelled(fresh=True):
                 return self._fail(_error_text(e))
             if (rest := await self._invoke_once()) is not None:
                 return rest
@@ -118,7 +133,13 @@ class Execution:
         except Exception as e:  # noqa: BLE001 - the fallback failed too: the run fails
             return self._fail(_error_text(e))
         for chunk in chunks:
-            if (rest := self._handle(chunk)) is not None:
+            try:
+                rest = self._handle(chunk)
+            except InvalidTransition:
+                if self._cancelled(fresh=True):  # cancelled while the agent answered
+                    return self._finish_cancel()
+                raise
+            if rest is not None:
                 return rest
         return None
 
@@ -167,6 +188,9 @@ class Execution:
         return "waiting_for_approval"
 
     def _fail(self, error: str) -> str:
+        """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked."""
+        if self._cancelled(fresh=True):
+            return self._finish_cancel()
         self.journal.fail(self.claim, error=error)
         return "failed"
 

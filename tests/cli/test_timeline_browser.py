@@ -67,7 +67,7 @@ class Store:
     histories: dict[str, list[dict[str, Any]]]  # run id -> its events, as JSON
 
 
-def build_journal(url: str) -> dict[str, str]:
+def build_journal(url: str) -> Store:
     clock = ManualClock()
     journal = Journal.open(url, clock=clock)
     runs: dict[str, str] = {}
@@ -122,17 +122,15 @@ def build_journal(url: str) -> dict[str, str]:
 
         for name, run_id in runs.items():
             assert journal.get_run(run_id).state == EXPECTED_STATES[name][-1], name
-        return runs
+        histories = {run_id: [e.model_dump(mode="json") for e in journal.history(run_id)] for run_id in runs.values()}
+        return Store(url=url, runs=runs, histories=histories)
     finally:
         journal.close()
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    url = f"sqlite:///{tmp_path_factory.mktemp('timeline') / 'journal.db'}"
-    runs = build_journal(url)
-    histories = {run_id: json.loads(runjournal(url, "history", run_id, "--json")) for run_id in runs.values()}
-    return Store(url=url, runs=runs, histories=histories)
+    return build_journal(f"sqlite:///{tmp_path_factory.mktemp('timeline') / 'journal.db'}")
 
 
 def runjournal(url: str, *args: str, cwd: Path | None = None) -> str:
@@ -280,7 +278,8 @@ def test_a_run_page_renders_a_span_per_state_and_a_marker_per_event(chromium: st
     lane_checks(lane, store.histories[run_id], EXPECTED_STATES["approved"])
     legend = [s.text_content() for s in dom.select("legend")[0].walk() if s.tag == "span"]
     assert {"created", "waiting_for_approval", "completed", "failed", "cancelled"} <= set(legend)
-    assert f"{len(store.histories[run_id])} events" in dom.walk()[0].text_content()
+    summary = next(n for n in dom.walk() if n.tag == "p").text_content()
+    assert f"{len(store.histories[run_id])} events" in summary
     assert dom.by_id("details").text_content() == "(no event selected)"
 
 

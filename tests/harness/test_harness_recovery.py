@@ -10,7 +10,6 @@ import pytest
 
 from runjournal import Harness, Journal
 from runjournal.adapters.agents import AgentRequest, Chunk
-from runjournal.adapters.clock import ManualClock
 from runjournal.models import Claim
 from runjournal.recovery import EXHAUSTED, MISSING_REQUEST
 
@@ -175,6 +174,19 @@ def test_a_running_run_whose_lease_expired_less_than_the_stale_time_ago_is_untou
 
     assert harness.journal.get_run(claim.run_id).state == "running"
     assert harness.journal.max_position() == end
+
+
+def test_a_cancelling_run_whose_worker_died_is_cancelled_when_its_lease_runs_out(harness, clock):
+    claim = claimed(harness.journal, start=True)
+    harness.journal.cancel(claim.run_id, reason="stop", actor="ops")
+    clock.advance(LEASE + 1)
+
+    report = recover(harness)
+
+    assert report.expired == [claim.run_id]
+    assert harness.journal.get_run(claim.run_id).state == "cancelled"
+    cancelled = event(harness.journal, claim.run_id, "Cancelled")
+    assert (cancelled.actor, cancelled.data["reason"]) == ("system:lease", "stop")
 
 
 # -- resuming and waiting ----------------------------------------------------------------------
