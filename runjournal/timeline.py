@@ -54,21 +54,29 @@ def _lane(run_id: str, events: Sequence[RecordedEvent], start: datetime, total: 
         return 100.0 * (t - start).total_seconds() / total if total > 0 else 0.0
 
     states = states_after(events)
-    parts = [f'<div class="lane" data-run="{run_id}"><div class="name">{run_id[:8]}</div><div class="track">']
+    agent = next((str(e.data.get("agent_id")) for e in events if e.type == "Created"), "")
+    label = f"{run_id[:8]} {html.escape(agent)} · {html.escape(states[-1] if states else '')}"
+    parts = [f'<div class="lane" data-run="{run_id}"><div class="name">{label}</div><div class="track">']
     for i, e in enumerate(events):
         left = at(e.timestamp)
         right = at(events[i + 1].timestamp) if i + 1 < len(events) else 100.0
         if i + 1 < len(events) or RunState(states[i]).is_terminal:
             width = max(right - left, 0.4)
+            left = min(left, 100.0 - width)  # the last span stays inside the track
             parts.append(
                 f'<div class="span state-{states[i]}" data-state="{states[i]}" '
                 f'style="left:{left:.3f}%;width:{width:.3f}%;background:{COLOURS.get(states[i], "#ccc")}" '
                 f'title="{html.escape(states[i])}"></div>'
             )
+    previous = -1.0
     for e in events:
+        # Events saved together share a timestamp: nudge each one clear of the one before,
+        # so every marker can be hovered and clicked.
+        position = min(max(at(e.timestamp), previous + 0.8), 99.7)
+        previous = position
         payload = html.escape(json.dumps(e.model_dump(mode="json"), sort_keys=True))
         parts.append(
-            f'<div class="event kind-{e.type}" style="left:{at(e.timestamp):.3f}%" data-event="{payload}" '
+            f'<div class="event kind-{e.type}" style="left:{position:.3f}%" data-event="{payload}" '
             f'title="v{e.version} {html.escape(_label(e))}"></div>'
         )
     parts.append("</div></div>")
@@ -80,7 +88,7 @@ PAGE = """<!doctype html>
 <style>
 body{{font:14px system-ui,sans-serif;margin:24px;color:#1f2933}}
 h1{{font-size:18px}} .lane{{display:flex;align-items:center;margin:10px 0}}
-.name{{width:90px;font-family:monospace}} .track{{position:relative;flex:1;height:26px;background:#f0f4f8;border-radius:4px}}
+.name{{width:260px;font-family:monospace;font-size:12px}} .track{{position:relative;flex:1;height:26px;background:#f0f4f8;border-radius:4px}}
 .span{{position:absolute;top:4px;height:18px;border-radius:3px;opacity:.85}}
 .event{{position:absolute;top:0;width:3px;height:26px;background:#1f2933;cursor:pointer;margin-left:-1px}}
 .event:hover{{background:#e15554}} #details{{white-space:pre-wrap;font-family:monospace;background:#f7f7f7;padding:12px;margin-top:16px;min-height:40px}}
@@ -114,6 +122,6 @@ def render_timeline(title: str, runs: dict[str, list[RecordedEvent]]) -> str:
     lanes = "\n".join(_lane(run_id, events, start, total) for run_id, events in runs.items())
     legend = "".join(f'<span style="background:{c}">{s}</span>' for s, c in COLOURS.items())
     return PAGE.format(
-        title=html.escape(title), legend=legend, start=start.isoformat(), end=end.isoformat(),
+        title=html.escape(title), legend=legend, start=start.isoformat(timespec="seconds"), end=end.isoformat(timespec="seconds"),
         seconds=total, count=len(every), lanes=lanes,
     )
