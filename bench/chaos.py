@@ -14,11 +14,15 @@ What it does, in a fresh work directory:
 3. starts W ``runjournal worker --worker-id wK`` processes (the console script beside this
    Python, cwd = the work directory, output in ``logs/``) and SIGKILLs a random one K times,
    starting a replacement with a new id each time. Kills are spread over the run: kill i
-   waits until a random share of the runs (2%..90%, sorted) is terminal, then for the log
-   to grow (a worker is saving), then 0-200 ms more ("busy" kills). After a kill, with
-   probability 1/3 the next kill is a "startup" kill instead: the freshly started
-   replacement is killed 0.1x..1.3x a measured start-up time after its launch, i.e. while
-   it imports, opens the store, catches up the shared views file or runs recovery;
+   waits until a random share of the runs is terminal (one share in each of K equal slices
+   of 2%..85%), then for the log to grow (a worker is saving), then 0-200 ms more, and hits
+   a random worker that is past its start-up ("busy" kills: mid-save, mid-heartbeat,
+   mid-claim, holding leases). After a kill, with probability 0.4 (while over 20% of the
+   runs are left) the next kill hits the freshly started replacement instead: either at a
+   random moment of its start-up (0.05x..0.95x the measured time from launch to
+   its "recovered" line: imports, opening the store, catch-up, recovery), or, once it holds
+   the shared views file open (seen in /proc), 0..1x the measured time from there to the
+   "recovered" line (mid catch-up of the followed views, or mid recovery);
 4. then keeps W workers running (restarting any that exit by themselves, which is
    recorded) until every run is terminal or the timeout passes, and stops them
    (SIGTERM, then SIGKILL);
@@ -44,6 +48,7 @@ replays, kills and wall time) are printed and written to ``bench/results/chaos.j
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -86,10 +91,12 @@ BEGIN_EVENTS = frozenset({"Started", "Resumed"})
 # safely" is documented too, but cannot happen: the agent supports replay.
 ALLOWED_FAILURES = frozenset({MISSING_REQUEST, EXHAUSTED})
 VIEW_TABLES = ("runs", "threads", "approvals", "recovery_intents", "messages", "_run_index")
-STARTUP_KILL_CHANCE = 1 / 3
+FRESH_KILL_CHANCE = 0.4  # after a kill, the chance that the next one hits the replacement in its start-up
+FRESH_KILL_MIN_LEFT = 0.2  # ... while more than this share of the runs is left (a start-up kill takes ~1 s)
 BUSY_DELAY_S = 0.2
 GROWTH_WAIT_S = 2.0
 DEFAULT_STARTUP_S = 1.0
+DEFAULT_CATCH_UP_S = 0.05
 POLL_S = 0.01
 SWEEP_EVERY_S = 2.0
 STOP_GRACE_S = 5.0
@@ -136,20 +143,41 @@ class Worker:
     started: float
     out: Path
     err: Path
+    views: Path
+    replacement: bool
+    views_opened_at: float | None = None
     recovered_at: float | None = None
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def check_recovered(self) -> bool:
-        """Whether the worker has printed its recovery line (start-up is over)."""
+    def observe(self) -> None:
+        """Note when the worker opened the views file and when it printed its recovery line."""
         if self.recovered_at is None:
+            self.opened_views()
             try:
                 if "recovered" in self.out.read_text(errors="replace"):
                     self.recovered_at = time.monotonic()
             except OSError:
                 pass
+
+    def recovered(self) -> bool:
+        self.observe()
         return self.recovered_at is not None
+
+    def opened_views(self) -> bool:
+        """Whether the process holds the views file open (it is catching up or past it; Linux only)."""
+        if self.views_opened_at is None:
+            folder = f"/proc/{self.proc.pid}/fd"
+            try:
+                for fd in os.listdir(folder):
+                    with contextlib.suppress(OSError):
+                        if os.readlink(f"{folder}/{fd}") == str(self.views):
+                            self.views_opened_at = time.monotonic()
+                            break
+            except OSError:
+                return False
+        return self.views_opened_at is not None
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -162,8 +190,9 @@ def tail(path: Path, lines: int = 15) -> str:
 class Fleet:
     """The worker processes of one chaos run."""
 
-    def __init__(self, workspace: Path, workdir: Path) -> None:
+    def __init__(self, workspace: Path, workdir: Path, views: Path) -> None:
         self.workspace = workspace
+        self.views = views.resolve()
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.logs.mkdir(exist_ok=True)
@@ -173,8 +202,9 @@ class Fleet:
         self.workers: dict[str, Worker] = {}
         self.spawned = 0
         self.unexpected_exits: list[dict[str, Any]] = []
+        self.retired: list[Worker] = []  # killed or exited, kept for their timings
 
-    def spawn(self) -> Worker:
+    def spawn(self, *, replacement: bool = True) -> Worker:
         self.spawned += 1
         wid = f"w{self.spawned}"
         out, err = self.logs / f"{wid}.out", self.logs / f"{wid}.err"
@@ -183,7 +213,7 @@ class Fleet:
                 [self.exe, "--workspace", str(self.workspace), "worker", "--worker-id", wid],
                 cwd=self.workdir, env=self.env, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
             )
-        worker = Worker(wid, proc, time.monotonic(), out, err)
+        worker = Worker(wid, proc, time.monotonic(), out, err, self.views, replacement)
         self.workers[wid] = worker
         return worker
 
@@ -196,7 +226,7 @@ class Fleet:
         if running:
             os.kill(worker.proc.pid, signal.SIGKILL)
         worker.proc.wait()
-        del self.workers[worker.worker_id]
+        self.retired.append(self.workers.pop(worker.worker_id))
         return running
 
     def replace_exited(self) -> None:
@@ -207,12 +237,30 @@ class Fleet:
                     "worker_id": worker.worker_id, "returncode": worker.proc.returncode,
                     "uptime_s": round(time.monotonic() - worker.started, 2), "stderr_tail": tail(worker.err),
                 })
-                del self.workers[worker.worker_id]
+                self.retired.append(self.workers.pop(worker.worker_id))
                 self.spawn()
 
-    def startup_estimate(self, default: float = DEFAULT_STARTUP_S) -> float:
-        seen = [w.recovered_at - w.started for w in self.workers.values() if w.check_recovered()]
-        return statistics.median(seen) if seen else default
+    def observe(self) -> None:
+        for worker in self.workers.values():
+            worker.observe()
+        for worker in self.retired:
+            worker.observe()
+
+    def timings(self) -> tuple[list[float], list[float]]:
+        """Seconds from launch to the recovery line, and from opening the views to it, of every worker seen."""
+        everyone = [*self.retired, *self.workers.values()]
+        # the first workers start together and contend for the CPU: their timings only until others exist
+        later = [w for w in everyone if w.replacement] or everyone
+        startup = [w.recovered_at - w.started for w in later if w.recovered_at is not None]
+        catch_up = [w.recovered_at - w.views_opened_at for w in later
+                    if w.recovered_at is not None and w.views_opened_at is not None]
+        return startup, catch_up
+
+    def estimates(self) -> tuple[float, float]:
+        """Median start-up (launch -> recovered) and catch-up-plus-recovery (views open -> recovered)."""
+        startup, catch_up = self.timings()
+        return (statistics.median(startup) if startup else DEFAULT_STARTUP_S,
+                statistics.median(catch_up) if catch_up else DEFAULT_CATCH_UP_S)
 
     def stop(self) -> None:
         """SIGTERM every worker, then SIGKILL whoever is left after a grace period."""
@@ -434,7 +482,7 @@ def check_store(url: str, run_ids: Sequence[str], messages: dict[str, str], work
         "claims": totals["claims"],
         "starts": totals["begins"],
         "replays": totals["replays"],
-        "log_events": log_events,
+        "log_head_position": log_events,
         "verify": verify,
         "views": views,
         "problems": problems[:MAX_PROBLEMS],
@@ -446,13 +494,13 @@ def check_store(url: str, run_ids: Sequence[str], messages: dict[str, str], work
 # -- the chaos run ---------------------------------------------------------------------------------
 
 
-def _wait(predicate: Callable[[], bool], seconds: float, tick: Callable[[], None]) -> bool:
+def _wait(predicate: Callable[[], bool], seconds: float, tick: Callable[[], None], poll: float = POLL_S) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return True
         tick()
-        time.sleep(POLL_S)
+        time.sleep(poll)
     return predicate()
 
 
@@ -487,7 +535,7 @@ def _run(url: str, runs: int, workers: int, kills: int, seed: int, rng: random.R
          timeout: float) -> dict[str, Any]:
     workspace = write_workspace(workdir, url)
     journal = Journal.open(url, views_path=str(workdir / "driver.views.db"))
-    fleet = Fleet(workspace, workdir)
+    fleet = Fleet(workspace, workdir, workers_views_path(url, workdir))
     kill_log: list[dict[str, Any]] = []
     try:
         start_position = journal.max_position()
@@ -504,46 +552,58 @@ def _run(url: str, runs: int, workers: int, kills: int, seed: int, rng: random.R
         t_work = time.monotonic()
         deadline = t_work + timeout
         for _ in range(workers):
-            fleet.spawn()
+            fleet.spawn(replacement=False)
 
         def tick() -> None:
             fleet.replace_exited()
+            fleet.observe()
 
-        thresholds = sorted(rng.uniform(0.02, 0.9) * runs for _ in range(kills))
-        next_startup = False
+        # one threshold in each of K equal slices of 2%..85% of the runs: spread, yet random
+        thresholds = [runs * (0.02 + 0.83 * (i + rng.random()) / kills) for i in range(kills)]
+        mode = "busy"
         while len(kill_log) < kills and time.monotonic() < deadline:
-            startup_s = fleet.startup_estimate()
-            if next_startup:
-                victim = max(fleet.alive(), key=lambda w: w.started)
-                delay = rng.uniform(0.1, 1.3) * startup_s
-                time.sleep(max(0.0, victim.started + delay - time.monotonic()))
-                mode, grew = "startup", None
+            startup_s, catch_up_s = fleet.estimates()
+            grew: bool | None = None
+            victim = max(fleet.alive(), key=lambda w: w.started)  # the newest: for the start-up modes
+            if mode != "busy" and victim.recovered():
+                mode = "busy"  # it started faster than thought: nothing left of its start-up to hit
+            if mode == "startup":  # anywhere in start-up: imports, opening the store, catch-up, recovery
+                moment = victim.started + rng.uniform(0.05, 0.95) * startup_s
+                _wait(lambda: time.monotonic() >= moment or victim.recovered(),
+                      max(0.0, moment - time.monotonic()), tick)
+            elif mode == "catch-up":  # once it has the views file open: catching up, then recovering
+                _wait(lambda: victim.opened_views() or victim.recovered() or not victim.alive(),
+                      3 * startup_s + 5, lambda: None, poll=0.001)
+                time.sleep(rng.uniform(0, 1) * catch_up_s)
             else:
                 target = thresholds[len(kill_log)]
                 _wait(lambda: runs - watch.poll() >= target or time.monotonic() >= deadline,
                       max(0.0, deadline - time.monotonic()), tick)
                 head = watch.log_head()
-                grew = _wait(lambda: watch.log_head() > head, GROWTH_WAIT_S, tick)
+                grew = _wait(lambda: watch.log_head() > head, GROWTH_WAIT_S if watch.pending else 0.1, tick)
                 time.sleep(rng.uniform(0, BUSY_DELAY_S))
                 tick()
-                victim = rng.choice(fleet.alive())
-                mode = "busy"
-            recovered = victim.check_recovered()
+                working = [w for w in fleet.alive() if w.recovered()]  # past start-up: claiming and saving
+                victim = rng.choice(working or fleet.alive())
+            held = sum(1 for lease in journal.leases() if lease.worker_id == victim.worker_id)
+            recovered, views_open = victim.recovered(), victim.opened_views()
             uptime = time.monotonic() - victim.started
             position = watch.log_head()
             interrupted = fleet.kill(victim)
             left = watch.poll()
             kill_log.append({
                 "mode": mode, "worker_id": victim.worker_id, "uptime_s": round(uptime, 3),
-                "past_startup": recovered, "log_grew_before": grew, "log_position": position,
-                "runs_left": left, "interrupted": interrupted, "t_s": round(time.monotonic() - t_work, 3),
+                "views_open": views_open, "past_startup": recovered, "leases_held": held,
+                "log_grew_before": grew, "log_position": position, "runs_left": left,
+                "interrupted": interrupted, "t_s": round(time.monotonic() - t_work, 3),
             })
             fleet.spawn()
-            next_startup = rng.random() < STARTUP_KILL_CHANCE
+            fresh = rng.random() < FRESH_KILL_CHANCE and left > FRESH_KILL_MIN_LEFT * runs
+            mode = rng.choice(("startup", "catch-up")) if fresh else "busy"
 
         timed_out = not _wait(lambda: watch.poll() == 0, max(0.0, deadline - time.monotonic()), tick)
         work_s = time.monotonic() - t_work
-        startup_s = fleet.startup_estimate(default=float("nan"))
+        startup_times, catch_up_times = fleet.timings()
         fleet.stop()
     finally:
         fleet.stop()
@@ -564,13 +624,19 @@ def _run(url: str, runs: int, workers: int, kills: int, seed: int, rng: random.R
         "kills_done": sum(k["interrupted"] for k in kill_log),
         "kills_busy": modes["busy"],
         "kills_startup": modes["startup"],
+        "kills_catch_up": modes["catch-up"],
         "kills_before_recovered": sum(not k["past_startup"] for k in kill_log),
+        "kills_with_views_open_before_recovered": sum(k["views_open"] and not k["past_startup"] for k in kill_log),
+        "kills_while_runs_left": sum(k["runs_left"] > 0 for k in kill_log),
+        "kills_holding_leases": sum(k["leases_held"] > 0 for k in kill_log),
         "workers_spawned": fleet.spawned,
         "unexpected_exits": fleet.unexpected_exits,
         "submit_seconds": round(submit_s, 3),
         "wall_seconds": round(work_s, 3),
         "runs_per_second": round(runs / work_s, 1) if work_s else 0.0,
-        "median_worker_startup_seconds": None if startup_s != startup_s else round(startup_s, 3),
+        "median_worker_startup_seconds": round(statistics.median(startup_times), 3) if startup_times else None,
+        "median_worker_catch_up_and_recovery_seconds":
+            round(statistics.median(catch_up_times), 3) if catch_up_times else None,
         "timed_out": timed_out,
         **{k: v for k, v in checks.items() if k not in ("problems", "n_problems")},
         "kills": kill_log,
@@ -610,14 +676,19 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"chaos on {result['url']}: {result['runs']} runs, {result['workers']} workers, "
         f"{result['kills_done']}/{result['kills_requested']} kills "
-        f"({result['kills_busy']} busy, {result['kills_startup']} at start-up, "
-        f"{result['kills_before_recovered']} before recovery finished), seed {result['seed']}",
+        f"({result['kills_busy']} busy, {result['kills_startup']} in start-up, {result['kills_catch_up']} in "
+        f"catch-up; {result['kills_before_recovered']} before recovery finished, "
+        f"{result['kills_with_views_open_before_recovered']} of them with the views open; "
+        f"{result['kills_while_runs_left']} while runs were left, {result['kills_holding_leases']} holding leases), "
+        f"seed {result['seed']}",
         f"  {result['wall_seconds']} s ({result['runs_per_second']} runs/s), submit {result['submit_seconds']} s, "
-        f"worker start-up ~{result['median_worker_startup_seconds']} s, {result['workers_spawned']} workers spawned",
+        f"worker start-up ~{result['median_worker_startup_seconds']} s "
+        f"(views open -> recovered ~{result['median_worker_catch_up_and_recovery_seconds']} s), "
+        f"{result['workers_spawned']} workers spawned",
         f"  completed {result['completed']}, failed {result['failed']}, cancelled {result['cancelled']}, "
         f"not terminal {result['not_terminal']}; failures {result['failure_reasons'] or 'none'}",
         f"  {result['lease_expired_events']} LeaseExpired, {result['claims']} claims, {result['starts']} starts, "
-        f"{result['replays']} replays (startup-running-recovery), {result['log_events']} events in the log",
+        f"{result['replays']} replays (startup-running-recovery), log head at {result['log_head_position']}",
         f"  verify ok: {result['verify']['ok']} ({result['verify']['events_checked']} events); views equal a "
         f"clean rebuild: {result['views']['ok']} "
         f"({tables})",

@@ -48,7 +48,8 @@ def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool])
     if not config.enabled:
         return report
     grace = timedelta(seconds=config.stale_running_after_seconds)
-    report.expired = journal.expire_leases(can_replay=can_replay, running_grace=grace)
+    while expired := journal.expire_leases(can_replay=can_replay, running_grace=grace):
+        report.expired.extend(expired)  # in batches: a pass leaves no expired lease behind
     for intent in journal.recovery_intents():
         try:
             if intent.state == "queued" and not intent.has_request:
