@@ -84,8 +84,7 @@ class Execution:
         return self.cancel_requested.is_set()
 
     async def _run(self) -> str:
-        if self._cancelled(fresh=True):
-            return self._finish_cancel()
+        # No fresh read of the run first: it was claimed and started in the save just made.
         # The agent runs as its own task so that a cancel stops it even in the middle
         # of a long call, not only at its next chunk.
         work = asyncio.create_task(self._consume())
@@ -118,9 +117,16 @@ class Execution:
                 return self._fail(_error_text(e))
             if (rest := await self._invoke_once()) is not None:
                 return rest
-        if self._cancelled(fresh=True):
+        if self._cancelled():
             return self._finish_cancel()
-        self.journal.complete(self.claim, output={"text": "".join(self._texts)})
+        try:
+            # A cancel written by another process meanwhile makes this save conflict; the
+            # fresh retry is then refused by the table (Completed only follows running).
+            self.journal.complete(self.claim, output={"text": "".join(self._texts)})
+        except InvalidTransition:
+            if self._cancelled(fresh=True):
+                return self._finish_cancel()
+            raise
         return "completed"
 
     async def _invoke_once(self) -> str | None:

@@ -320,13 +320,15 @@ class Harness:
 
     def _fill_slots(self) -> None:
         limit = self.workspace.concurrency.max_concurrent_runs
-        while len(self._active) < limit:
-            claim = self.journal.claim_next(
-                worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds, start=True
+        while (free := limit - len(self._active)) > 0:
+            # Every free slot is claimed (and started) in one save: a group commit.
+            claims = self.journal.claim_many(
+                worker_id=self.worker_id, count=free, lease_seconds=self.settings.lease_seconds, start=True
             )
-            if claim is None:
+            if not claims:
                 return
-            self._launch(claim)
+            for claim in claims:
+                self._launch(claim)
         if self._listeners and self._positions:
             self._emit_positions()
 

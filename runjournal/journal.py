@@ -361,35 +361,63 @@ class Journal:
                 if claim is not None:
                     return claim
 
-    def _try_claim(self, run_id: str, req: ClaimInput, *, start: bool = False) -> Claim | None:
+    def claim_many(self, *, worker_id: str, count: int, lease_seconds: float = 30, start: bool = False) -> list[Claim]:
+        """Claim up to ``count`` runs in ONE save (a group commit for a worker filling several slots).
+
+        All or nothing: if another worker took any of them meanwhile, this falls
+        back to claiming one at a time, so no claim is ever lost or doubled.
+        """
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
+        if count <= 1:
+            one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)
+            return [one] if one else []
+        prepared = []
+        for run_id in self.inline_views.claim_candidates(count):
+            run = self._claimable(run_id)
+            if run is not None:
+                prepared.append(self._prepare_claim(run, req, start=start))
+        if not prepared:
+            return []
         try:
-            run = self._load(run_id)  # a stale cached copy only costs a lost race below
+            self._save(*(run for run, _ in prepared))
+        except ConcurrencyConflict:
+            claims = []
+            while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)):
+                claims.append(c)
+            return claims
+        return [claim for _, claim in prepared]
+
+    def _claimable(self, run_id: str) -> Run | None:
+        try:
+            run = self._load(run_id)  # a stale cached copy only costs a lost race when saving
             if not is_allowed(run.state, "Dequeued"):
                 run = self._load(run_id, fresh=True)
         except RunNotFound:
             return None
-        if not is_allowed(run.state, "Dequeued"):
-            return None
+        return run if is_allowed(run.state, "Dequeued") else None
+
+    def _prepare_claim(self, run: Run, req: ClaimInput, *, start: bool) -> tuple[Run, Claim]:
         now = self._now()
         expires = now + timedelta(seconds=req.lease_seconds)
         epoch = run.dequeue(worker_id=req.worker_id, lease_expires_at=expires, now=now)
-        resume = run.pending_resume
+        claim = Claim(
+            run_id=run.run_id, worker_id=req.worker_id, epoch=epoch, lease_expires_at=expires,
+            agent_id=run.agent_id, thread_id=run.thread_id, input=run.input, resume=run.pending_resume,
+        )
         if start:
             _begin(run, req.worker_id, epoch, now)
+        return run, claim
+
+    def _try_claim(self, run_id: str, req: ClaimInput, *, start: bool = False) -> Claim | None:
+        run = self._claimable(run_id)
+        if run is None:
+            return None
+        run, claim = self._prepare_claim(run, req, start=start)
         try:
             self._save(run)
         except ConcurrencyConflict:
             return None  # another worker won this one: try the next candidate
-        return Claim(
-            run_id=run.run_id,
-            worker_id=req.worker_id,
-            epoch=epoch,
-            lease_expires_at=expires,
-            agent_id=run.agent_id,
-            thread_id=run.thread_id,
-            input=run.input,
-            resume=resume,
-        )
+        return claim
 
     def start(self, claim: Claim) -> RunSnapshot:
         """Start a claimed run: ``Started``, or ``Resumed`` when it has a decision to resume with."""

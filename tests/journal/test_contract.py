@@ -198,3 +198,28 @@ def test_two_writers_on_one_run_one_wins(shared_store_url: str) -> None:
             b._save(b_run)
         assert [e.type for e in a.history(run.run_id)].count("Completed") == 1
         assert b.get_run(run.run_id).state == "completed"
+
+
+def test_claim_many_claims_the_best_runs_in_one_save(any_journal: Journal) -> None:
+    runs = [any_journal.submit(agent_id="a", input={"i": i}, priority=i % 2) for i in range(5)]
+    before = any_journal.max_position()
+    claims = any_journal.claim_many(worker_id="w", count=3, start=True)
+    expected = [r.run_id for r in sorted(runs, key=lambda r: -r.priority)][:3]
+    assert [c.run_id for c in claims] == expected
+    assert any_journal.max_position() == before + 6  # Dequeued + Started for each, saved together
+    assert all(any_journal.get_run(c.run_id).state == "running" for c in claims)
+    assert len(any_journal.queue()) == 2
+
+
+def test_claim_many_falls_back_to_single_claims_when_a_run_was_taken_meanwhile(shared_store_url: str) -> None:
+    with Journal.open(shared_store_url) as a, Journal.open(shared_store_url) as b:
+        for i in range(3):
+            a.submit(agent_id="x", input={"i": i})
+        a.inline_views.claim_candidates(3)
+        for run in a.queue():
+            a._load(run.run_id)  # a caches every queued run
+        taken = b.claim_next(worker_id="b")  # b takes the best one: a's cached copy is stale
+        claims = a.claim_many(worker_id="a", count=3)
+        assert taken.run_id not in {c.run_id for c in claims} and len(claims) == 2
+        everyone = [c.run_id for c in claims] + [taken.run_id]
+        assert len(set(everyone)) == 3 and a.queue() == []
