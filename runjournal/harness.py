@@ -173,6 +173,21 @@ class Harness:
         priority: int = 0, actor: str | None = None, idempotency_key: str | None = None,
     ) -> RunSnapshot:
         """Route, check policy and queue a run (a denied run is recorded as failed at once)."""
+        request = self._routed(input, agent_id=agent_id, thread_id=thread_id, priority=priority, actor=actor)
+        run = self.journal.submit(**request, idempotency_key=idempotency_key)
+        self._submitted([run])
+        return run
+
+    def submit_many(self, inputs: list[Any], **options: Any) -> list[RunSnapshot]:
+        """Route and queue many runs in one save (the same options for all; no idempotency keys)."""
+        runs = self.journal.submit_many([self._routed(i, **options) for i in inputs])
+        self._submitted(runs)
+        return runs
+
+    def _routed(
+        self, input: Any, *, agent_id: str | None = None, thread_id: str | None = None,  # noqa: A002
+        priority: int = 0, actor: str | None = None,
+    ) -> dict[str, Any]:
         agent = route(
             input,
             agents=list(self.adapters),
@@ -181,14 +196,14 @@ class Harness:
             rules=self._rules,
             default=self.workspace.routing.default_agent,
         )
-        run = self.journal.submit(
-            agent_id=agent, input=input, thread_id=thread_id, priority=priority, actor=actor,
-            idempotency_key=idempotency_key, refuse=agent_denial(agent, self.workspace.policy.deny_agents),
-        )
-        self._emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state, "agent_id": agent}))
+        return {"agent_id": agent, "input": input, "thread_id": thread_id, "priority": priority, "actor": actor,
+                "refuse": agent_denial(agent, self.workspace.policy.deny_agents)}
+
+    def _submitted(self, runs: list[RunSnapshot]) -> None:
+        for run in runs:
+            self._emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state, "agent_id": run.agent_id}))
         self._emit_positions()
         self._wake.set()
-        return run
 
     def _thread_agent(self, thread_id: str | None) -> str | None:
         if thread_id is None:

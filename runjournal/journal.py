@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -274,6 +274,41 @@ class Journal:
                 pass
         else:
             run_id = uuid4()
+        run = self._new_run(run_id, req, refuse)
+        try:
+            self._save(run)
+        except ConcurrencyConflict:
+            if req.idempotency_key is None:
+                raise
+            return RunSnapshot.of(self._load(str(run_id), fresh=True))  # a twin won the race
+        return RunSnapshot.of(run)
+
+    def submit_many(self, requests: Iterable[dict[str, Any]], *, actor: str | None = None) -> list[RunSnapshot]:
+        """Create and queue many runs in ONE save (a group commit for bulk submitters).
+
+        Each request takes the keyword arguments of ``submit`` (``refuse`` too), but
+        no ``idempotency_key``: use ``submit`` for those. Every request is validated
+        first; one bad request appends nothing at all.
+        """
+        prepared = []
+        for i, request in enumerate(requests):
+            request = dict(request)
+            refuse = request.pop("refuse", None)
+            if request.get("idempotency_key") is not None:
+                raise InvalidInput(f"requests[{i}].idempotency_key", "use submit() for idempotent submissions")
+            try:
+                req = validate(SubmitInput, **{"actor": actor or default_actor(), **request})
+            except InvalidInput as e:
+                raise InvalidInput(f"requests[{i}].{e.field}", e.problem) from None
+            except TypeError as e:
+                raise InvalidInput(f"requests[{i}]", str(e)) from None
+            prepared.append((req, refuse))
+        runs = [self._new_run(uuid4(), req, refuse) for req, refuse in prepared]
+        if runs:
+            self._save(*runs)
+        return [RunSnapshot.of(run) for run in runs]
+
+    def _new_run(self, run_id: UUID, req: SubmitInput, refuse: str | None) -> Run:
         now = self._now()
         run = Run.create(
             run_id=run_id,
@@ -291,13 +326,7 @@ class Journal:
             run.enqueue(actor=req.actor, now=now)
         else:
             run.fail(error=refuse, actor=req.actor, now=now)
-        try:
-            self._save(run)
-        except ConcurrencyConflict:
-            if req.idempotency_key is None:
-                raise
-            return RunSnapshot.of(self._load(str(run_id), fresh=True))  # a twin won the race
-        return RunSnapshot.of(run)
+        return run
 
     # -- reading -----------------------------------------------------------------
 

@@ -223,3 +223,17 @@ def test_claim_many_falls_back_to_single_claims_when_a_run_was_taken_meanwhile(s
         assert taken.run_id not in {c.run_id for c in claims} and len(claims) == 2
         everyone = [c.run_id for c in claims] + [taken.run_id]
         assert len(set(everyone)) == 3 and a.queue() == []
+
+
+def test_submit_many_queues_every_run_in_one_save(any_journal: Journal) -> None:
+    runs = any_journal.submit_many([{"agent_id": "a", "input": {"i": i}, "priority": i} for i in range(4)])
+    assert [r.state for r in runs] == ["queued"] * 4 and any_journal.max_position() == 8
+    assert [q.run_id for q in any_journal.queue()] == [r.run_id for r in reversed(runs)]
+
+
+def test_submit_many_appends_nothing_when_one_request_is_bad(any_journal: Journal) -> None:
+    with pytest.raises(InvalidInput, match=r"requests\[1\]\.agent_id"):
+        any_journal.submit_many([{"agent_id": "a", "input": 1}, {"agent_id": "", "input": 2}])
+    with pytest.raises(InvalidInput, match="idempotency_key"):
+        any_journal.submit_many([{"agent_id": "a", "input": 1, "idempotency_key": "k"}])
+    assert any_journal.max_position() == 0
