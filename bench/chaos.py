@@ -668,6 +668,7 @@ def invariants(result: dict[str, Any]) -> dict[str, bool]:
         "verify_ok": result["verify"]["ok"],
         "views_equal_rebuild": result["views"]["ok"],
         "kills_done": result["kills_done"] == result["kills_requested"],
+        "no_worker_exited_by_itself": not result["unexpected_exits"],
     }
 
 

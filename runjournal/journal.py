@@ -25,7 +25,7 @@ from pathlib import Path
 
 import logging
 
-from . import logs, queries
+from . import logs
 from .adapters.clock import Clock, SystemClock
 from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QueueRow
 from .adapters.storage.urls import resolve_url, sqlite_path, store_env
@@ -40,12 +40,8 @@ from .domain import (
 )
 from .domain.transitions import is_allowed
 from .projections import (
-    ProjectedEvent,
-    Projection,
     ProjectionError,
     ProjectionRunner,
-    builtin_projections,
-    open_views,
 )
 from .models import (
     ApprovalInput,
@@ -63,6 +59,7 @@ from .models import (
     validate,
 )
 from .decoding import EventDecoder, RawEvent, raw
+from .followed import FollowedViews
 from .verification import verify_log
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
@@ -92,7 +89,7 @@ def default_actor() -> str:
         return "unknown"
 
 
-class Journal:
+class Journal(FollowedViews):
     """Runs on an append-only event log: submit, claim, drive, inspect, verify."""
 
     def __init__(
@@ -618,24 +615,6 @@ class Journal:
             handled.append(run_id)
         return handled
 
-    # -- followed views -------------------------------------------------------------
-
-    @property
-    def runner(self) -> ProjectionRunner:
-        """The projection runner (created on first use, with the built-in views)."""
-        if self._runner is None:
-            Path(self.views_path).parent.mkdir(parents=True, exist_ok=True) if self.views_path != ":memory:" else None
-            runner = ProjectionRunner(open_views(self.views_path), self._projected_pages)
-            for projection in builtin_projections():
-                runner.add(projection)
-            self._runner = runner
-        return self._runner
-
-    def _projected_pages(self, start: int) -> Iterator[list[ProjectedEvent]]:
-        decoder = EventDecoder(self._store.mapper)
-        for page in self.raw_pages(start, page_size=self.page_size):
-            yield decoder.decode_page(page)
-
     def raw_pages(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[RawEvent]]:
         """The log after ``start`` as (position, run id, version, topic, state) tuples, in pages."""
         select_raw = getattr(self._store.recorder, "select_raw", None)
@@ -646,98 +625,6 @@ class Journal:
         while page := select_raw(start, page_size):
             yield page
             start = page[-1][0]
-
-    def add_projection(self, projection: Projection) -> None:
-        """Register a followed projection; a new or changed version is built from the start."""
-        with self._views_lock:
-            self.runner.add(projection)
-
-    def catch_up(self) -> int:
-        """Bring every followed view up to the end of the log; returns the events processed."""
-        with self._views_lock:
-            return self.runner.catch_up()
-
-    def rebuild(self, name: str) -> int:
-        """Rebuild one followed view from the start of the log; returns the events processed."""
-        with self._views_lock:
-            return self.runner.rebuild(name)
-
-    def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
-        """Call ``callback`` with every event this journal stores (for UIs; never for state)."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
-
-    def follow(self, *, interval: float = 0.25) -> None:
-        """Keep the followed views caught up in a background thread: woken by local appends, else polling."""
-        if self._follower is not None:
-            return
-        self._stop_following.clear()
-
-        def loop() -> None:
-            while not self._stop_following.is_set():
-                self._appended.wait(interval)
-                self._appended.clear()
-                if not self._stop_following.is_set():
-                    try:
-                        self.catch_up()
-                        self.follow_error = None
-                    except ProjectionError as e:  # the others were applied; retry it on the next wake
-                        self.follow_error = e
-
-        self._follower = threading.Thread(target=loop, name="runjournal-follower", daemon=True)
-        self._follower.start()
-
-    def stop_following(self) -> None:
-        """Stop the background catch-up thread, if any."""
-        if self._follower is not None:
-            self._stop_following.set()
-            self._appended.set()
-            self._follower.join()
-            self._follower = None
-
-    def _view(self, model: type[Any], sql: str, params: list[Any] | None = None) -> list[Any]:
-        with self._views_lock:
-            runner = self.runner
-            try:
-                runner.catch_up()
-            except ProjectionError as e:
-                builtin = {p.name for p in builtin_projections()}
-                if any(f.name in builtin for f in e.failures):
-                    raise  # the view asked for may be stale: say so
-            return queries.select(runner.db, model, sql, params)
-
-    def runs(self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None) -> list[queries.RunRow]:
-        """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
-        clause, params = queries.where(state=state, agent_id=agent_id, thread_id=thread_id)
-        return self._view(queries.RunRow, f"SELECT * FROM runs{clause} ORDER BY created_at, run_id", params)
-
-    def threads(self) -> list[queries.ThreadSummary]:
-        """Thread summaries, most recently updated first."""
-        return self._view(queries.ThreadSummary, "SELECT * FROM threads ORDER BY updated_at DESC, thread_id")
-
-    def thread(self, thread_id: str) -> queries.ThreadSummary:
-        """One thread's summary; ``RunNotFound`` names the thread when it has no runs."""
-        rows = self._view(queries.ThreadSummary, "SELECT * FROM threads WHERE thread_id = ?", [thread_id])
-        if not rows:
-            raise RunNotFound(f"(thread {thread_id})")
-        return rows[0]
-
-    def messages(self, thread_id: str) -> list[queries.Message]:
-        """A thread's messages in log order."""
-        return self._view(queries.Message, "SELECT * FROM messages WHERE thread_id = ? ORDER BY position", [thread_id])
-
-    def approvals(self, *, status: str | None = None) -> list[queries.ApprovalRow]:
-        """Approvals, oldest first, optionally by status (pending, approved, rejected, edited, withdrawn)."""
-        clause, params = queries.where(status=status)
-        return self._view(queries.ApprovalRow, f"SELECT * FROM approvals{clause} ORDER BY requested_at, approval_id", params)
-
-    def pending_approvals(self) -> list[queries.ApprovalRow]:
-        """Approvals waiting for a person."""
-        return self.approvals(status="pending")
-
-    def recovery_intents(self) -> list[queries.RecoveryIntent]:
-        """What recovery must do for each non-terminal run."""
-        return self._view(queries.RecoveryIntent, "SELECT * FROM recovery_intents ORDER BY updated_at, run_id")
 
     # -- audit ------------------------------------------------------------------------
 
