@@ -22,6 +22,7 @@ from .routing import tool_denial
 from .streaming import StreamEvent
 
 CANCELLING = "cancelling"
+COMPLETING = "completing"  # the agent finished; Completed is saved by the harness, grouped
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Execution:
         self.emit = emit
         self.cancel_requested = asyncio.Event()
         self._texts: list[str] = []
+        self.output: Any = None
         self._last_tool: str | None = None
 
     async def run(self) -> str:
@@ -118,15 +120,19 @@ class Execution:
                 return rest
         if self._cancelled():
             return self._finish_cancel()
-        try:
-            # A cancel written by another process meanwhile makes this save conflict; the
-            # fresh retry is then refused by the table (Completed only follows running).
-            self.journal.complete(self.claim, output={"text": "".join(self._texts)})
-        except InvalidTransition:
-            if self._cancelled(fresh=True):
-                return self._finish_cancel()
-            raise
-        return "completed"
+        # The harness saves this run's Completed together with the other runs that
+        # finished in the same moment (a group commit): see Harness._complete.
+        self.output = {"text": "".join(self._texts)}
+        return COMPLETING
+
+    def completion_refused(self, error: Exception) -> str:
+        """The group commit refused this run's Completed: why, as the state it rests in."""
+        if isinstance(error, LeaseLost):
+            return "lease_lost"
+        # A cancel written by another process meanwhile: Completed only follows running.
+        if isinstance(error, InvalidTransition) and self._cancelled(fresh=True):
+            return self._finish_cancel()
+        raise error
 
     async def _invoke_once(self) -> str | None:
         """The fallback for a stream that failed before any output: one ``invoke``."""

@@ -24,7 +24,7 @@ from typing import Any
 from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
 from .adapters.clock import Clock
 from .domain import InvalidInput, RunNotFound
-from .execution import Execution, ExecutionSettings
+from .execution import COMPLETING, Execution, ExecutionSettings
 from .journal import Journal
 from .models import Claim, RunSnapshot
 from .recovery import RecoveryReport, recover
@@ -322,8 +322,29 @@ class Harness:
                 continue
             tasks = {task: run_id for run_id, (task, _) in self._active.items()}
             done, _ = await asyncio.wait(tasks, timeout=_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            completing = []
             for task in done:
-                self._finished(tasks[task], task)
+                run_id = tasks[task]
+                execution = self._active.pop(run_id)[1]
+                state = self._outcome(run_id, task)
+                if state == COMPLETING:
+                    completing.append(execution)
+                else:
+                    self._rest(run_id, state)
+            if completing:
+                self._complete(completing)
+
+    def _complete(self, executions: list[Execution]) -> None:
+        """Save the Completed of every run that finished at once, in one transaction."""
+        results = self.journal.complete_many([(e.claim, e.output) for e in executions])
+        for execution, result in zip(executions, results, strict=True):
+            state = "completed"
+            if isinstance(result, Exception):
+                try:
+                    state = execution.completion_refused(result)
+                except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
+                    state = self._harness_error(execution.claim.run_id, e)
+            self._rest(execution.claim.run_id, state)
 
     def _expire_leases(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -371,20 +392,24 @@ class Harness:
             messages=messages, resume=resume.get("decision"), resume_kind=resume.get("resume_kind"),
         )
 
-    def _finished(self, run_id: str, task: asyncio.Task[str]) -> None:
-        self._active.pop(run_id, None)
+    def _outcome(self, run_id: str, task: asyncio.Task[str]) -> str:
         try:
-            state = task.result()
+            return task.result()
         except Exception as e:  # noqa: BLE001 - a bug in the harness must not kill the worker loop
-            state = "failed"
+            return self._harness_error(run_id, e)
+
+    def _harness_error(self, run_id: str, error: Exception) -> str:
+        with contextlib.suppress(Exception):
+            self.journal.fail_run(run_id, error=f"harness error: {type(error).__name__}: {error}",
+                                  actor=f"worker:{self.worker_id}")
+        return "failed"
+
+    def _rest(self, run_id: str, state: str) -> None:
+        """Count the outcome and wake whoever waits for the run."""
+        if state == "failed":
             self.failures += 1
-            with contextlib.suppress(Exception):
-                self.journal.fail_run(run_id, error=f"harness error: {type(e).__name__}: {e}", actor=f"worker:{self.worker_id}")
-        else:
-            if state == "failed":
-                self.failures += 1
-            elif state in ("completed", "waiting_for_approval"):
-                self.successes += 1
+        elif state in ("completed", "waiting_for_approval"):
+            self.successes += 1
         if state == "lease_lost":
             return  # another worker owns it now; its waiters are woken by the check below
         self._settle(run_id, state)

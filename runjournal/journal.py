@@ -35,6 +35,7 @@ from .domain import (
     InvalidInput,
     LeaseLost,
     Run,
+    RunjournalError,
     RunNotFound,
     StoreError,
 )
@@ -528,6 +529,40 @@ class Journal(FollowedViews):
             lambda run: run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=self._now()),
         )
         return RunSnapshot.of(run)
+
+    def complete_many(self, items: Sequence[tuple[Claim, Any]]) -> list[RunSnapshot | RunjournalError]:
+        """Complete several runs in ONE save (a group commit); per run, its snapshot or the error refusing it.
+
+        All or nothing on a conflict: then each run is completed on its own, so a run
+        changed meanwhile (say, cancelled from elsewhere) gets its own refusal.
+        """
+        outcomes: list[RunSnapshot | RunjournalError] = []
+        runs = []
+        now = self._now()
+        for claim, output in items:
+            try:
+                req = validate(OutcomeInput, output=output)
+                run = self._load(claim.run_id)
+                run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=now)
+            except RunjournalError as e:
+                self._runs.pop(claim.run_id, None)
+                outcomes.append(e)
+                continue
+            runs.append(run)
+            outcomes.append(RunSnapshot.of(run))
+        if not runs:
+            return outcomes
+        try:
+            self._save(*runs)
+        except ConcurrencyConflict:
+            return [self._complete_one(claim, output) for claim, output in items]
+        return outcomes
+
+    def _complete_one(self, claim: Claim, output: Any) -> RunSnapshot | RunjournalError:
+        try:
+            return self.complete(claim, output=output)
+        except RunjournalError as e:
+            return e
 
     def fail(self, claim: Claim, *, error: str) -> RunSnapshot:
         """Fail a run the worker holds."""

@@ -237,3 +237,16 @@ def test_submit_many_appends_nothing_when_one_request_is_bad(any_journal: Journa
     with pytest.raises(InvalidInput, match="idempotency_key"):
         any_journal.submit_many([{"agent_id": "a", "input": 1, "idempotency_key": "k"}])
     assert any_journal.max_position() == 0
+
+
+def test_complete_many_saves_every_completion_together_and_reports_refusals_one_by_one(any_journal: Journal) -> None:
+    for i in range(3):
+        any_journal.submit(agent_id="a", input={"i": i})
+    claims = any_journal.claim_many(worker_id="w", count=3, start=True)
+    any_journal.cancel(claims[1].run_id, actor="carol")  # now cancelling: its Completed must be refused
+    before = any_journal.max_position()
+    results = any_journal.complete_many([(c, {"n": i}) for i, c in enumerate(claims)])
+    assert isinstance(results[1], InvalidTransition)
+    assert [r.state for r in (results[0], results[2])] == ["completed", "completed"]
+    assert any_journal.max_position() == before + 2
+    assert any_journal.get_run(claims[1].run_id).state == "cancelling"
