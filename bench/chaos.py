@@ -68,7 +68,6 @@ from typing import Any
 import yaml
 
 from runjournal import Journal
-from runjournal.journal import default_views_path
 from runjournal.recovery import EXHAUSTED, MISSING_REQUEST
 
 from .common import RESULTS_DIR, write_results
@@ -121,8 +120,12 @@ def write_workspace(workdir: Path, url: str) -> Path:
 
 
 def workers_views_path(url: str, workdir: Path) -> Path:
-    """The views file the workers (cwd = ``workdir``) keep for ``url``."""
-    path = Path(default_views_path(url))
+    """The views file the workers (cwd = ``workdir``) keep for ``url``: the journal's default one."""
+    journal = Journal.open(url)
+    try:
+        path = Path(journal.views_path)  # beside a SQLite store; relative to the cwd otherwise
+    finally:
+        journal.close()
     return path if path.is_absolute() else workdir / path
 
 
@@ -153,7 +156,7 @@ class Worker:
 
     def observe(self) -> None:
         """Note when the worker opened the views file and when it printed its recovery line."""
-        if self.recovered_at is None:
+        if self.recovered_at is None and self.alive():
             self.opened_views()
             try:
                 if "recovered" in self.out.read_text(errors="replace"):
@@ -243,8 +246,6 @@ class Fleet:
     def observe(self) -> None:
         for worker in self.workers.values():
             worker.observe()
-        for worker in self.retired:
-            worker.observe()
 
     def timings(self) -> tuple[list[float], list[float]]:
         """Seconds from launch to the recovery line, and from opening the views to it, of every worker seen."""
@@ -292,13 +293,14 @@ class LogWatch:
 
     def poll(self) -> int:
         """Read new events; returns how many runs are still not terminal."""
-        for page in self.journal.raw_pages(self.position):
-            for position, run_id, _version, topic, _state in page:
-                if topic.split(".")[-2] in TERMINAL_EVENTS:
-                    self.pending.discard(run_id)
-            self.position = page[-1][0]
+        for page in self.journal.notifications(self.position):
+            for n in page:
+                if n.topic.split(".")[-2] in TERMINAL_EVENTS:
+                    self.pending.discard(str(n.originator_id))
+            self.position = page[-1].id
         self.max_position = max(self.max_position, self.position)
-        if time.monotonic() - self._last_sweep >= SWEEP_EVERY_S or (self.pending and len(self.pending) < 20):
+        since = time.monotonic() - self._last_sweep
+        if since >= SWEEP_EVERY_S or (0 < len(self.pending) < 20 and since >= 0.2):
             self.sweep()
         return len(self.pending)
 
@@ -569,18 +571,18 @@ def _run(url: str, runs: int, workers: int, kills: int, seed: int, rng: random.R
                 mode = "busy"  # it started faster than thought: nothing left of its start-up to hit
             if mode == "startup":  # anywhere in start-up: imports, opening the store, catch-up, recovery
                 moment = victim.started + rng.uniform(0.05, 0.95) * startup_s
-                _wait(lambda: time.monotonic() >= moment or victim.recovered(),
+                _wait(lambda m=moment, v=victim: time.monotonic() >= m or v.recovered(),
                       max(0.0, moment - time.monotonic()), tick)
             elif mode == "catch-up":  # once it has the views file open: catching up, then recovering
-                _wait(lambda: victim.opened_views() or victim.recovered() or not victim.alive(),
-                      3 * startup_s + 5, lambda: None, poll=0.001)
+                _wait(lambda v=victim: v.opened_views() or v.recovered() or not v.alive(),
+                      3 * startup_s + 5, tick, poll=0.001)
                 time.sleep(rng.uniform(0, 1) * catch_up_s)
             else:
                 target = thresholds[len(kill_log)]
-                _wait(lambda: runs - watch.poll() >= target or time.monotonic() >= deadline,
+                _wait(lambda t=target: runs - watch.poll() >= t or time.monotonic() >= deadline,
                       max(0.0, deadline - time.monotonic()), tick)
                 head = watch.log_head()
-                grew = _wait(lambda: watch.log_head() > head, GROWTH_WAIT_S if watch.pending else 0.1, tick)
+                grew = _wait(lambda h=head: watch.log_head() > h, GROWTH_WAIT_S if watch.pending else 0.1, tick)
                 time.sleep(rng.uniform(0, BUSY_DELAY_S))
                 tick()
                 working = [w for w in fleet.alive() if w.recovered()]  # past start-up: claiming and saving
@@ -673,33 +675,31 @@ def invariants(result: dict[str, Any]) -> dict[str, bool]:
 
 
 def summary(result: dict[str, Any]) -> str:
-    tables = ", ".join(f"{t} {v['rows']}" for t, v in result["views"]["tables"].items())
+    """The figures and findings of a chaos run, for a terminal."""
+    r = result
+    tables = ", ".join(f"{t} {v['rows']}" for t, v in r["views"]["tables"].items())
     lines = [
-        f"chaos on {result['url']}: {result['runs']} runs, {result['workers']} workers, "
-        f"{result['kills_done']}/{result['kills_requested']} kills "
-        f"({result['kills_busy']} busy, {result['kills_startup']} in start-up, {result['kills_catch_up']} in "
-        f"catch-up; {result['kills_before_recovered']} before recovery finished, "
-        f"{result['kills_with_views_open_before_recovered']} of them with the views open; "
-        f"{result['kills_while_runs_left']} while runs were left, {result['kills_holding_leases']} holding leases), "
-        f"seed {result['seed']}",
-        f"  {result['wall_seconds']} s ({result['runs_per_second']} runs/s), submit {result['submit_seconds']} s, "
-        f"worker start-up ~{result['median_worker_startup_seconds']} s "
-        f"(views open -> recovered ~{result['median_worker_catch_up_and_recovery_seconds']} s), "
-        f"{result['workers_spawned']} workers spawned",
-        f"  completed {result['completed']}, failed {result['failed']}, cancelled {result['cancelled']}, "
-        f"not terminal {result['not_terminal']}; failures {result['failure_reasons'] or 'none'}",
-        f"  {result['lease_expired_events']} LeaseExpired, {result['claims']} claims, {result['starts']} starts, "
-        f"{result['replays']} replays (startup-running-recovery), log head at {result['log_head_position']}",
-        f"  verify ok: {result['verify']['ok']} ({result['verify']['events_checked']} events); views equal a "
-        f"clean rebuild: {result['views']['ok']} "
-        f"({tables})",
-        f"  unexpected worker exits: {len(result['unexpected_exits'])}",
+        (f"chaos on {r['url']}: {r['runs']} runs, {r['workers']} workers, "
+         f"{r['kills_done']}/{r['kills_requested']} kills, seed {r['seed']}"),
+        (f"  kills: {r['kills_busy']} busy, {r['kills_startup']} in start-up, {r['kills_catch_up']} in catch-up; "
+         f"{r['kills_before_recovered']} before the worker's recovery finished "
+         f"({r['kills_with_views_open_before_recovered']} with the views file open), "
+         f"{r['kills_while_runs_left']} while runs were left, {r['kills_holding_leases']} holding leases"),
+        (f"  {r['wall_seconds']} s ({r['runs_per_second']} runs/s), submit {r['submit_seconds']} s, "
+         f"worker start-up ~{r['median_worker_startup_seconds']} s "
+         f"(views open -> recovered ~{r['median_worker_catch_up_and_recovery_seconds']} s), "
+         f"{r['workers_spawned']} workers spawned"),
+        (f"  completed {r['completed']}, failed {r['failed']}, cancelled {r['cancelled']}, "
+         f"not terminal {r['not_terminal']}; failures {r['failure_reasons'] or 'none'}"),
+        (f"  {r['lease_expired_events']} LeaseExpired, {r['claims']} claims, {r['starts']} starts, "
+         f"{r['replays']} replays (startup-running-recovery), log head at {r['log_head_position']}"),
+        (f"  verify ok: {r['verify']['ok']} ({r['verify']['events_checked']} events); "
+         f"views equal a clean rebuild: {r['views']['ok']} ({tables})"),
+        f"  unexpected worker exits: {len(r['unexpected_exits'])}",
     ]
-    for name, held in result["invariants"].items():
-        lines.append(f"  [{'ok' if held else 'FAILED'}] {name}")
-    for problem in result["problems"][:20]:
-        lines.append(f"  problem: {problem}")
-    lines.append("OK" if result["ok"] else f"FAILED ({result['n_problems']} problems)")
+    lines += [f"  [{'ok' if held else 'FAILED'}] {name}" for name, held in r["invariants"].items()]
+    lines += [f"  problem: {problem}" for problem in r["problems"][:20]]
+    lines.append("OK" if r["ok"] else f"FAILED ({r['n_problems']} problems)")
     return "\n".join(lines)
 
 
