@@ -46,7 +46,7 @@ class RunNotFound(RunjournalError, LookupError):
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        super().__init__(f"run {run_id} not found (list runs with `runjournal status` or `runs()`)")
+        super().__init__(f"run {run_id} not found (list runs with `runjournal threads` or `Journal.runs()`)")
 
 
 class ApprovalNotFound(RunNotFound):

@@ -93,7 +93,7 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InvalidInput(f"line {n}", f"not valid JSON ({e.msg} at column {e.colno})") from None
+            raise InvalidInput(f"line {n}", f"not valid JSON: {e.msg} (column {e.colno})") from None
         missing = [f for f in EXPORT_FIELDS if f not in record] if isinstance(record, dict) else list(EXPORT_FIELDS)
         if missing:
             raise InvalidInput(f"line {n}", f"not an exported event (missing {', '.join(missing)})")

@@ -31,8 +31,9 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output is for machines and copy-paste: never wrap it at 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 1000)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 ActorOption = Annotated[
@@ -122,7 +123,7 @@ def parse_json(text: str | None, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InvalidInput(option, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        raise InvalidInput(option, f"not valid JSON: {e.msg} (column {e.colno})") from None
 
 
 def run_async(coroutine: Any) -> Any:

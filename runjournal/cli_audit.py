@@ -16,8 +16,11 @@ from . import audit, render
 from .cli import JsonOption, app, emit, err, guarded, opened, out
 from .domain import InvalidInput
 
-projections_app = typer.Typer(help="Followed views (runs, threads, approvals, recovery_intents, messages).",
-                              no_args_is_help=True)
+projections_app = typer.Typer(
+    help="Followed views (runs, threads, approvals, recovery_intents, messages).\n\n"
+    "Example: runjournal projections rebuild threads",
+    no_args_is_help=True,
+)
 app.add_typer(projections_app, name="projections")
 
 
@@ -84,6 +87,8 @@ def export(
             if anchors:
                 stream.write(json.dumps(audit.anchors(journal), sort_keys=True, indent=2) + "\n")
                 return
+            if run is not None:
+                journal.get_run(run)  # an unknown run is an error, not an empty export
             with progress(journal.max_position() - since, "exporting") as advance:
                 for record in audit.export_events(journal, run_id=run, since=since):
                     stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")

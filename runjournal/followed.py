@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import queries
 from .decoding import EventDecoder, RawEvent
-from .domain import RunNotFound
+from .domain import InvalidInput, RunNotFound
 from .models import RecordedEvent
 from .projections import ProjectedEvent, Projection, ProjectionError, ProjectionRunner, builtin_projections, open_views
 
@@ -66,6 +66,9 @@ class FollowedViews:
     def rebuild(self, name: str) -> int:
         """Rebuild one followed view from the start of the log; returns the events processed."""
         with self._views_lock:
+            if name not in self.runner.projections or name.startswith("_"):
+                known = ", ".join(sorted(n for n in self.runner.projections if not n.startswith("_")))
+                raise InvalidInput("name", f"no projection named {name!r}; known: {known}")
             return self.runner.rebuild(name)
 
     def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:

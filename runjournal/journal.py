@@ -138,7 +138,8 @@ class Journal(FollowedViews):
         except Exception as e:  # noqa: BLE001 - any failure to decode means this store cannot be read as opened
             encrypted = "CIPHER_KEY" in self._store.env
             hint = ("the RUNJOURNAL_CIPHER_KEY is wrong" if encrypted
-                    else "the store may be encrypted: set RUNJOURNAL_CIPHER_KEY to its key")
+                    else "the store may be encrypted or compressed: set RUNJOURNAL_CIPHER_KEY and "
+                    "RUNJOURNAL_COMPRESS as when it was written")
             self._store.close()
             raise StoreError(
                 f"cannot read the events of store {_redact(self.url)}: {hint} ({type(e).__name__})"
@@ -171,9 +172,16 @@ class Journal(FollowedViews):
             self._runs.move_to_end(run_id)
             return self._runs[run_id]
         try:
-            run: Run = self._store.repository.get(UUID(str(run_id)))
-        except (AggregateNotFoundError, ValueError):
+            uuid = UUID(str(run_id))
+        except ValueError:
             raise RunNotFound(run_id) from None
+        try:
+            run: Run = self._store.repository.get(uuid)
+        except AggregateNotFoundError:
+            raise RunNotFound(run_id) from None
+        except Exception as e:  # noqa: BLE001 - a stored event that no longer decodes: say so, not "not found"
+            raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
+                             "run `runjournal verify` to find it") from None
         self._remember(run)
         return run
 
@@ -340,9 +348,14 @@ class Journal(FollowedViews):
     def history(self, run_id: str) -> list[RecordedEvent]:
         """Every event of a run, in order."""
         try:
-            events = list(self._store.events.get(UUID(str(run_id))))
+            uuid = UUID(str(run_id))
         except ValueError:
             raise RunNotFound(run_id) from None
+        try:
+            events = list(self._store.events.get(uuid))
+        except Exception as e:  # noqa: BLE001 - see _load
+            raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
+                             "run `runjournal verify` to find it") from None
         if not events:
             raise RunNotFound(run_id)
         return [recorded(e) for e in events]

@@ -69,7 +69,7 @@ def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
     console.print(f"run      {run.run_id}")
     console.print(f"state    {state(run.state)}  (version {run.version}, epoch {run.epoch})")
     console.print(f"agent    {run.agent_id}   thread {run.thread_id}   priority {run.priority}")
-    if run.worker_id and not run.is_terminal:
+    if run.worker_id and run.lease_expires_at is not None and not run.is_terminal:
         console.print(f"lease    {run.worker_id} until {run.lease_expires_at}")
     if run.pending_approval:
         a = run.pending_approval

@@ -110,7 +110,7 @@ class ScriptedAgent:
         step = self.script[index]
         name, args = _tool(step)
         if decision == "reject":
-            return Chunk.say(f"Tool {name} was rejected.")
+            return Chunk.say(f"Tool {name} was rejected.\n")
         if decision == "edit" and resume.get("edited_args") is not None:
             args = dict(resume["edited_args"])
         call_id = resume.get("tool_call_id") or f"call-{index}"

@@ -120,8 +120,10 @@ def test_a_broken_workspace_file_is_reported_with_its_file_and_line(cli: CLI) ->
     (cli.cwd / "runjournal.yaml").write_text(agents + "concurrency:\n  max_concurrent_runs: 0\n")
     (cli.cwd / "syntax.yaml").write_text("agents:\n  echo: [\n")
     bad_value, syntax = cli.many(["run", "hello"], ["-w", "syntax.yaml", "worker", "--until-idle"])
-    assert domain_error(bad_value) == "error: runjournal.yaml:7: concurrency.max_concurrent_runs: must be >= 1 (got 0)"
-    assert domain_error(syntax) == "error: syntax.yaml:3: invalid YAML: expected the node content, but found '<stream end>'"
+    assert domain_error(bad_value) == (
+        "error: runjournal.yaml:7: concurrency.max_concurrent_runs: must be >= 1 (got 0)")
+    assert domain_error(syntax) == (
+        "error: syntax.yaml:3: invalid YAML: expected the node content, but found '<stream end>'")
 
 
 # -- stores ----------------------------------------------------------------------------------------

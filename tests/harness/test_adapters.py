@@ -195,7 +195,7 @@ def test_scripted_resume_edit_uses_edited_args():
 def test_scripted_resume_reject_skips_tool():
     agent = ScriptedAgent([{"say": "planning"}, DEPLOY, {"say": "after"}])
     assert play(agent, resumed("reject")) == [
-        Chunk.say("Tool deploy was rejected."),
+        Chunk.say("Tool deploy was rejected.\n"),
         Chunk.say("after"),
     ]
 
