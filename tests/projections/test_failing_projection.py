@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlite_utils import Database
 
-from runjournal import Journal, RecordedEvent
+from runjournal import InvalidInput, Journal, RecordedEvent
 from runjournal.adapters.clock import ManualClock
 from runjournal.projections import (
     ProjectedEvent,
@@ -314,7 +314,7 @@ def test_a_rebuild_replays_the_log_into_fresh_tables(sqlite_journal: Journal) ->
     before = counts(j)
     assert j.rebuild("type_counts") == j.max_position()
     assert counts(j) == before
-    with pytest.raises(KeyError, match="no projection named 'nope'"):
+    with pytest.raises(InvalidInput, match="no projection named 'nope'"):
         j.rebuild("nope")
 
 
