@@ -95,7 +95,7 @@ class ProjectionRunner:
                 projection.setup(self.db)
         self._projections[projection.name] = projection
 
-    def rebuild(self, name: str) -> int:
+    def rebuild(self, name: str, *, progress: Callable[[int], None] | None = None) -> int:
         """Drop a projection's rows and replay the whole log into it; returns events processed."""
         projection = self._projections.get(name)
         if projection is None:
@@ -104,14 +104,14 @@ class ProjectionRunner:
             projection.reset(self.db)
             self._set_position(projection, 0)
         self.failures.pop(name, None)
-        return self.catch_up()
+        return self.catch_up(progress=progress)
 
     def positions(self) -> dict[str, int]:
         """Each projection's position in the log."""
         rows = self.db.execute(f"SELECT name, position FROM {TRACKING}").fetchall()
         return {name: pos for name, pos in rows if name in self._projections}
 
-    def catch_up(self) -> int:
+    def catch_up(self, *, progress: Callable[[int], None] | None = None) -> int:
         """Apply every event past each projection's position; returns the events read."""
         self.failures.clear()
         positions = self.positions()
@@ -123,6 +123,8 @@ class ProjectionRunner:
                 positions = self.positions()  # another process may have moved them
                 self._apply(page, positions)
             processed += len(page)
+            if progress is not None:
+                progress(len(page))
         if self.failures:
             raise ProjectionError(list(self.failures.values()))
         return processed

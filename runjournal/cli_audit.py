@@ -153,7 +153,8 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all of th
     with opened() as journal:
         names = [name] if name else [n for n in journal.runner.projections if not n.startswith("_")]
         for view in names:
-            count = journal.rebuild(view)
+            with progress(journal.max_position(), f"rebuilding {view}") as advance:
+                count = journal.rebuild(view, progress=advance)
             out.print(f"rebuilt {view} from {count} events")
         if not name:
             out.print(f"rebuilt the inline queue and leases ({journal.rebuild_index()} live runs)")

@@ -63,13 +63,13 @@ class FollowedViews:
         with self._views_lock:
             return self.runner.catch_up()
 
-    def rebuild(self, name: str) -> int:
+    def rebuild(self, name: str, *, progress: Callable[[int], None] | None = None) -> int:
         """Rebuild one followed view from the start of the log; returns the events processed."""
         with self._views_lock:
             if name not in self.runner.projections or name.startswith("_"):
                 known = ", ".join(sorted(n for n in self.runner.projections if not n.startswith("_")))
                 raise InvalidInput("name", f"no projection named {name!r}; known: {known}")
-            return self.runner.rebuild(name)
+            return self.runner.rebuild(name, progress=progress)
 
     def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event this journal stores (for UIs; never for state)."""
