@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +76,15 @@ def write_results(path: Path | str, bench: str, figures: Mapping[str, Any]) -> P
     doc = {"bench": bench, **machine_info(), **figures}
     out.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return out
+
+
+class Ticker:
+    """One millisecond per call from a fixed day in the past: a reproducible clock for log builders
+    (every lease such a builder grants is long expired by the time the log is read)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -44,6 +44,7 @@ from runjournal.domain import Run
 from runjournal.journal import CATCH_UP_PAGE_SIZE as PAGE_SIZE
 
 from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
+from .common import Ticker
 
 BENCH = "projections"
 DEFAULT_SIZES = (10_000, 100_000)
@@ -57,15 +58,6 @@ REPO = Path(__file__).resolve().parent.parent
 W = "w1"
 
 
-class Ticker:
-    """One millisecond per call: a reproducible clock for the builder."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
 
 
 def _claim_start(run: Run, t: Ticker) -> None:

@@ -57,7 +57,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -68,6 +68,7 @@ from runjournal.harness import Harness
 from runjournal.workspace import Workspace
 
 from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
+from .common import Ticker
 
 BENCH = "recovery"
 DEFAULT_COMPLETED = 100_000
@@ -84,15 +85,6 @@ COMPLETED_SAMPLE = 50
 # -- building the logs --------------------------------------------------------------------------------
 
 
-class Ticker:
-    """One millisecond per call from a fixed day in the past: every lease is long expired today."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
 
 
 def _claim(run: Run, t: Ticker) -> None:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -30,6 +30,7 @@ import pytest
 from runjournal import Journal
 from runjournal.domain import Run
 from runjournal.journal import PAGE_SIZE
+from bench.common import Ticker
 
 EVENTS = 50_000
 BATCH = 200  # runs per batch; each batch is saved in three transactions (one per phase)
@@ -49,15 +50,6 @@ CHILD_TIMEOUT = 120.0
 # -- building the log (the journal's batched save path) ------------------------------------------
 
 
-class Ticker:
-    """A clock for the builder: one millisecond per tick, so the log is reproducible."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(milliseconds=1)
-        return self.now
 
 
 Phase = Callable[[Run, Ticker], None]
