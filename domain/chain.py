@@ -27,7 +27,7 @@ def _default(value: object) -> object:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, (set, frozenset)):
-        return sorted(value)  # type: ignore[type-var]
+        return sorted(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -28,7 +28,7 @@ class RunEvent(Aggregate.Event):
     actor: str
     chain: str
 
-    def apply(self, run: Run) -> None:  # type: ignore[override]
+    def apply(self, run: Run) -> None:
         """Move the run along the transition table, then assign this event's facts."""
         name = type(self).__name__
         target = getattr(self, "to_state", None)
@@ -50,7 +50,7 @@ class Created(RunEvent, Aggregate.Created):
     parent_run_id: str | None
     parent_version: int | None
 
-    def apply(self, run: Run) -> None:  # type: ignore[override]
+    def apply(self, run: Run) -> None:
         run.state = transitions.RunState.CREATED
         run.chain = self.chain
         run.thread_id = self.thread_id

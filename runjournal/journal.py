@@ -421,7 +421,7 @@ class Journal(FollowedViews):
         try:
             self._save(*(run for run, _ in prepared))
         except ConcurrencyConflict:
-            claims = []
+            claims: list[Claim] = []
             while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)):
                 claims.append(c)
             return claims

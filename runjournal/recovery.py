@@ -50,12 +50,16 @@ def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool])
     grace = timedelta(seconds=config.stale_running_after_seconds)
     while expired := journal.expire_leases(can_replay=can_replay, running_grace=grace):
         report.expired.extend(expired)  # in batches: a pass leaves no expired lease behind
+    for run_id in report.expired:  # a stale run that cannot be replayed was failed by its expiry
+        run = journal.get_run(run_id)
+        if run.state == "failed" and run.error:
+            report.failed[run_id] = run.error
     for intent in journal.recovery_intents():
         try:
-            if intent.state == "queued" and not intent.has_request:
+            if intent.intent == "execute" and not intent.has_request:
                 journal.fail_run(intent.run_id, error=MISSING_REQUEST, actor="system:recovery")
                 report.failed[intent.run_id] = MISSING_REQUEST
-            elif intent.state == "resuming" and config.resume_resuming_runs_on_startup:
+            elif intent.intent == "resume" and config.resume_resuming_runs_on_startup:
                 _recover_resuming(journal, intent.run_id, config.max_recovery_attempts, report)
             else:
                 report.left += 1

@@ -308,7 +308,10 @@ def test_recovering_twice_appends_each_transition_once(harness, clock):
 
     assert harness.journal.max_position() == after_first
     assert sorted(first.expired) == sorted([runs["claimed"], runs["running"], runs["not_replayable"]])
-    assert first.failed == {runs["no_request"]: MISSING_REQUEST}  # the stale one failed through its lease
+    assert first.failed == {  # the stale one failed through its lease expiry, and is reported too
+        runs["no_request"]: MISSING_REQUEST,
+        runs["not_replayable"]: "stale running run cannot be replayed safely",
+    }
     assert first.resumed == [runs["resuming"]]
     assert (second.expired, second.failed, second.resumed) == ([], {}, [])
     states = {name: harness.journal.get_run(run_id).state for name, run_id in runs.items()}
