@@ -302,8 +302,9 @@ class Journal(FollowedViews):
             refuse = request.pop("refuse", None)
             if request.get("idempotency_key") is not None:
                 raise InvalidInput(f"requests[{i}].idempotency_key", "use submit() for idempotent submissions")
+            request["actor"] = request.get("actor") or actor or default_actor()
             try:
-                req = validate(SubmitInput, **{"actor": actor or default_actor(), **request})
+                req = validate(SubmitInput, **request)
             except InvalidInput as e:
                 raise InvalidInput(f"requests[{i}].{e.field}", e.problem) from None
             except TypeError as e:
