@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import resource
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,3 +92,23 @@ class Ticker:
     def __call__(self) -> datetime:
         self.now += timedelta(milliseconds=1)
         return self.now
+
+
+def child_case(module: str, *args: str) -> dict[str, Any]:
+    """Run one case of ``module`` in a fresh interpreter (``--child ARGS``); it reports JSON on its last line.
+
+    A fresh process per case keeps peak RSS and caches per case.
+    """
+    done = subprocess.run([sys.executable, "-m", module, "--child", *args],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} child {args[0]} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def profile_tables(profile: cProfile.Profile, top: int) -> dict[str, str]:
+    """A profile as text: the top functions by cumulative time, and the top 15 by own time."""
+    cumulative, own = io.StringIO(), io.StringIO()
+    pstats.Stats(profile, stream=cumulative).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(profile, stream=own).sort_stats("tottime").print_stats(15)
+    return {"cumulative": cumulative.getvalue(), "tottime": own.getvalue()}

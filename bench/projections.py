@@ -26,12 +26,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
-import pstats
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -44,7 +40,7 @@ from runjournal.domain import Run
 from runjournal.journal import CATCH_UP_PAGE_SIZE as PAGE_SIZE
 
 from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
-from .common import Ticker
+from .common import Ticker, child_case, profile_tables
 
 BENCH = "projections"
 DEFAULT_SIZES = (10_000, 100_000)
@@ -209,21 +205,12 @@ def case_profile(url: str, views: str, page_size: int, top: int) -> dict[str, An
     events = journal.catch_up()
     profile.disable()
     journal.close()
-    out = io.StringIO()
-    stats = pstats.Stats(profile, stream=out)
-    stats.sort_stats("cumulative").print_stats(top)
-    by_self = io.StringIO()
-    pstats.Stats(profile, stream=by_self).sort_stats("tottime").print_stats(15)
-    return {"events": events, "cumulative": out.getvalue(), "tottime": by_self.getvalue()}
+    return {"events": events, **profile_tables(profile, top)}
 
 
 def in_child(*args: str) -> dict[str, Any]:
-    """Run one case in a fresh interpreter; it reports JSON as the last line of stdout."""
-    done = subprocess.run([sys.executable, "-m", "bench.projections", "--child", *args],
-                          cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench child {args[0]} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    """Run one case in a fresh interpreter."""
+    return child_case("bench.projections", *args)
 
 
 def child_main(args: Sequence[str]) -> None:

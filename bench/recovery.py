@@ -45,15 +45,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
 import json
-import pstats
 import random
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -68,7 +64,7 @@ from runjournal.harness import Harness
 from runjournal.workspace import Workspace
 
 from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
-from .common import Ticker
+from .common import Ticker, child_case, profile_tables
 
 BENCH = "recovery"
 DEFAULT_COMPLETED = 100_000
@@ -364,21 +360,12 @@ def case_profile(store_dir: str, top: int) -> dict[str, Any]:
     report = asyncio.run(harness.recover())
     profile.disable()
     journal.close()
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(top)
-    by_self = io.StringIO()
-    pstats.Stats(profile, stream=by_self).sort_stats("tottime").print_stats(15)
-    return {"expired": len(report.expired), "resumed": len(report.resumed),
-            "cumulative": out.getvalue(), "tottime": by_self.getvalue()}
+    return {"expired": len(report.expired), "resumed": len(report.resumed), **profile_tables(profile, top)}
 
 
 def in_child(*args: str) -> dict[str, Any]:
-    """Run one case in a fresh interpreter; it reports JSON as the last line of stdout."""
-    done = subprocess.run([sys.executable, "-m", "bench.recovery", "--child", *args],
-                          cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench child {args[0]} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    """Run one case in a fresh interpreter."""
+    return child_case("bench.recovery", *args)
 
 
 def child_main(args: Sequence[str]) -> None:
