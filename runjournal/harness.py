@@ -350,9 +350,9 @@ class Harness:
         now = asyncio.get_running_loop().time()
         if now - self._last_expiry >= min(self.settings.heartbeat_seconds, 1.0):
             self._last_expiry = now
-            if self.journal.leases():
-                grace = timedelta(seconds=self.workspace.recovery.stale_running_after_seconds)
-                self.journal.expire_leases(can_replay=self._can_replay, running_grace=grace)
+            # One indexed query for leases already expired; no scan of every lease first.
+            grace = timedelta(seconds=self.workspace.recovery.stale_running_after_seconds)
+            self.journal.expire_leases(can_replay=self._can_replay, running_grace=grace)
 
     def _fill_slots(self) -> None:
         limit = self.workspace.concurrency.max_concurrent_runs
