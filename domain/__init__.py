@@ -9,6 +9,7 @@ from .errors import (
     RunjournalError,
     RunNotFound,
     StoreError,
+    StoreUnavailable,
     UnknownAgent,
     WorkspaceError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RunState",
     "RunjournalError",
     "StoreError",
+    "StoreUnavailable",
     "UnknownAgent",
     "WorkspaceError",
 ]

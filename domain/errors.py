@@ -8,20 +8,36 @@
     ├── LeaseLost                            a worker command from a lease that is not current
     ├── ConcurrencyConflict                  another writer saved the run first
     ├── UnknownAgent                         routing found no agent of that name
-    ├── StoreError                           the store URL is wrong or the store unreachable
-    └── WorkspaceError                       the workspace file is missing or invalid
+    ├── StoreError                           the store URL is wrong, or the store cannot be read
+    │   └── StoreUnavailable                 a transient fault (locked, disk full, I/O, offline)
+    ├── WorkspaceError                       the workspace file is missing or invalid
+    ├── AgentFailed      (adapters.agents)   an agent reported a failure
+    ├── AgentLoadError   (adapters.agents)   an agent cannot be imported or built
+    └── ProjectionError  (projections)       a projection's handler raised
 
-Every error keeps its ids as attributes and has a stable ``code`` for the CLI's
-JSON output. Whatever raised one appended nothing.
+Every error keeps its ids as attributes, pickles (workers pass them between
+processes) and has a stable ``code`` for the CLI's JSON output. Whatever raised
+one appended nothing.
 """
 
 from __future__ import annotations
+
+
+def _rebuild(cls: type[RunjournalError], args: tuple[object, ...], state: dict[str, object]) -> RunjournalError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class RunjournalError(Exception):
     """Raised for every error runjournal reports on purpose."""
 
     code = "error"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take keyword-only ids, which Exception's default pickling cannot replay.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready description, for the CLI and APIs."""
@@ -119,9 +135,27 @@ class UnknownAgent(RunjournalError):
 
 
 class StoreError(RunjournalError):
-    """Raised when a store URL is malformed or the store cannot be opened."""
+    """Raised when a store URL is malformed or the store cannot be opened or read."""
 
     code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    """Raised when the store fails for a reason that may pass: locked, full, I/O error, offline.
+
+    ``cause`` is one short phrase (``locked by another process``, ``disk full``,
+    ``I/O error``, ``read-only``, ``connection lost``); nothing of the failed
+    command was saved, and retrying it later is safe.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(self, store: str, cause: str, *, detail: str = "") -> None:
+        self.store = store
+        self.cause = cause
+        self.detail = detail
+        more = f" ({detail})" if detail and detail != cause else ""
+        super().__init__(f"store {store} is unavailable: {cause}{more}; nothing was saved, retry later")
 
 
 class WorkspaceError(RunjournalError):

@@ -1,7 +1,9 @@
 """The ``Run`` aggregate: public commands that decide, events that record.
 
-Every command checks the transition table (and, for worker commands, the lease
-fence) before it triggers anything, so a refused command appends nothing. Time
+Every command checks the transition table first and then, for worker commands,
+the lease fence, before it triggers anything: a refused command appends
+nothing, and an event the table forbids is reported as ``InvalidTransition``
+whoever asks (a stale claim on a completed run included). Time
 always arrives as ``now``; the aggregate never reads a clock.
 """
 
@@ -186,20 +188,21 @@ class Run(Aggregate):
 
     def start(self, *, worker_id: str, epoch: int, now: datetime) -> None:
         """Start a claimed run that has no decision to resume with."""
+        self._check("Started")
         self._fence(worker_id, epoch)
-        why = "it has a pending resume; use resume" if self.pending_resume else ""
-        self._check("Started", why=why)
+        if self.pending_resume:
+            self._check("Started", why="it has a pending resume; use resume")
         self.trigger_event(
             self.Started, timestamp=now, actor=f"worker:{worker_id}", worker_id=worker_id, epoch=epoch
         )
 
     def resume(self, *, worker_id: str, epoch: int, now: datetime) -> dict[str, Any]:
         """Resume a claimed run with its pending decision; returns that resume."""
+        self._check("Resumed")
         self._fence(worker_id, epoch)
         pending = self.pending_resume
         if pending is None:
             self._check("Resumed", why="there is nothing to resume; use start")
-        self._check("Resumed")
         assert pending is not None
         self.trigger_event(
             self.Resumed,
@@ -216,8 +219,8 @@ class Run(Aggregate):
         self, *, worker_id: str, epoch: int, lease_expires_at: datetime, now: datetime
     ) -> None:
         """Extend the current lease."""
-        self._fence(worker_id, epoch)
         self._check("LeaseRenewed")
+        self._fence(worker_id, epoch)
         self.trigger_event(
             self.LeaseRenewed,
             timestamp=now,
@@ -256,8 +259,8 @@ class Run(Aggregate):
 
     def record_step(self, *, worker_id: str, epoch: int, kind: str, content: Any, now: datetime) -> None:
         """Record a step, tool result or message of the running agent."""
-        self._fence(worker_id, epoch)
         self._check("StepRecorded")
+        self._fence(worker_id, epoch)
         self.trigger_event(
             self.StepRecorded, timestamp=now, actor=f"worker:{worker_id}", kind=kind, content=content
         )
@@ -275,8 +278,8 @@ class Run(Aggregate):
         now: datetime,
     ) -> str:
         """Pause the run for a person's decision; returns the approval id."""
-        self._fence(worker_id, epoch)
         self._check("ApprovalRequested")
+        self._fence(worker_id, epoch)
         approval_id = f"{self.run_id}.a{self.approvals_requested + 1}"
         self.trigger_event(
             self.ApprovalRequested,
@@ -340,13 +343,14 @@ class Run(Aggregate):
 
     def finish_cancel(self, *, worker_id: str, epoch: int, now: datetime) -> None:
         """The worker has stopped a cancelling run."""
+        self._check("Cancelled")
         self._fence(worker_id, epoch)
         self.cancel(reason=self.cancel_reason, actor=f"worker:{worker_id}", now=now)
 
     def complete(self, *, worker_id: str, epoch: int, output: Any, now: datetime) -> None:
         """Finish the run with its output."""
-        self._fence(worker_id, epoch)
         self._check("Completed")
+        self._fence(worker_id, epoch)
         self.trigger_event(self.Completed, timestamp=now, actor=f"worker:{worker_id}", output=output)
 
     def fail(
@@ -358,10 +362,10 @@ class Run(Aggregate):
         worker: tuple[str, int] | None = None,
     ) -> None:
         """Fail the run; a worker's failure is fenced by its lease."""
-        if worker is not None:
-            self._fence(*worker)
         previous = self.state
         self._check("Failed")
+        if worker is not None:
+            self._fence(*worker)
         self.trigger_event(
             self.Failed, timestamp=now, actor=actor, error=error, previous_state=str(previous)
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from ..domain.errors import RunjournalError
 from .base import ProjectedEvent, Projection
 from .run_index import RunIndex
 
@@ -35,8 +36,10 @@ class ProjectionFailure:
     error: str
 
 
-class ProjectionError(Exception):
+class ProjectionError(RunjournalError):
     """Raised by catch-up when a projection's handler raised; the others were applied."""
+
+    code = "projection_error"
 
     def __init__(self, failures: Sequence[ProjectionFailure]) -> None:
         self.failures = list(failures)

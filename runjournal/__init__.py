@@ -10,8 +10,11 @@ from .domain import (
     RunNotFound,
     RunState,
     StoreError,
+    StoreUnavailable,
     UnknownAgent,
+    WorkspaceError,
 )
+from .adapters.agents import AgentFailed, AgentLoadError
 from .harness import Harness
 from .journal import Journal
 from .projections import Projection, ProjectionError
@@ -41,6 +44,10 @@ __all__ = [
     "RunState",
     "RunjournalError",
     "StoreError",
+    "StoreUnavailable",
+    "WorkspaceError",
+    "AgentFailed",
+    "AgentLoadError",
     "UnknownAgent",
     "VerifyProblem",
     "VerifyReport",

@@ -32,7 +32,7 @@ def export_events(journal: Journal, *, run_id: str | None = None, since: int = 0
         for row in page:
             if run_id is not None and row[1] != run_id:
                 continue
-            fields = decoder.fields(row[4])
+            fields = decoder.fields(row[4], exact=True)
             fields.pop("_iso", None)
             cls = resolve_topic(row[3])
             yield {

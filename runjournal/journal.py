@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import getpass
 import os
+import sqlite3
 from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
-from eventsourcing.utils import Environment
+from eventsourcing.persistence import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    MapperDeserialisationError,
+    Notification,
+    OperationalError,
+    PersistenceError,
+    Transcoder,
+)
+from eventsourcing.domain import OriginatorVersionError
+from eventsourcing.utils import Environment, TopicError
 
 import threading
 from pathlib import Path
@@ -27,6 +39,8 @@ import logging
 
 from . import logs
 from .adapters.clock import Clock, SystemClock
+from .adapters.storage import faults
+from .adapters.storage.codec import RunTranscoder
 from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QueueRow
 from .adapters.storage.urls import resolve_url, sqlite_path, store_env
 from .domain import (
@@ -38,6 +52,7 @@ from .domain import (
     RunjournalError,
     RunNotFound,
     StoreError,
+    StoreUnavailable,
 )
 from .domain.transitions import is_allowed
 from .projections import (
@@ -55,17 +70,25 @@ from .models import (
     RecordedEvent,
     RunSnapshot,
     StepInput,
+    MAX_TEXT,
     SubmitInput,
     VerifyReport,
     validate,
 )
+from .payload import DEFAULT_MAX_BYTES, PayloadRule
 from .decoding import EventDecoder, RawEvent, raw
 from .followed import FollowedViews
 from .verification import verify_log
 
+# What a stored event that cannot be read as one raises while decoding (never a store fault).
+UNDECODABLE = (
+    MapperDeserialisationError, OriginatorVersionError, TopicError, ValueError, KeyError, TypeError,
+    AttributeError, ImportError,
+)
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
 _CACHE_SIZE = 4096
 _CLAIM_CANDIDATES = 8
+_CLAIM_ROUNDS = 64
 PAGE_SIZE = 1000
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
@@ -81,6 +104,10 @@ class RunStore(Application):
         # in the shell must not redirect a store.
         return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
 
+    def construct_transcoder(self) -> Transcoder:
+        # Never the stock JSON transcoder: it interprets user data shaped like its envelopes.
+        return RunTranscoder()
+
 
 def default_actor() -> str:
     """$RUNJOURNAL_ACTOR, else the OS user."""
@@ -94,7 +121,13 @@ class Journal(FollowedViews):
     """Runs on an append-only event log: submit, claim, drive, inspect, verify."""
 
     def __init__(
-        self, store: RunStore, *, url: str, clock: Clock | None = None, views_path: str | None = None
+        self,
+        store: RunStore,
+        *,
+        url: str,
+        clock: Clock | None = None,
+        views_path: str | None = None,
+        payload_rule: PayloadRule | None = None,
     ) -> None:
         self._store = store
         self.url = url
@@ -109,33 +142,46 @@ class Journal(FollowedViews):
         self._views_lock = threading.RLock()  # the follower and the caller share one views connection
         self.follow_error: ProjectionError | None = None
         self._log = logs.logger("runjournal.journal")
-        self._log_transitions = self._log.is_enabled_for(logging.INFO)
+        self.listener_errors = 0  # errors raised by subscribe() listeners: logged, counted, never fatal
+        self.payload_rule = payload_rule or PayloadRule()
         self.page_size = CATCH_UP_PAGE_SIZE  # events per page (and per views transaction) in catch-up
 
     @classmethod
     def open(
-        cls, url: str | None = None, *, clock: Clock | None = None, views_path: str | None = None
+        cls,
+        url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        views_path: str | None = None,
+        max_payload_bytes: int | None = None,
     ) -> Journal:
-        """Open (creating if needed) the store at ``url``, $RUNJOURNAL_URL or the default file."""
+        """Open (creating if needed) the store at ``url``, $RUNJOURNAL_URL or the default file.
+
+        ``max_payload_bytes`` caps each input, output, step, tool argument set and
+        edit (default $RUNJOURNAL_MAX_PAYLOAD_BYTES, else 1 MiB; see payload.py).
+        """
         url = resolve_url(url)
+        rule = PayloadRule(max_bytes=_max_payload_bytes(max_payload_bytes))
         try:
             store = RunStore(env=store_env(url))
         except StoreError:
             raise
-        except (PersistenceError, OSError) as e:
-            raise StoreError(f"cannot open store {_redact(url)}: {e}") from None
-        journal = cls(store, url=url, clock=clock, views_path=views_path)
+        except (PersistenceError, OSError, sqlite3.Error) as e:
+            raise _store_fault(url, e, opening=True) from None
+        journal = cls(store, url=url, clock=clock, views_path=views_path, payload_rule=rule)
         journal._check_readable()
         return journal
 
     def _check_readable(self) -> None:
         """Decode the first stored event: a wrong or missing cipher key fails here, clearly."""
-        first = next(self.raw_pages(0, page_size=1), [])
-        if not first:
-            return
         try:
-            EventDecoder(self._store.mapper).decode(first[0])
-        except Exception as e:  # noqa: BLE001 - any failure to decode means this store cannot be read as opened
+            first = next(self.raw_pages(0, page_size=1), [])
+            if first:
+                EventDecoder(self._store.mapper).decode(first[0])
+        except StoreError:
+            self._store.close()
+            raise
+        except UNDECODABLE as e:
             encrypted = "CIPHER_KEY" in self._store.env
             hint = ("the RUNJOURNAL_CIPHER_KEY is wrong" if encrypted
                     else "the store may be encrypted or compressed: set RUNJOURNAL_CIPHER_KEY and "
@@ -176,14 +222,25 @@ class Journal(FollowedViews):
         except ValueError:
             raise RunNotFound(run_id) from None
         try:
-            run: Run = self._store.repository.get(uuid)
+            with self._faults():
+                run: Run = self._store.repository.get(uuid)
         except AggregateNotFoundError:
             raise RunNotFound(run_id) from None
-        except Exception as e:  # noqa: BLE001 - a stored event that no longer decodes: say so, not "not found"
+        except UNDECODABLE as e:  # a stored event that no longer decodes: say so, not "not found"
             raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
                              "run `runjournal verify` to find it") from None
         self._remember(run)
         return run
+
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Turn a failure of the store itself (not of our data) into ``StoreUnavailable``."""
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except (OperationalError, InterfaceError, DatabaseError, OSError, sqlite3.Error) as e:
+            raise _store_fault(self.url, e) from None
 
     def _remember(self, run: Run) -> None:
         self._runs[run.run_id] = run
@@ -194,30 +251,45 @@ class Journal(FollowedViews):
     def _save(self, *runs: Run) -> None:
         entries = [IndexEntry.of(r) for r in runs]
         try:
-            recordings = self._store.save(*runs, index_entries=entries)
-        except IntegrityError:
-            for r in runs:  # a failed save leaves them advanced with nothing pending
+            with self._faults():
+                recordings = self._store.save(*runs, index_entries=entries)
+        except BaseException as e:
+            for r in runs:  # a failed save leaves them advanced with nothing pending: reload next time
                 self._runs.pop(r.run_id, None)
-            raise ConcurrencyConflict(runs[0].run_id if len(runs) == 1 else "(batch)") from None
+            if isinstance(e, IntegrityError):
+                raise ConcurrencyConflict(runs[0].run_id if len(runs) == 1 else "(batch)") from None
+            raise
         for r in runs:
             self._remember(r)
         self._appended.set()
-        if self._log_transitions:
-            for recording in recordings:
-                event = recording.domain_event
-                run = self._runs.get(str(event.originator_id))
-                self._log.info(
-                    "transition", type=type(event).__name__, run_id=str(event.originator_id),
-                    version=event.originator_version, thread_id=getattr(run, "thread_id", None),
-                    agent=getattr(run, "agent_id", None), state=getattr(run, "state", None),
-                    actor=getattr(event, "actor", None), position=recording.notification.id,
-                )
+        if logs.is_enabled(self._log, logging.INFO):
+            self._log_recordings(recordings)
+        if self._listeners:
+            self._notify([recorded(r.domain_event, r.notification.id) for r in recordings])
+
+    def _log_recordings(self, recordings: Sequence[Any]) -> None:
+        for recording in recordings:
+            event = recording.domain_event
+            run = self._runs.get(str(event.originator_id))
+            self._log.info(
+                "transition", type=type(event).__name__, run_id=str(event.originator_id),
+                version=event.originator_version, thread_id=getattr(run, "thread_id", None),
+                agent=getattr(run, "agent_id", None), state=getattr(run, "state", None),
+                actor=getattr(event, "actor", None), position=recording.notification.id,
+            )
+
+    def _notify(self, events: Sequence[RecordedEvent]) -> None:
+        """Give stored events to live listeners; a listener's error is logged and counted, never raised."""
         for listener in list(self._listeners):
-            for recording in recordings:
+            for event in events:
                 try:
-                    listener(recorded(recording.domain_event, recording.notification.id))
-                except Exception:  # noqa: BLE001, S112 - a live listener (UI) must never undo a stored save
-                    continue
+                    listener(event)
+                except Exception as e:  # noqa: BLE001 - a live listener (UI) must never undo a stored save
+                    self.listener_errors += 1
+                    self._log.error(
+                        "listener failed", listener=_name_of(listener), event_type=event.type,
+                        run_id=event.run_id, version=event.version, error=f"{type(e).__name__}: {e}",
+                    )
 
     def _execute(self, run_id: str, command: Callable[[Run], Any]) -> tuple[Run, Any]:
         """Load, command, save; a conflict on a cached copy is retried once on a fresh one."""
@@ -263,6 +335,7 @@ class Journal(FollowedViews):
         """
         req = validate(
             SubmitInput,
+            self.payload_rule,
             agent_id=agent_id,
             input=input,
             thread_id=thread_id,
@@ -304,7 +377,7 @@ class Journal(FollowedViews):
                 raise InvalidInput(f"requests[{i}].idempotency_key", "use submit() for idempotent submissions")
             request["actor"] = request.get("actor") or actor or default_actor()
             try:
-                req = validate(SubmitInput, **request)
+                req = validate(SubmitInput, self.payload_rule, **request)
             except InvalidInput as e:
                 raise InvalidInput(f"requests[{i}].{e.field}", e.problem) from None
             except TypeError as e:
@@ -353,8 +426,9 @@ class Journal(FollowedViews):
         except ValueError:
             raise RunNotFound(run_id) from None
         try:
-            events = list(self._store.events.get(uuid))
-        except Exception as e:  # noqa: BLE001 - see _load
+            with self._faults():
+                events = list(self._store.events.get(uuid))
+        except UNDECODABLE as e:  # see _load
             raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
                              "run `runjournal verify` to find it") from None
         if not events:
@@ -393,14 +467,19 @@ class Journal(FollowedViews):
         transaction for a worker that runs what it claims at once.
         """
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
-        while True:
-            candidates = self.inline_views.claim_candidates(_CLAIM_CANDIDATES)
+        for _ in range(_CLAIM_ROUNDS):  # each round either claims, heals a stale row or lost a race
+            candidates = self._candidates(_CLAIM_CANDIDATES)
             if not candidates:
                 return None
             for run_id in candidates:
                 claim = self._try_claim(run_id, req, start=start)
                 if claim is not None:
                     return claim
+        return None  # every candidate went to other workers, round after round: try again later
+
+    def _candidates(self, limit: int) -> list[str]:
+        with self._faults():
+            return self.inline_views.claim_candidates(limit)
 
     def claim_many(self, *, worker_id: str, count: int, lease_seconds: float = 30, start: bool = False) -> list[Claim]:
         """Claim up to ``count`` runs in ONE save (a group commit for a worker filling several slots).
@@ -413,7 +492,7 @@ class Journal(FollowedViews):
             one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)
             return [one] if one else []
         prepared = []
-        for run_id in self.inline_views.claim_candidates(count):
+        for run_id in self._candidates(count):
             run = self._claimable(run_id)
             if run is not None:
                 prepared.append(self._prepare_claim(run, req, start=start))
@@ -429,13 +508,24 @@ class Journal(FollowedViews):
         return [claim for _, claim in prepared]
 
     def _claimable(self, run_id: str) -> Run | None:
+        """The run, loaded, if it may be claimed; a queue row that says otherwise is healed."""
         try:
             run = self._load(run_id)  # a stale cached copy only costs a lost race when saving
             if not is_allowed(run.state, "Dequeued"):
                 run = self._load(run_id, fresh=True)
         except RunNotFound:
+            self._heal(IndexEntry.gone(run_id))
             return None
-        return run if is_allowed(run.state, "Dequeued") else None
+        if is_allowed(run.state, "Dequeued"):
+            return run
+        self._heal(IndexEntry.of(run))
+        return None
+
+    def _heal(self, entry: IndexEntry) -> None:
+        """Rewrite one run's inline rows from its aggregate (a save of no events, one transaction)."""
+        self._log.warning("healed a stale queue row", run_id=entry.run_id, state=entry.state)
+        with self._faults():
+            self._store.save(index_entries=[entry])
 
     def _prepare_claim(self, run: Run, req: ClaimInput, *, start: bool) -> tuple[Run, Claim]:
         now = self._now()
@@ -480,7 +570,7 @@ class Journal(FollowedViews):
 
     def record_step(self, claim: Claim, kind: str, content: Any) -> RunSnapshot:
         """Record a step, tool result or message of the running agent."""
-        req = validate(StepInput, kind=kind, content=content)
+        req = validate(StepInput, self.payload_rule, kind=kind, content=content)
         run, _ = self._execute(
             claim.run_id,
             lambda run: run.record_step(
@@ -502,6 +592,7 @@ class Journal(FollowedViews):
         """Pause the run for a person's decision; returns the approval id."""
         req = validate(
             ApprovalInput,
+            self.payload_rule,
             tool_name=tool_name,
             tool_args={} if tool_args is None else tool_args,
             tool_call_id=tool_call_id,
@@ -521,7 +612,8 @@ class Journal(FollowedViews):
     ) -> RunSnapshot:
         """Record a decision (approve / reject / edit); the run is then resumed by a worker."""
         req = validate(
-            DecisionInput, approval_id=approval_id, decision=decision, edits=edits, actor=actor or default_actor()
+            DecisionInput,
+            self.payload_rule, approval_id=approval_id, decision=decision, edits=edits, actor=actor or default_actor()
         )
         run_id = approval_id.rsplit(".a", 1)[0]
         try:
@@ -537,7 +629,7 @@ class Journal(FollowedViews):
 
     def complete(self, claim: Claim, *, output: Any = None) -> RunSnapshot:
         """Finish a run with its output."""
-        req = validate(OutcomeInput, output=output)
+        req = validate(OutcomeInput, self.payload_rule, output=output)
         run, _ = self._execute(
             claim.run_id,
             lambda run: run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=self._now()),
@@ -555,7 +647,7 @@ class Journal(FollowedViews):
         now = self._now()
         for claim, output in items:
             try:
-                req = validate(OutcomeInput, output=output)
+                req = validate(OutcomeInput, self.payload_rule, output=output)
                 run = self._load(claim.run_id)
                 run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=now)
             except RunjournalError as e:
@@ -580,7 +672,7 @@ class Journal(FollowedViews):
 
     def fail(self, claim: Claim, *, error: str) -> RunSnapshot:
         """Fail a run the worker holds."""
-        req = validate(ErrorInput, error=error, actor=f"worker:{claim.worker_id}")
+        req = validate(ErrorInput, error=_clip(error), actor=f"worker:{claim.worker_id}")
         run, _ = self._execute(
             claim.run_id,
             lambda run: run.fail(
@@ -591,7 +683,7 @@ class Journal(FollowedViews):
 
     def fail_run(self, run_id: str, *, error: str, actor: str | None = None) -> RunSnapshot:
         """Fail any non-terminal run (recovery and operators; not fenced)."""
-        req = validate(ErrorInput, error=error, actor=actor or default_actor())
+        req = validate(ErrorInput, error=_clip(error), actor=actor or default_actor())
         run, _ = self._execute(run_id, lambda run: run.fail(error=req.error, actor=req.actor, now=self._now()))
         return RunSnapshot.of(run)
 
@@ -705,6 +797,14 @@ class Journal(FollowedViews):
         return len(entries)
 
 
+def _clip(error: str) -> str:
+    """An error message cut to MAX_TEXT characters, saying so: failing a run must not fail."""
+    if not isinstance(error, str) or len(error) <= MAX_TEXT:
+        return error
+    note = f" ... [cut: {len(error):,} characters]"
+    return error[: MAX_TEXT - len(note)] + note
+
+
 def _begin(run: Run, worker_id: str, epoch: int, now: Any) -> None:
     """``Resumed`` when the run has something to resume with, else ``Started``."""
     if run.pending_resume is not None:
@@ -737,6 +837,31 @@ def default_views_path(url: str) -> str:
         return str(path.with_name(path.stem + ".views.db"))
     safe = "".join(c if c.isalnum() else "-" for c in _redact(url).split("://", 1)[-1]).strip("-")
     return str(Path(".runjournal") / f"{safe}.views.db")
+
+
+def _name_of(listener: Any) -> str:
+    return str(getattr(listener, "__qualname__", None) or type(listener).__qualname__)
+
+
+def _max_payload_bytes(given: int | None) -> int:
+    raw_value = given if given is not None else os.environ.get("RUNJOURNAL_MAX_PAYLOAD_BYTES")
+    if raw_value is None or raw_value == "":
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(raw_value)
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0:
+        raise InvalidInput("max_payload_bytes", f"must be a positive number of bytes (got {raw_value!r})")
+    return value
+
+
+def _store_fault(url: str, error: BaseException, *, opening: bool = False) -> StoreError:
+    """One error naming the store and the cause, for any failure of the store itself."""
+    cause = faults.cause(error)
+    if cause is None or (opening and cause == "the store failed"):
+        return StoreError(f"cannot open store {_redact(url)}: {faults.detail(error)}")
+    return StoreUnavailable(_redact(url), cause, detail=faults.detail(error))
 
 
 def _redact(url: str) -> str:

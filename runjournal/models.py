@@ -2,42 +2,40 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .domain import InvalidInput, Run
+from .payload import PayloadRule, checked
 
 T = TypeVar("T", bound=BaseModel)
+MAX_TEXT = 64 * 1024  # reasons and error messages
 
 
-def _json_value(value: Any) -> Any:
-    """Round-trip through JSON: the stored value is exactly what a reader gets back."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"must be JSON-serialisable ({e})") from None
-
-
-JSONValue = Annotated[Any, AfterValidator(_json_value)]
+# Strings: pydantic refuses lone surrogates itself. Payload fields are checked by ``validate`` against the journal's PayloadRule (see payload.py)
+# before the model is built, so an oversized value is never echoed back in an error.
+JSONValue = Any
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    payload_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class SubmitInput(_Input):
+    payload_fields = ("input",)
     agent_id: Name
     input: JSONValue
     thread_id: Name | None = None
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     idempotency_key: Name | None = None
     actor: Name
-    parent_run_id: str | None = None
-    parent_version: int | None = None
+    parent_run_id: Name | None = None
+    parent_version: int | None = Field(default=None, ge=1)
 
 
 class ClaimInput(_Input):
@@ -46,19 +44,22 @@ class ClaimInput(_Input):
 
 
 class StepInput(_Input):
+    payload_fields = ("content",)
     kind: Literal["step", "tool_result", "message"]
     content: JSONValue
 
 
 class ApprovalInput(_Input):
+    payload_fields = ("tool_args", "content")
     tool_name: Name
     tool_args: JSONValue = Field(default_factory=dict)
-    tool_call_id: str | None = None
+    tool_call_id: Name | None = None
     content: JSONValue = None
-    checkpoint_ref: str | None = None
+    checkpoint_ref: Text | None = None
 
 
 class DecisionInput(_Input):
+    payload_fields = ("edits",)
     approval_id: Name
     decision: Literal["approve", "reject", "edit"]
     edits: JSONValue = None
@@ -70,33 +71,45 @@ class DecisionInput(_Input):
 
 
 class OutcomeInput(_Input):
+    payload_fields = ("output",)
     output: JSONValue = None
 
 
 class ErrorInput(_Input):
-    error: Annotated[str, Field(min_length=1)]
+    error: Annotated[Text, Field(min_length=1)]
     actor: Name
 
 
 class CancelInput(_Input):
-    reason: str | None = None
+    reason: Text | None = None
     actor: Name
 
 
-def validate(model: type[T], **values: Any) -> T:
-    """Build an input model, turning pydantic's error into ``InvalidInput`` naming the field."""
+def validate(model: type[T], rule: PayloadRule | None = None, **values: Any) -> T:
+    """Build an input model, turning pydantic's error into ``InvalidInput`` naming the field.
+
+    Payload fields are checked against ``rule`` (the journal's limits) first.
+    """
+    for name in getattr(model, "payload_fields", ()):
+        if name in values:
+            values[name] = checked(values[name], field=name, rule=rule or PayloadRule())
     try:
         return model(**values)
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or model.__name__
         got = first.get("input")
-        shown = "" if isinstance(got, dict) and field == model.__name__ else f" (got {got!r})"
+        shown = "" if isinstance(got, dict) and field == model.__name__ else f" (got {_short(got)})"
         message = first["msg"].removeprefix("Value error, ")
         raise InvalidInput(field, f"{message}{shown}") from None
     except ValueError as e:  # raised by model_post_init
         field, _, problem = str(e).partition(": ")
         raise InvalidInput(field, problem) from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 class Claim(BaseModel):

@@ -6,20 +6,26 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
+from ...domain.errors import RunjournalError
+
 ChunkKind = Literal["content", "reasoning", "step", "tool_result", "interrupt"]
 CHUNK_KINDS: tuple[str, ...] = get_args(ChunkKind)
 
 
-class AgentFailed(Exception):
+class AgentFailed(RunjournalError):
     """Raised by an agent that reports a failure; the message is the run's error."""
+
+    code = "agent_failed"
 
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
 
 
-class AgentLoadError(Exception):
+class AgentLoadError(RunjournalError):
     """Raised when an agent cannot be imported or built from its configuration."""
+
+    code = "agent_load_error"
 
 
 @dataclass(frozen=True, slots=True)

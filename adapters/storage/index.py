@@ -129,6 +129,12 @@ class IndexEntry:
         )
 
 
+    @classmethod
+    def gone(cls, run_id: str) -> IndexEntry:
+        """The entry that removes a run with no events (a row left by a store edited by hand)."""
+        return cls(run_id=run_id, state="", priority=0, live=False, claimable=False, lease=None)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueRow:
     """A claimable run in the inline queue."""

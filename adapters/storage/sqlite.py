@@ -8,7 +8,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 
-from . import index
+from . import faults, index
 from .index import IndexEntry, LeaseRow, QueueRow
 
 
@@ -16,6 +16,12 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite recorder, also writing the claim queue and leases."""
 
     index_sql = index.Statements()
+    lock_wait = faults.DEFAULT_LOCK_WAIT  # seconds a write waits, in all, for another writer's lock
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Append in one transaction; while another process holds the lock, retry (bounded)."""
+        write = super().insert_events
+        return faults.retry_busy(lambda: write(stored_events, **kwargs), lock_wait=self.lock_wait)
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *self.index_sql.create]
@@ -84,3 +90,9 @@ class Factory(SQLiteFactory):
     """Builds the SQLite store with the run recorder."""
 
     application_recorder_class = SQLiteRunRecorder
+
+    def application_recorder(self) -> Any:
+        """The run recorder, with the lock wait of the store URL."""
+        recorder = super().application_recorder()
+        recorder.lock_wait = float(self.env.get("LOCK_WAIT") or faults.DEFAULT_LOCK_WAIT)
+        return recorder

@@ -28,6 +28,12 @@ def sqlite_path(url: str) -> Path:
 
 def _sqlite(url: str) -> dict[str, str]:
     path = sqlite_path(url)
+    lock_wait = parse_qs(urlsplit(url).query).get("lock_wait", ["30"])[0]
+    try:
+        if float(lock_wait) < 0:
+            raise ValueError
+    except ValueError:
+        raise StoreError(f"store URL {url!r}: lock_wait must be a number of seconds, e.g. ?lock_wait=30") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -35,8 +41,10 @@ def _sqlite(url: str) -> dict[str, str]:
     return {
         "PERSISTENCE_MODULE": f"{_MODULE}.sqlite:Factory",
         "SQLITE_DBNAME": str(path),
-        # Many workers share one file: wait for the write lock rather than fail.
-        "SQLITE_LOCK_TIMEOUT": "30",
+        # Many workers share one file: wait for the write lock rather than fail, in
+        # short waits (SQLite's busy timeout) retried with jitter up to LOCK_WAIT in all.
+        "SQLITE_LOCK_TIMEOUT": str(max(1, min(5, round(float(lock_wait))))),
+        "LOCK_WAIT": lock_wait,
     }
 
 

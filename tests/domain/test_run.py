@@ -49,11 +49,24 @@ def test_a_worker_from_an_older_epoch_is_fenced_off() -> None:
     run = run_in("running")
     run.expire_lease(now=LATER, can_replay=True)
     assert run.state == RunState.QUEUED
-    run.dequeue(worker_id="w2", lease_expires_at=LATER + timedelta(seconds=30), now=LATER)
+    epoch = run.dequeue(worker_id="w2", lease_expires_at=LATER + timedelta(seconds=30), now=LATER)
+    run.resume(worker_id="w2", epoch=epoch, now=LATER)  # it replays from where it was
     run.collect_events()
     with pytest.raises(LeaseLost) as info:
         run.complete(worker_id=WORKER, epoch=1, output=None, now=LATER)
     assert info.value.holder == "w2"
+    assert run.collect_events() == []
+
+
+def test_the_table_speaks_before_the_fence() -> None:
+    run = run_in("running")
+    run.complete(worker_id=WORKER, epoch=1, output=None, now=LATER)
+    run.collect_events()
+    with pytest.raises(InvalidTransition) as info:  # the old claim is stale too, but the run is over
+        run.complete(worker_id=WORKER, epoch=1, output=None, now=LATER)
+    assert (info.value.state, info.value.event) == ("completed", "Completed")
+    with pytest.raises(InvalidTransition):
+        run.complete(worker_id="someone-else", epoch=7, output=None, now=LATER)
     assert run.collect_events() == []
 
 

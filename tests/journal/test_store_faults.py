@@ -1,0 +1,115 @@
+"""A store that fails for a moment leaves no gap, no stale copy and no raw library error behind."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import OperationalError
+
+from runjournal import Journal, StoreUnavailable
+from runjournal.adapters.storage.sqlite import SQLiteRunRecorder
+
+
+class FlakyWrites:
+    """Makes the next ``times`` transactions of a recorder fail with ``message`` inside the transaction."""
+
+    def __init__(self, recorder: Any, message: str, times: int) -> None:
+        self.recorder, self.message, self.left = recorder, message, times
+        self.inner = recorder._insert_events
+        recorder._insert_events = self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.left > 0:
+            self.left -= 1
+            raise OperationalError(self.message)
+        return self.inner(*args, **kwargs)
+
+
+@pytest.fixture
+def sqlite_journal(sqlite_url: str) -> Iterator[Journal]:
+    j = Journal.open(sqlite_url)
+    yield j
+    j.close()
+
+
+def _running(j: Journal) -> Any:
+    j.submit(agent_id="a", input={})
+    claim = j.claim_next(worker_id="w")
+    j.start(claim)
+    return claim
+
+
+def test_a_failed_save_leaves_no_version_gap(sqlite_journal: Journal) -> None:
+    claim = _running(sqlite_journal)
+    FlakyWrites(sqlite_journal._store.recorder, "disk I/O error", times=1)
+    with pytest.raises(StoreUnavailable) as info:
+        sqlite_journal.heartbeat(claim)
+    assert info.value.cause == "I/O error" and "nothing was saved" in str(info.value)
+    sqlite_journal.record_step(claim, "step", {"after": "the fault"})
+    sqlite_journal.complete(claim, output={})
+    versions = [e.version for e in sqlite_journal.history(claim.run_id)]
+    assert versions == list(range(1, len(versions) + 1))
+    assert sqlite_journal.verify().ok
+
+
+def test_a_failed_group_save_drops_every_cached_run(sqlite_journal: Journal) -> None:
+    claims = [_running(sqlite_journal) for _ in range(3)]
+    FlakyWrites(sqlite_journal._store.recorder, "database or disk is full", times=1)
+    outcomes: Any
+    with pytest.raises(StoreUnavailable, match="disk full"):
+        outcomes = sqlite_journal.complete_many([(c, {"n": i}) for i, c in enumerate(claims)])
+    outcomes = sqlite_journal.complete_many([(c, {"n": i}) for i, c in enumerate(claims)])
+    assert [o.state for o in outcomes] == ["completed"] * 3
+    assert sqlite_journal.verify().ok
+
+
+def test_a_busy_store_is_retried_until_it_is_free(sqlite_journal: Journal) -> None:
+    flaky = FlakyWrites(sqlite_journal._store.recorder, "database is locked", times=3)
+    run = sqlite_journal.submit(agent_id="a", input={})
+    assert flaky.left == 0 and sqlite_journal.get_run(run.run_id).version == 2
+
+
+def _hold_lock(path: str, seconds: float, held: threading.Event) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    held.set()
+    time.sleep(seconds)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_a_lock_held_by_another_process_is_waited_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "j.db")
+    with Journal.open(f"sqlite:///{path}?lock_wait=20") as j:
+        held = threading.Event()
+        holder = threading.Thread(target=_hold_lock, args=(path, 1.5, held))
+        holder.start()
+        held.wait()
+        run = j.submit(agent_id="a", input={})
+        holder.join()
+        assert j.get_run(run.run_id).state == "queued"
+
+
+def test_a_lock_held_past_lock_wait_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = str(tmp_path / "j.db")
+    with Journal.open(f"sqlite:///{path}?lock_wait=1") as j:
+        held = threading.Event()
+        holder = threading.Thread(target=_hold_lock, args=(path, 4, held))
+        holder.start()
+        held.wait()
+        with pytest.raises(StoreUnavailable) as info:
+            j.submit(agent_id="a", input={})
+        holder.join()
+        assert info.value.cause == "locked by another process"
+        assert j.max_position() == 0
+
+
+def test_the_lock_wait_comes_from_the_url() -> None:
+    with pytest.raises(Exception, match="lock_wait must be a number"):
+        Journal.open("sqlite:///x.db?lock_wait=soon")
+    assert SQLiteRunRecorder.lock_wait == 30
