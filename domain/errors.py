@@ -150,18 +150,24 @@ class StoreUnavailable(StoreError):
 
     code = "store_unavailable"
 
-    def __init__(self, store: str, cause: str, *, detail: str = "") -> None:
+    def __init__(self, store: str, cause: str, *, detail: str = "", opening: bool = False) -> None:
         self.store = store
         self.cause = cause
         self.detail = detail
         more = f" ({detail})" if detail and detail != cause else ""
-        super().__init__(f"store {store} is unavailable: {cause}{more}; nothing was saved, retry later")
+        if opening:
+            super().__init__(f"cannot open store {store}: {cause}{more}")
+        else:
+            super().__init__(f"store {store} is unavailable: {cause}{more}; nothing was saved, retry later")
 
 
 class WorkspaceError(RunjournalError):
     """Raised when a workspace file is missing, unreadable or invalid.
 
-    The message reads ``FILE:LINE: FIELD.PATH: PROBLEM``; parts that do not apply are left out.
+    The message reads ``FILE:LINE: FIELD.PATH: PROBLEM``, one line per problem (a file is
+    checked whole, so every problem found in it is listed); parts that do not apply are left
+    out. ``problems`` holds each one as ``{"file", "line", "field", "problem"}``; ``file``,
+    ``line``, ``field`` and ``problem`` are those of the first, ``more`` gives the others.
     """
 
     code = "workspace_error"
@@ -173,14 +179,29 @@ class WorkspaceError(RunjournalError):
         file: str | None = None,
         line: int | None = None,
         field: str | None = None,
+        more: list[dict[str, object]] | None = None,
     ) -> None:
         self.problem = problem
         self.file = file
         self.line = line
         self.field = field
+        # Plain dicts: they pickle with the error and are already JSON-ready.
+        first = {"file": file, "line": line, "field": field, "problem": problem}
+        self.problems = [first, *(dict(p) for p in more or ())]
+        super().__init__("\n".join(WorkspaceError._describe(p) for p in self.problems))
+
+    @staticmethod
+    def _describe(problem: dict[str, object]) -> str:
+        file, line, field = problem.get("file"), problem.get("line"), problem.get("field")
         where = f"{file}:{line}" if file and line else file or (f"line {line}" if line else "")
-        super().__init__(": ".join(part for part in (where, field, problem) if part))
+        return ": ".join(str(part) for part in (where, field, problem["problem"]) if part)
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready description, with the file, line and field."""
-        return {**super().to_dict(), "file": self.file, "line": self.line, "field": self.field}
+        """A JSON-ready description, with the first problem's file, line and field, and every problem."""
+        return {
+            **super().to_dict(),
+            "file": self.file,
+            "line": self.line,
+            "field": self.field,
+            "problems": [dict(p) for p in self.problems],
+        }

@@ -861,7 +861,7 @@ def _store_fault(url: str, error: BaseException, *, opening: bool = False) -> St
     cause = faults.cause(error)
     if cause is None or (opening and cause == "the store failed"):
         return StoreError(f"cannot open store {_redact(url)}: {faults.detail(error)}")
-    return StoreUnavailable(_redact(url), cause, detail=faults.detail(error))
+    return StoreUnavailable(_redact(url), cause, detail=faults.detail(error), opening=opening)
 
 
 def _redact(url: str) -> str:
