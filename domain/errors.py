@@ -186,8 +186,8 @@ class WorkspaceError(RunjournalError):
         self.line = line
         self.field = field
         # Plain dicts: they pickle with the error and are already JSON-ready.
-        first = {"file": file, "line": line, "field": field, "problem": problem}
-        self.problems = [first, *(dict(p) for p in more or ())]
+        first: dict[str, object] = {"file": file, "line": line, "field": field, "problem": problem}
+        self.problems: list[dict[str, object]] = [first, *(dict(p) for p in more or ())]
         super().__init__("\n".join(WorkspaceError._describe(p) for p in self.problems))
 
     @staticmethod

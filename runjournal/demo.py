@@ -19,7 +19,7 @@ DEMO_WORKSPACE = {
             "script": [
                 {"reasoning": "Checking the release before deploying"},
                 {"tool_call": {"name": "deploy", "args": {"env": "prod"}}, "requires_approval": True,
-                 "result": {"deployed": True}},
+                 "result": {"deployed": True}, "rejected": "Not deployed: the deploy to prod was rejected"},
                 {"say": "Deployed to prod"},
             ],
         },

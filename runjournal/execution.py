@@ -4,26 +4,33 @@ Everything that matters is appended before it is acted on: steps and tool
 results as ``StepRecorded``, an interrupt as ``ApprovalRequested`` (which frees
 the slot), the end as ``Completed`` / ``Failed`` / ``Cancelled``. A worker whose
 lease was taken over gets ``LeaseLost`` on its next append and stops quietly.
+
+The heartbeat renews the lease meanwhile; a beat the store refuses for a
+transient fault is tried again on the next one. A heartbeat that dies of any
+other error stops the agent and takes the run down with it (the harness then
+fails the run), since a run whose lease nobody renews would be run twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .adapters.agents.base import AgentAdapter, AgentFailed, AgentRequest, Chunk, adapter_can_invoke
-from .domain import InvalidTransition, LeaseLost
+from .domain import InvalidTransition, LeaseLost, StoreUnavailable
 from .journal import Journal
+from .logs import logger
 from .models import Claim
 from .routing import tool_denial
 from .streaming import StreamEvent
 
 CANCELLING = "cancelling"
 COMPLETING = "completing"  # the agent finished; Completed is saved by the harness, grouped
+
+_log = logger("runjournal.execution")
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,14 @@ class Execution:
         """Drive the run; returns the state it rests in ("lease_lost" if it was taken over)."""
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            return await self._run()
+            return await self._run(heartbeat)
         except LeaseLost:
             return "lease_lost"
+        except InvalidTransition:
+            # A run another worker took over and ended refuses our events as transitions.
+            if self._taken_over():
+                return "lease_lost"
+            raise
         finally:
             heartbeat.cancel()
 
@@ -73,11 +85,23 @@ class Execution:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
-                self.claim = self.journal.heartbeat(self.claim, lease_seconds=self.settings.lease_seconds)
+                self._beat()
             except LeaseLost:
-                return
-            if self.journal.get_run(self.claim.run_id).state == CANCELLING:
-                self.cancel_requested.set()
+                return  # taken over: the run's next append says so and the run is dropped quietly
+            except StoreUnavailable as e:
+                _log.warning("heartbeat refused by the store, retrying on the next beat", run_id=self.claim.run_id,
+                             worker_id=self.claim.worker_id, store=e.store, cause=e.cause)
+
+    def _beat(self) -> None:
+        """Renew the lease, and notice a cancel written by another process."""
+        self.claim = self.journal.heartbeat(self.claim, lease_seconds=self.settings.lease_seconds)
+        if self.journal.get_run(self.claim.run_id).state == CANCELLING:
+            self.cancel_requested.set()
+
+    def _taken_over(self) -> bool:
+        """True when the run's lease is no longer this claim's: another worker has the run (or ended it)."""
+        run = self.journal.get_run(self.claim.run_id)
+        return (run.worker_id, run.epoch) != (self.claim.worker_id, self.claim.epoch)
 
     def _cancelled(self, *, fresh: bool = False) -> bool:
         if not self.cancel_requested.is_set() and fresh:
@@ -85,20 +109,19 @@ class Execution:
                 self.cancel_requested.set()
         return self.cancel_requested.is_set()
 
-    async def _run(self) -> str:
+    async def _run(self, heartbeat: asyncio.Task[None]) -> str:
         # No fresh read of the run first: it was claimed and started in the save just made.
         # The agent runs as its own task so that a cancel stops it even in the middle
         # of a long call, not only at its next chunk.
         work = asyncio.create_task(self._consume())
         stop = asyncio.create_task(self.cancel_requested.wait())
-        done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if work in done:
+        try:
+            finished = await _work_or_stop(work, stop, heartbeat)
+        finally:
+            # Also when the heartbeat died or the harness is closing: the agent never outlives its run.
             stop.cancel()
-            return work.result()
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await work
-        return self._finish_cancel()
+            await _halt(work)
+        return work.result() if finished else self._finish_cancel()
 
     async def _consume(self) -> str:
         produced = False
@@ -112,8 +135,8 @@ class Execution:
                         return rest
         except TimeoutError:
             return self._fail(f"timed out after {self.settings.invoke_timeout_seconds:g} s")
-        except (LeaseLost, asyncio.CancelledError):
-            raise
+        except (LeaseLost, StoreUnavailable, asyncio.CancelledError):
+            raise  # not the agent's failure: a store fault is the harness's to handle, not a reason to fail
         except Exception as e:  # noqa: BLE001 - any agent error ends the run as failed, with its message
             if produced or not adapter_can_invoke(self.adapter) or self._cancelled(fresh=True):
                 return self._fail(_error_text(e))
@@ -133,6 +156,8 @@ class Execution:
         # A cancel written by another process meanwhile: Completed only follows running.
         if isinstance(error, InvalidTransition) and self._cancelled(fresh=True):
             return self._finish_cancel()
+        if isinstance(error, InvalidTransition) and self._taken_over():
+            return "lease_lost"  # another worker took it over and ended it first
         raise error
 
     async def _invoke_once(self) -> str | None:
@@ -176,9 +201,9 @@ class Execution:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return self._fail(denial)
         result = {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error}
-        key = json.dumps([chunk.tool_name, chunk.content, chunk.is_error], sort_keys=True, default=str)
+        key = _tool_identity(chunk)
         if key == self._last_tool:
-            return None  # identical consecutive tool results are recorded once
+            return None  # the same call's same result, repeated at once: recorded once
         self._last_tool = key
         self.journal.record_step(self.claim, "tool_result", result)
         self.emit(StreamEvent(type="tool_result", run_id=self.claim.run_id, data=result))
@@ -210,6 +235,38 @@ class Execution:
         """Stop: output produced after the request is not recorded as the run's output."""
         self.journal.finish_cancel(self.claim)
         return "cancelled"
+
+
+def _tool_identity(chunk: Chunk) -> str:
+    """What makes two tool results the same: the call (id, tool, canonical args) and its result."""
+    return json.dumps(
+        [chunk.tool_call_id, chunk.tool_name, chunk.tool_args or {}, chunk.content, chunk.is_error],
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+
+
+async def _work_or_stop(work: asyncio.Task[str], stop: asyncio.Task[Any], heartbeat: asyncio.Task[None]) -> bool:
+    """Wait for the agent (True) or a cancel (False); raises the heartbeat's error if it dies of one."""
+    watched: set[asyncio.Future[Any]] = {work, stop, heartbeat}
+    while True:
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if heartbeat in done:
+            watched.discard(heartbeat)
+            heartbeat.result()  # a lease lost ends the heartbeat quietly; any other error ends the run
+        if work in done:
+            return True
+        if stop in done:
+            return False
+
+
+async def _halt(work: asyncio.Task[str]) -> None:
+    """Stop the agent's task and wait until it has stopped (a no-op once it is done)."""
+    if work.done():
+        return
+    work.cancel()
+    await asyncio.wait({work})  # unlike awaiting it, never swallows a cancel of the caller
+    if not work.cancelled():
+        work.exception()  # whatever it raised while stopping, the run ends as cancelled
 
 
 def _error_text(error: BaseException) -> str:

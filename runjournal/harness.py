@@ -6,14 +6,19 @@ when the run comes to rest. ``run`` / ``resume`` / ``stream`` submit or decide
 and then wait for the loop; the loop keeps going while anyone waits (or for
 good after ``start()``). All state lives in the journal; the loop's memory is
 only which slots are busy.
+
+Failures stay where they belong: a listener that raises is logged and counted,
+never more; while the store is unavailable the loop backs off and goes on (up
+to ``store_outage_seconds``); a background task that dies fails whoever waits
+on it with its error instead of leaving them waiting for good.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,11 +26,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
 from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
 from .adapters.clock import Clock
-from .domain import InvalidInput, RunNotFound
+from .domain import InvalidInput, RunNotFound, StoreUnavailable
 from .execution import COMPLETING, Execution, ExecutionSettings
 from .journal import Journal
+from .logs import logger
 from .models import Claim, RunSnapshot
 from .recovery import RecoveryReport, recover
 from .routing import Rule, agent_denial, route
@@ -33,7 +47,11 @@ from .streaming import Health, RunResult, StreamEvent
 from .workspace import Workspace, load_workspace
 
 RESTING = frozenset({"completed", "failed", "cancelled", "waiting_for_approval"})
+DEFAULT_STORE_OUTAGE_SECONDS = 60.0
 _POLL_SECONDS = 0.05
+_BACKOFF_MAX_SECONDS = 5.0
+
+_log = logger("runjournal.harness")
 
 
 def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
@@ -55,6 +73,11 @@ def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
     return adapters
 
 
+def _listener_name(listener: Callable[..., Any]) -> str:
+    name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
+    return f"{getattr(listener, '__module__', None) or type(listener).__module__}.{name}"
+
+
 class Harness:
     """Runs agents against a journal, as one worker."""
 
@@ -66,6 +89,7 @@ class Harness:
         worker_id: str | None = None,
         adapters: dict[str, AgentAdapter] | None = None,
         owns_journal: bool = False,
+        store_outage_seconds: float | None = None,
     ) -> None:
         self.journal = journal
         self.workspace = workspace
@@ -80,7 +104,15 @@ class Harness:
             invoke_timeout_seconds=s.invoke_timeout_seconds,
             deny_tools=tuple(workspace.policy.deny_tools),
         )
+        # How long the worker keeps backing off while the store is unavailable before it
+        # stops with the error. Read from the workspace once it has the setting.
+        if store_outage_seconds is None:
+            store_outage_seconds = getattr(c, "store_outage_seconds", DEFAULT_STORE_OUTAGE_SECONDS)
+        if store_outage_seconds < 0:
+            raise InvalidInput("store_outage_seconds", f"must be >= 0 (got {store_outage_seconds:g})")
+        self.store_outage_seconds = float(store_outage_seconds)
         self._active: dict[str, tuple[asyncio.Task[str], Execution]] = {}
+        self._completing: list[Execution] = []  # finished runs whose Completed is not saved yet
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listeners: list[Callable[[StreamEvent], None]] = []
         self._positions: dict[str, int] = {}
@@ -90,16 +122,18 @@ class Harness:
         self._last_expiry = 0.0
         self.successes = 0
         self.failures = 0
+        self.listener_errors = 0
 
     @classmethod
     def from_workspace(
         cls, path: str | Path = "runjournal.yaml", *, store: str | None = None, clock: Clock | None = None,
-        worker_id: str | None = None,
+        worker_id: str | None = None, store_outage_seconds: float | None = None,
     ) -> Harness:
         """A harness for a workspace file, on its store (or ``store``, or $RUNJOURNAL_URL)."""
         workspace = load_workspace(path)
         url = store or os.environ.get("RUNJOURNAL_URL") or workspace.storage.url
-        return cls(Journal.open(url, clock=clock), workspace, worker_id=worker_id, owns_journal=True)
+        return cls(Journal.open(url, clock=clock), workspace, worker_id=worker_id, owns_journal=True,
+                   store_outage_seconds=store_outage_seconds)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -116,7 +150,8 @@ class Harness:
         self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that died of an error has told its waiters and logged it already.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._loop_task
             self._loop_task = None
         for task, _ in list(self._active.values()):
@@ -124,6 +159,7 @@ class Harness:
         if self._active:
             await asyncio.gather(*(t for t, _ in self._active.values()), return_exceptions=True)
         self._active.clear()
+        self._completing.clear()  # unsaved Completed: their leases run out and the runs are found again
         if self._owns_journal:
             self.journal.close()
 
@@ -145,13 +181,23 @@ class Harness:
     # -- listeners ------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[StreamEvent], None]) -> Callable[[], None]:
-        """Call ``callback`` with every stream event of this harness; returns an unsubscribe."""
+        """Call ``callback`` with every stream event of this harness; returns an unsubscribe.
+
+        A callback that raises is logged and counted (``health().listener_errors``);
+        it never changes a run, stops the worker or keeps other listeners from the event.
+        """
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
 
     def _emit(self, event: StreamEvent) -> None:
         for listener in list(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception as e:  # noqa: BLE001 - the log is the truth; a listener only watches it
+                self.listener_errors += 1
+                _log.error("listener failed", listener=_listener_name(listener), stream_event=event.type,
+                           run_id=event.run_id, worker_id=self.worker_id, error=f"{type(e).__name__}: {e}",
+                           exc_info=e)
 
     def _emit_positions(self) -> None:
         """Tell listeners the queue positions that changed (a run added ahead shifts the others)."""
@@ -161,7 +207,7 @@ class Harness:
         positions = {r.run_id: i for i, r in enumerate(rows, start=1)}
         for run_id, position in positions.items():
             if self._positions.get(run_id) != position:
-                data = {"position": position, "active_slots": len(self._active),
+                data = {"position": position, "active_slots": self._slots_held(),
                         "max_concurrent_runs": self.workspace.concurrency.max_concurrent_runs}
                 self._emit(StreamEvent(type="queue.position", run_id=run_id, data=data))
         self._positions = positions
@@ -234,17 +280,8 @@ class Harness:
             for event in early:
                 if event.run_id in mine:
                     yield event
-            waiting = asyncio.ensure_future(self.wait(run.run_id))
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                return
+            async for event in _events_until(queue, asyncio.ensure_future(self.wait(run.run_id))):
+                yield event
         finally:
             unsubscribe()
 
@@ -293,58 +330,145 @@ class Harness:
 
     def _settle(self, run_id: str, state: str) -> None:
         self._emit(StreamEvent(type="state", run_id=run_id, data={"state": state}))
+        self._wake_waiters(run_id)
+
+    def _wake_waiters(self, run_id: str, error: BaseException | None = None) -> None:
+        """Wake whoever waits for a run: to read where it rests, or with the error that stopped it."""
         for future in self._waiters.pop(run_id, []):
-            if not future.done():
+            if future.done():
+                continue
+            if error is None:
                 future.set_result(None)
+            else:
+                future.set_exception(error)
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._loop())
+            self._loop_task.add_done_callback(_retrieve)
 
     async def work(self, *, until_idle: bool = True) -> None:
-        """Work as this harness's worker: until nothing is left to do, or until cancelled."""
+        """Work as this harness's worker: until nothing is left to do, until cancelled, or until it dies.
+
+        It dies of an error that is not a store outage, or of an outage that lasts past
+        ``store_outage_seconds``; that error is raised here and to everyone waiting.
+        """
         self._serving = self._serving or not until_idle
         self._ensure_loop()
         assert self._loop_task is not None
         await asyncio.shield(self._loop_task)
 
     async def _loop(self) -> None:
-        while True:
-            self._expire_leases()
-            self._fill_slots()
-            if not self._active:
-                self._check_waiters()
-                if not self._serving and not self._waiters:
-                    return
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
-                continue
-            tasks = {task: run_id for run_id, (task, _) in self._active.items()}
-            done, _ = await asyncio.wait(tasks, timeout=_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-            completing = []
-            for task in done:
-                run_id = tasks[task]
-                execution = self._active.pop(run_id)[1]
-                state = self._outcome(run_id, task)
-                if state == COMPLETING:
-                    completing.append(execution)
-                else:
-                    self._rest(run_id, state)
-            if completing:
-                self._complete(completing)
+        """The worker loop; if it dies, everyone waiting on it gets its error."""
+        try:
+            await self._cycle_until_idle()
+        except Exception as e:
+            self._loop_died(e)
+            raise
 
-    def _complete(self, executions: list[Execution]) -> None:
-        """Save the Completed of every run that finished at once, in one transaction."""
+    async def _cycle_until_idle(self) -> None:
+        while await self._cycle_through_outage():
+            pass
+
+    async def _cycle_through_outage(self) -> bool:
+        """One cycle, tried again with jittered exponential backoff while the store is unavailable.
+
+        Each cycle gets its own budget: one that gets through has ended the outage.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            wait=wait_random_exponential(multiplier=_POLL_SECONDS, max=_BACKOFF_MAX_SECONDS),
+            stop=stop_after_delay(self.store_outage_seconds),
+            before_sleep=self._backing_off,
+            reraise=True,
+        )
+        started = asyncio.get_running_loop().time()
+        try:
+            return bool(await retrying(self._cycle))
+        except StoreUnavailable as e:  # only once the outage outlasted store_outage_seconds
+            lasted = asyncio.get_running_loop().time() - started
+            raise StoreUnavailable(
+                e.store, e.cause,
+                detail=f"{e.detail or e.cause}; still unavailable after {lasted:.1f} s "
+                f"(store_outage_seconds={self.store_outage_seconds:g}), worker {self.worker_id} stopped",
+            ) from e
+
+    def _backing_off(self, attempt: RetryCallState) -> None:
+        error = attempt.outcome.exception() if attempt.outcome else None
+        sleep = attempt.next_action.sleep if attempt.next_action else None
+        _log.warning("store unavailable, backing off", worker_id=self.worker_id, attempt=attempt.attempt_number,
+                     store=getattr(error, "store", None), cause=getattr(error, "cause", None),
+                     retry_in_seconds=None if sleep is None else round(sleep, 3))
+
+    async def _cycle(self) -> bool:
+        """One turn of the loop: expire, claim, collect, complete; False when idle and unwanted."""
+        self._expire_leases()
+        self._fill_slots()
+        if self._active:
+            await self._collect()
+        elif not self._completing:
+            self._check_waiters()
+            if not self._serving and not self._waiters:
+                return False
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _POLL_SECONDS)
+        self._save_completions()
+        return True
+
+    async def _collect(self) -> None:
+        """Take in the runs that came to rest; the finished ones wait for their grouped Completed."""
+        tasks = {task: run_id for run_id, (task, _) in self._active.items()}
+        done, _ = await asyncio.wait(tasks, timeout=_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            run_id = tasks[task]
+            execution = self._active.pop(run_id)[1]
+            state = self._outcome(run_id, task)
+            if state == COMPLETING:
+                self._completing.append(execution)
+            else:
+                self._rest(run_id, state)
+
+    def _loop_died(self, error: Exception) -> None:
+        """Fail every waiter with the loop's error and stop the runs it held (their leases find them again)."""
+        _log.error("worker loop stopped", worker_id=self.worker_id, error=f"{type(error).__name__}: {error}",
+                   waiting_runs=len(self._waiters), active_runs=len(self._active))
+        for run_id in list(self._waiters):
+            self._wake_waiters(run_id, error)
+        for task, _ in self._active.values():
+            task.cancel()
+        self._active.clear()
+        self._completing.clear()
+
+    def _save_completions(self) -> None:
+        """Save the Completed of every run that finished, in one transaction (a group commit).
+
+        While the store is unavailable the runs stay here, holding their slots, and
+        the save is tried again on the next turn of the loop.
+        """
+        if not self._completing:
+            return
+        executions = self._completing
         results = self.journal.complete_many([(e.claim, e.output) for e in executions])
+        self._completing = []
+        unavailable: StoreUnavailable | None = None
         for execution, result in zip(executions, results, strict=True):
-            state = "completed"
-            if isinstance(result, Exception):
-                try:
-                    state = execution.completion_refused(result)
-                except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
-                    state = self._harness_error(execution.claim.run_id, e)
-            self._rest(execution.claim.run_id, state)
+            if isinstance(result, StoreUnavailable):
+                self._completing.append(execution)
+                unavailable = result
+            else:
+                self._rest(execution.claim.run_id, self._completed(execution, result))
+        if unavailable is not None:
+            raise unavailable
+
+    def _completed(self, execution: Execution, result: object) -> str | None:
+        """The state a finished run rests in, given what its Completed save returned."""
+        if not isinstance(result, Exception):
+            return "completed"
+        try:
+            return execution.completion_refused(result)
+        except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
+            return self._harness_error(execution.claim.run_id, e)
 
     def _expire_leases(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -356,17 +480,33 @@ class Harness:
 
     def _fill_slots(self) -> None:
         limit = self.workspace.concurrency.max_concurrent_runs
-        while (free := limit - len(self._active)) > 0:
+        while (free := limit - self._slots_held()) > 0:
             # Every free slot is claimed (and started) in one save: a group commit.
             claims = self.journal.claim_many(
                 worker_id=self.worker_id, count=free, lease_seconds=self.settings.lease_seconds, start=True
             )
             if not claims:
                 return
-            for claim in claims:
-                self._launch(claim)
+            self._launch_all(claims)
         if self._listeners and self._positions:
             self._emit_positions()
+
+    def _slots_held(self) -> int:
+        # A finished run whose Completed is not saved yet still holds its slot.
+        return len(self._active) + len(self._completing)
+
+    def _launch_all(self, claims: list[Claim]) -> None:
+        """Launch every claim; one the store kept from launching is left to its lease, as if its worker died."""
+        unavailable: StoreUnavailable | None = None
+        for claim in claims:
+            try:
+                self._launch(claim)
+            except StoreUnavailable as e:
+                _log.warning("run not launched, left to its lease", run_id=claim.run_id, worker_id=self.worker_id,
+                             store=e.store, cause=e.cause)
+                unavailable = e
+        if unavailable is not None:
+            raise unavailable
 
     def _launch(self, claim: Claim) -> None:
         adapter = self.adapters.get(claim.agent_id)
@@ -392,20 +532,29 @@ class Harness:
             messages=messages, resume=resume.get("decision"), resume_kind=resume.get("resume_kind"),
         )
 
-    def _outcome(self, run_id: str, task: asyncio.Task[str]) -> str:
+    def _outcome(self, run_id: str, task: asyncio.Task[str]) -> str | None:
         try:
             return task.result()
         except Exception as e:  # noqa: BLE001 - a bug in the harness must not kill the worker loop
             return self._harness_error(run_id, e)
 
-    def _harness_error(self, run_id: str, error: Exception) -> str:
-        with contextlib.suppress(Exception):
+    def _harness_error(self, run_id: str, error: Exception) -> str | None:
+        """A run's task died of ``error``: record it as the run's failure, or else fail its waiters with it."""
+        try:
             self.journal.fail_run(run_id, error=f"harness error: {type(error).__name__}: {error}",
                                   actor=f"worker:{self.worker_id}")
+        except Exception as e:  # noqa: BLE001 - whatever stops the Failed, the waiters must hear of the error
+            _log.error("run task died; run left to its lease", run_id=run_id, worker_id=self.worker_id,
+                       error=f"{type(error).__name__}: {error}", not_recorded=f"{type(e).__name__}: {e}")
+            self.failures += 1
+            self._wake_waiters(run_id, error)
+            return None
         return "failed"
 
-    def _rest(self, run_id: str, state: str) -> None:
-        """Count the outcome and wake whoever waits for the run."""
+    def _rest(self, run_id: str, state: str | None) -> None:
+        """Count the outcome and wake whoever waits for the run (None: its waiters were told already)."""
+        if state is None:
+            return
         if state == "failed":
             self.failures += 1
         elif state in ("completed", "waiting_for_approval"):
@@ -426,7 +575,7 @@ class Harness:
     # -- health ---------------------------------------------------------------------------
 
     def health(self) -> Health:
-        """Slots in use, queue depth, waiting approvals, adapter outcomes, oldest queued age."""
+        """Slots in use, queue depth, waiting approvals, adapter outcomes, oldest queued age, listener errors."""
         queued = [r for r in self.journal.queue() if r.state == "queued"]
         oldest = None
         if queued:
@@ -435,11 +584,42 @@ class Harness:
             oldest = max(0.0, (self.journal.clock.now() - created).total_seconds())
         return Health(
             worker_id=self.worker_id,
-            active_slots=len(self._active),
+            active_slots=self._slots_held(),
             max_concurrent_runs=self.workspace.concurrency.max_concurrent_runs,
             queued=len(queued),
             waiting_for_approval=len(self.journal.pending_approvals()),
             adapter_successes=self.successes,
             adapter_failures=self.failures,
             oldest_queued_age_seconds=oldest,
+            listener_errors=self.listener_errors,
+            journal_listener_errors=getattr(self.journal, "listener_errors", 0),
         )
+
+
+async def _events_until(
+    queue: asyncio.Queue[StreamEvent], waiting: asyncio.Future[RunResult]
+) -> AsyncIterator[StreamEvent]:
+    """A run's queued events until ``waiting`` resolves; its error, if it fails, is raised after them."""
+    getter: asyncio.Future[StreamEvent] | None = None
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            watched: set[asyncio.Future[Any]] = {getter, waiting}
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+                continue
+            while not queue.empty():
+                yield queue.get_nowait()
+            waiting.result()  # a worker that died raises here instead of ending the stream as if done
+            return
+    finally:
+        if getter is not None:
+            getter.cancel()
+        waiting.cancel()  # a consumer that stopped early no longer waits for the run
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a worker loop's error as seen: its waiters and the log have it already."""
+    if not task.cancelled():
+        task.exception()

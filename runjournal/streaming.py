@@ -34,7 +34,12 @@ class RunResult(BaseModel):
 
 
 class Health(BaseModel):
-    """A worker's view of itself and the journal."""
+    """A worker's view of itself and the journal.
+
+    ``listener_errors`` counts the errors raised by this harness's listeners,
+    ``journal_listener_errors`` those of the journal's own subscribers: each was
+    logged and changed nothing.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -46,3 +51,5 @@ class Health(BaseModel):
     adapter_successes: int
     adapter_failures: int
     oldest_queued_age_seconds: float | None
+    listener_errors: int = 0
+    journal_listener_errors: int = 0

@@ -1,20 +1,30 @@
 """The workspace file ``runjournal.yaml``: agents, routing, limits, recovery and policy.
 
 ``load_workspace(path)`` reads and validates a file; ``parse_workspace(text)`` does the
-same for text and ``Workspace.from_dict(data)`` for data built in code. Every problem
-is a ``WorkspaceError`` reading ``FILE:LINE: FIELD.PATH: PROBLEM``; only the first
-problem in the file is reported.
+same for text and ``Workspace.from_dict(data)`` for data built in code. A bad file
+raises one ``WorkspaceError`` listing every problem found in it, one per line, each
+reading ``FILE:LINE: FIELD.PATH: PROBLEM`` (its ``problems`` holds them as records).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .domain import WorkspaceError
 
@@ -30,12 +40,15 @@ CALLABLE_REF = re.compile(r"^[\w.]+:[\w.]+$")
 STEP_ACTIONS = ("say", "reasoning", "step", "tool_call", "fail", "sleep")
 
 
-class _Problem(ValueError):
-    """A validation problem at ``loc`` below the model that raised it."""
+_Loc = tuple[str | int, ...]  # where in the workspace: keys and list indexes
 
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
+
+class _Problem(ValueError):
+    """Validation problems, each a (location below the model that raised it, message)."""
+
+    def __init__(self, *items: tuple[_Loc, str]) -> None:
+        super().__init__("; ".join(message for _, message in items))
+        self.items = items
 
 
 def _did_you_mean(word: str, choices: list[str], listed: str) -> str:
@@ -49,21 +62,15 @@ def _did_you_mean(word: str, choices: list[str], listed: str) -> str:
 class _Section(BaseModel):
     """A part of the workspace: unknown keys are errors, an empty section means defaults."""
 
+    # Unknown keys are left to extra="forbid": pydantic then reports each of them together
+    # with the section's other problems (a validator raising here would hide those).
     model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        """Reject keys the section does not define, naming the closest one."""
-        if data is None:
-            return {}
-        if isinstance(data, dict):
-            allowed = [name for name, field in cls.model_fields.items() if not field.exclude]
-            for key in data:
-                if key not in allowed:
-                    hint = _did_you_mean(str(key), allowed, "allowed keys")
-                    raise _Problem((str(key),), f"unknown key {key!r}{hint}")
-        return data
+    def _empty_is_default(cls, data: Any) -> Any:
+        """An empty section (``concurrency:``) means all its defaults."""
+        return {} if data is None else data
 
 
 class ToolCall(_Section):
@@ -84,17 +91,24 @@ class ScriptStep(_Section):
     sleep: float | None = Field(default=None, ge=0)
     requires_approval: bool = False
     result: Any = None
+    rejected: str | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> ScriptStep:
-        """Exactly one action; approval and result only on a tool call."""
+        """Exactly one action; approval, result and rejected text only on a tool call."""
         actions = [name for name in STEP_ACTIONS if getattr(self, name) is not None]
         if len(actions) != 1:
             found = f"got {', '.join(actions)}" if actions else "got none"
-            raise _Problem((), f"needs exactly one of: {', '.join(STEP_ACTIONS)} ({found})")
-        for extra in ("requires_approval", "result"):
+            raise _Problem(((), f"needs exactly one of: {', '.join(STEP_ACTIONS)} ({found})"))
+        problems: list[tuple[_Loc, str]] = []
+        for extra in ("requires_approval", "result", "rejected"):
             if actions[0] != "tool_call" and getattr(self, extra) not in (None, False):
-                raise _Problem((extra,), "only applies to a tool_call step")
+                problems.append(((extra,), "only applies to a tool_call step"))
+        if actions[0] == "tool_call" and self.rejected is not None and not self.requires_approval:
+            # Only a call that waits for approval can be rejected: the text would never show.
+            problems.append((("rejected",), "only applies with requires_approval: true"))
+        if problems:
+            raise _Problem(*problems)
         return self
 
     @property
@@ -129,12 +143,15 @@ class AgentConfig(_Section):
         need, other = ("callable", "script")
         if self.adapter == "scripted":
             need, other = other, need
+        problems: list[tuple[_Loc, str]] = []
         if getattr(self, other) is not None:
-            raise _Problem((other,), f"is not allowed for adapter {self.adapter!r} (use {need})")
+            problems.append(((other,), f"is not allowed for adapter {self.adapter!r} (use {need})"))
         if getattr(self, need) is None:
-            raise _Problem((need,), f"is required for adapter {self.adapter!r}")
-        if self.script == []:
-            raise _Problem(("script",), "must not be empty")
+            problems.append(((need,), f"is required for adapter {self.adapter!r}"))
+        elif self.adapter == "scripted" and not self.script:
+            problems.append((("script",), "must not be empty"))
+        if problems:
+            raise _Problem(*problems)
         if self.supports_replay is None:
             self.supports_replay = self.adapter == "scripted"
         return self
@@ -176,7 +193,7 @@ class ConcurrencyConfig(_Section):
         """A lease must be renewed before it runs out."""
         if self.heartbeat_seconds >= self.lease_seconds:
             got = f"{_show(self.heartbeat_seconds)} >= {_show(self.lease_seconds)}"
-            raise _Problem(("heartbeat_seconds",), f"must be < lease_seconds (got {got})")
+            raise _Problem((("heartbeat_seconds",), f"must be < lease_seconds (got {got})"))
         return self
 
 
@@ -208,52 +225,89 @@ class StorageConfig(_Section):
     url: str | None = None
 
 
+def _plain_agent_name(name: str) -> str:
+    """An agent name of letters, digits, '_', '.' and '-'."""
+    if not AGENT_NAME.match(name):
+        raise ValueError("agent names may use only letters, digits, '_', '.', '-'")
+    return name
+
+
+# Checked as the mapping's keys (not after it), so that a bad name is reported even when an
+# agent's settings have problems of their own.
+AgentName = Annotated[str, AfterValidator(_plain_agent_name)]
+
+
 class Workspace(_Section):
     """A validated workspace file."""
 
-    agents: dict[str, AgentConfig]
+    agents: dict[AgentName, AgentConfig]
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
     recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
-    path: Path | None = Field(default=None, exclude=True)
+    # Set by load_workspace, never read from the file: a private attribute, so that a
+    # `path:` key in the file is an unknown key like any other.
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file the workspace was loaded from; None for one built from data."""
+        return self._path
+
+    @path.setter
+    def path(self, value: Path | None) -> None:
+        self._path = value
 
     @field_validator("agents")
     @classmethod
-    def _agent_names(cls, agents: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
-        """At least one agent, each with a plain name."""
+    def _some_agent(cls, agents: dict[str, AgentConfig]) -> dict[str, AgentConfig]:
+        """At least one agent."""
         if not agents:
             raise ValueError("must define at least one agent")
-        for name in agents:
-            if not AGENT_NAME.match(name):
-                raise _Problem((name,), "agent names may use only letters, digits, '_', '.', '-'")
         return agents
 
     @model_validator(mode="after")
     def _known_agents(self) -> Workspace:
         """Routing and policy name only agents the workspace defines."""
-        refs: list[tuple[tuple[str | int, ...], str | None]] = [
-            (("routing", "default_agent"), self.routing.default_agent),
-            *((("routing", "rules", i, "agent"), rule.agent)
-              for i, rule in enumerate(self.routing.rules)),
-            *((("policy", "deny_agents", i), name)
-              for i, name in enumerate(self.policy.deny_agents)),
-        ]
-        for loc, name in refs:
-            if name is not None and name not in self.agents:
-                hint = _did_you_mean(name, list(self.agents), "agents defined")
-                raise _Problem(loc, f"unknown agent {name!r}{hint}")
+        data = {"agents": self.agents, "routing": self.routing.model_dump(),
+                "policy": self.policy.model_dump()}
+        if problems := _unknown_agents(data):
+            raise _Problem(*problems)
         return self
 
     @classmethod
     def from_dict(cls, data: Any) -> Workspace:
         """A workspace from plain data (as a YAML file would give); raises WorkspaceError."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise _first_error(exc, None, None) from None
+        return _validate(data, None, None)
+
+
+def _unknown_agents(data: Any) -> list[tuple[_Loc, str]]:
+    """Each routing or policy entry naming an agent the workspace (plain data) does not define."""
+    def section(name: str) -> dict[Any, Any]:
+        value = data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    agents = data.get("agents") if isinstance(data, dict) else None
+    if not isinstance(agents, dict) or not agents:
+        return []  # nothing to check against; a problem of its own, reported as such
+    routing, policy = section("routing"), section("policy")
+    rules, denied = routing.get("rules"), policy.get("deny_agents")
+    refs: list[tuple[_Loc, Any]] = [
+        (("routing", "default_agent"), routing.get("default_agent")),
+        *((("routing", "rules", i, "agent"), rule.get("agent"))
+          for i, rule in enumerate(rules if isinstance(rules, list) else [])
+          if isinstance(rule, dict)),
+        *((("policy", "deny_agents", i), name)
+          for i, name in enumerate(denied if isinstance(denied, list) else [])),
+    ]
+    names = [str(name) for name in agents]
+    return [
+        (loc, f"unknown agent {name!r}{_did_you_mean(name, names, 'agents defined')}")
+        for loc, name in refs
+        if isinstance(name, str) and name not in agents  # other values are type problems
+    ]
 
 
 # -- errors: pydantic's error -> "FILE:LINE: FIELD.PATH: MESSAGE" ---------------------------
@@ -295,10 +349,47 @@ def _message(error: dict[str, Any]) -> str:
     return error["msg"][:1].lower() + error["msg"][1:]
 
 
-def _loc(error: dict[str, Any]) -> tuple[str | int, ...]:
-    """The error's location, extended by a _Problem's own location."""
-    problem = (error.get("ctx") or {}).get("error")
-    return tuple(error["loc"]) + (problem.loc if isinstance(problem, _Problem) else ())
+def _unwrap(kind: Any) -> Any:
+    """``X`` for an annotation ``X | None``; any other annotation as it is."""
+    if get_origin(kind) in (Union, types.UnionType):
+        args = [arg for arg in get_args(kind) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return kind
+
+
+def _model_at(loc: _Loc) -> type[BaseModel] | None:
+    """The section model that validates the mapping at ``loc`` in a workspace, if any."""
+    kind: Any = Workspace
+    for part in loc:
+        kind = _unwrap(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return None
+            kind = field.annotation
+        elif get_origin(kind) in (list, dict):
+            kind = get_args(kind)[-1]  # the items of a list, the values of a mapping
+        else:
+            return None
+    kind = _unwrap(kind)
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _entries(exc: ValidationError) -> list[tuple[_Loc, str]]:
+    """(location, message) of every problem pydantic found, each of a _Problem's on its own."""
+    entries: list[tuple[_Loc, str]] = []
+    for error in exc.errors():
+        loc, problem = tuple(error["loc"]), (error.get("ctx") or {}).get("error")
+        if error["type"] == "extra_forbidden":
+            key, model = str(loc[-1]), _model_at(loc[:-1])
+            hint = _did_you_mean(key, list(model.model_fields), "allowed keys") if model else ""
+            entries.append(((*loc[:-1], key), f"unknown key {key!r}{hint}"))
+        elif isinstance(problem, _Problem):
+            entries.extend(((*loc, *below), message) for below, message in problem.items)
+        else:
+            entries.append((loc, _message(error)))
+    return entries
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
@@ -336,14 +427,33 @@ def _line_at(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
     return line
 
 
-def _first_error(exc: ValidationError, root: yaml.Node | None, file: str | None) -> WorkspaceError:
-    """The WorkspaceError for the problem nearest the top of the file."""
-    found = []
-    for index, error in enumerate(exc.errors()):
-        loc = _loc(error)
-        found.append((_line_at(root, loc) or 0, index, loc, error))
-    line, _, loc, error = min(found, key=lambda item: item[:2])
-    return WorkspaceError(_message(error), file=file, line=line or None, field=_dotted(loc))
+def _validate(data: Any, root: yaml.Node | None, file: str | None) -> Workspace:
+    """The workspace ``data`` describes, or one WorkspaceError listing every problem in it."""
+    try:
+        return Workspace.model_validate(data)
+    except ValidationError as exc:
+        entries = _entries(exc)
+        if all(error["loc"] for error in exc.errors()):
+            # Some section failed, so pydantic skipped the checks across sections (they run
+            # only on a valid model): run them on the data, to report their problems too.
+            entries += _unknown_agents(data)
+    raise _workspace_error(entries, root, file)
+
+
+def _workspace_error(
+    entries: list[tuple[_Loc, str]], root: yaml.Node | None, file: str | None
+) -> WorkspaceError:
+    """One WorkspaceError for all ``entries``, in the order of their lines in the file."""
+    rows: dict[tuple[int | None, str, str], int] = {}
+    for index, (loc, message) in enumerate(entries):
+        rows.setdefault((_line_at(root, loc), _dotted(loc), message), index)
+    ordered = sorted(rows, key=lambda row: (row[0] or 0, rows[row]))
+    problems: list[dict[str, object]] = [
+        {"file": file, "line": line, "field": field or None, "problem": message}
+        for line, field, message in ordered
+    ]
+    line, field, message = ordered[0]
+    return WorkspaceError(message, file=file, line=line, field=field or None, more=problems[1:])
 
 
 # -- reading and writing files --------------------------------------------------------------
@@ -390,10 +500,7 @@ def parse_workspace(text: str, filename: str = DEFAULT_FILENAME) -> Workspace:
         line = _line(root) if root is not None else 1
         problem = "the workspace must be a mapping of sections"
         raise WorkspaceError(problem, file=filename, line=line)
-    try:
-        return Workspace.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(exc, root, filename) from None
+    return _validate(data, root, filename)
 
 
 def load_workspace(path: str | Path = DEFAULT_FILENAME) -> Workspace:
@@ -436,7 +543,9 @@ EXAMPLE_WORKSPACE = """\
 #              step: {...}         a progress step with any data
 #              tool_call: {name: NAME, args: {...}}   a tool call; add
 #                                  `requires_approval: true` to wait for a person,
-#                                  `result: {...}` for what the tool returns
+#                                  `result: {...}` for what the tool returns,
+#                                  `rejected: TEXT` for the answer if the person
+#                                  rejects it (the script then stops there)
 #              fail: TEXT          fail the run with this error
 #              sleep: SECONDS      pause
 #   adapter: python    calls `callable: "package.module:function"`, an async generator
@@ -453,7 +562,10 @@ agents:
     script:
       - {reasoning: "Checking the release before deploying"}
       - {step: {phase: plan}}
-      - {tool_call: {name: deploy, args: {env: prod}}, requires_approval: true, result: {ok: true}}
+      - tool_call: {name: deploy, args: {env: prod}}
+        requires_approval: true
+        result: {ok: true}
+        rejected: "Not deployed: the deploy was rejected"
       - {say: "Deployed"}
   # custom:
   #   adapter: python

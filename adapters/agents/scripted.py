@@ -1,4 +1,10 @@
-"""ScriptedAgent: a deterministic agent that walks a list of steps (for demos and tests)."""
+"""ScriptedAgent: a deterministic agent that walks a list of steps (for demos and tests).
+
+A tool call with ``requires_approval`` pauses the run. Resumed with ``approve`` or
+``edit``, the agent reports the tool's result and plays the rest of the script; with
+``reject`` it answers the step's ``rejected`` text (default: the tool was rejected and
+not run) and stops there, since the steps after a call are written for its success.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,13 @@ def _step_key(index: int, step: object) -> str:
 def _tool(step: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     call = step["tool_call"]
     return str(call["name"]), dict(call.get("args") or {})
+
+
+def _rejected(step: Mapping[str, Any], name: str, message: str) -> str:
+    text = step.get("rejected")
+    if text is None:
+        return f"Tool {name} was rejected. It was not run."
+    return str(text).replace("{message}", message)
 
 
 def _result(step: Mapping[str, Any]) -> Any:
@@ -60,6 +73,8 @@ class ScriptedAgent:
         if request.decision is not None:
             start = self._checkpoint(request)
             yield self._resumed(start, request)
+            if request.decision == "reject":
+                return  # the rest of the script assumes the call ran: none of it may run
             start += 1
         for index in range(start, len(self.script)):
             step, key = self.script[index], self._keys[index]
@@ -110,7 +125,7 @@ class ScriptedAgent:
         step = self.script[index]
         name, args = _tool(step)
         if decision == "reject":
-            return Chunk.say(f"Tool {name} was rejected.\n")
+            return Chunk.say(_rejected(step, name, request.message))
         if decision == "edit" and resume.get("edited_args") is not None:
             args = dict(resume["edited_args"])
         call_id = resume.get("tool_call_id") or f"call-{index}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -74,3 +76,22 @@ def make_harness() -> Iterator[MakeHarness]:
     yield make
     for journal in journals:
         journal.close()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.entries: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entries.append(json.loads(record.getMessage()))
+
+
+@pytest.fixture
+def runjournal_logs() -> Iterator[list[dict[str, Any]]]:
+    """The structured log entries (decoded) of every ``runjournal.*`` logger during the test."""
+    records = _Records()
+    root = logging.getLogger("runjournal")  # above any ``propagate = False`` the CLI may have set
+    root.addHandler(records)
+    yield records.entries
+    root.removeHandler(records)

@@ -192,12 +192,43 @@ def test_scripted_resume_edit_uses_edited_args():
     ]
 
 
-def test_scripted_resume_reject_skips_tool():
-    agent = ScriptedAgent([{"say": "planning"}, DEPLOY, {"say": "after"}])
-    assert play(agent, resumed("reject")) == [
-        Chunk.say("Tool deploy was rejected.\n"),
-        Chunk.say("after"),
-    ]
+def test_scripted_resume_reject_runs_neither_the_tool_nor_the_rest_of_the_script():
+    agent = ScriptedAgent([{"say": "planning"}, DEPLOY, {"say": "Deployed"}, {"step": {"done": 1}}])
+    chunks = play(agent, resumed("reject"))
+    assert chunks == [Chunk.say("Tool deploy was rejected. It was not run.")]
+    assert all(c.kind != "tool_result" and "Deployed" not in str(c.content) for c in chunks)
+
+
+def test_scripted_resume_reject_answers_the_steps_rejected_text():
+    step = {**DEPLOY, "rejected": "Not deployed: {message} was rejected"}
+    agent = ScriptedAgent([{"say": "planning"}, step, {"say": "Deployed"}])
+    assert play(agent, resumed("reject")) == [Chunk.say("Not deployed: deploy to prod was rejected")]
+    # The text is for a rejection only: approved, the call runs and the script goes on.
+    assert [c.kind for c in play(agent, resumed("approve"))] == ["tool_result", "content"]
+
+
+@pytest.mark.parametrize("source", ["demo", "init"])
+def test_the_shipped_deployer_reports_a_rejected_deploy_as_not_deployed(make_harness, source):
+    from runjournal.demo import DEMO_WORKSPACE
+    from runjournal.workspace import EXAMPLE_WORKSPACE, Workspace, parse_workspace
+
+    ws = Workspace.from_dict(DEMO_WORKSPACE) if source == "demo" else parse_workspace(EXAMPLE_WORKSPACE)
+
+    async def main(decision: str) -> Any:
+        h = make_harness(ws)
+        paused = await h.run({"message": "deploy to prod"})
+        assert (paused.agent_id, paused.state) == ("deployer", "waiting_for_approval")
+        done = await h.resume(approval_id=paused.approval_id, decision=decision, actor="bob")
+        steps = [e.data["kind"] for e in h.journal.history(done.run_id) if e.type == "StepRecorded"]
+        return done, steps
+
+    rejected, steps = asyncio.run(main("reject"))
+    assert rejected.state == "completed"
+    assert rejected.output["text"].startswith("Not deployed: the deploy")
+    assert "rejected" in rejected.output["text"] and "Deployed" not in rejected.output["text"]
+    assert "tool_result" not in steps  # the tool never ran
+    approved, steps = asyncio.run(main("approve"))
+    assert approved.output["text"].startswith("Deployed") and "tool_result" in steps
 
 
 def test_scripted_resume_can_interrupt_again():

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -254,6 +259,16 @@ BAD_FILES = {
         "      - say: hi\n      - sleep: -1\n",
         "runjournal.yaml:6: agents.echo.script[1].sleep: must be >= 0 (got -1)",
     ),
+    "rejected text on a step that is not a tool call": (
+        "agents:\n  echo:\n    adapter: scripted\n    script:\n"
+        "      - {say: hi, rejected: no way}\n",
+        "runjournal.yaml:5: agents.echo.script[0].rejected: only applies to a tool_call step",
+    ),
+    "rejected text on a tool call that needs no approval": (
+        "agents:\n  echo:\n    adapter: scripted\n    script:\n"
+        "      - {tool_call: {name: deploy}, rejected: no way}\n",
+        "runjournal.yaml:5: agents.echo.script[0].rejected: only applies with requires_approval: true",
+    ),
     "tool call without a name": (
         "agents:\n  echo:\n    adapter: scripted\n    script:\n"
         "      - tool_call: {args: {env: prod}}\n",
@@ -289,14 +304,103 @@ def test_bad_file_message(text: str, message: str) -> None:
     assert problem(text) == message
 
 
-def test_only_the_first_problem_in_the_file_is_reported() -> None:
-    text = (
-        "agents:\n  echo: {adapter: shell}\n"
-        "concurrency: {max_concurrent_runs: 0}\nrecovery: {max_recovery_attempts: 0}\n"
+# Three different mistakes: a bad value in a nested agent (line 7), an unknown top-level key
+# (line 8, which used to hide everything else) and a wrong type (line 11).
+THREE_MISTAKES = """\
+agents:
+  echo: {adapter: scripted, script: [{say: hi}]}
+  deployer:
+    adapter: scripted
+    script:
+      - {say: deploying}
+      - sleep: -1
+concurency:
+  max_concurrent_runs: 2
+recovery:
+  max_recovery_attempts: three
+"""
+THREE_PROBLEMS = [
+    (7, "agents.deployer.script[1].sleep", "must be >= 0 (got -1)"),
+    (8, "concurency", "unknown key 'concurency' (did you mean 'concurrency'?)"),
+    (11, "recovery.max_recovery_attempts", "must be an integer (got 'three')"),
+]
+
+
+def test_every_problem_in_the_file_is_reported_each_on_its_line() -> None:
+    with pytest.raises(WorkspaceError) as caught:
+        parse_workspace(THREE_MISTAKES, "ws.yaml")
+    error = caught.value
+    assert str(error).splitlines() == [f"ws.yaml:{n}: {field}: {what}" for n, field, what in THREE_PROBLEMS]
+    assert error.problems == [
+        {"file": "ws.yaml", "line": n, "field": field, "problem": what} for n, field, what in THREE_PROBLEMS
+    ]
+    assert (error.line, error.field, error.problem) == THREE_PROBLEMS[0]  # the first, as before
+    assert error.to_dict()["problems"] == error.problems
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.problems) == (str(error), error.problems)
+
+
+def test_problems_are_listed_in_the_order_of_the_file() -> None:
+    text = """\
+    concurrency: {max_concurrent_runs: 0}
+    recovery: {zzz: 1}
+    agents:
+      echo: {adapter: shell}
+    """
+    assert problem(text).splitlines() == [
+        "runjournal.yaml:1: concurrency.max_concurrent_runs: must be >= 1 (got 0)",
+        "runjournal.yaml:2: recovery.zzz: unknown key 'zzz' (allowed keys: enabled, "
+        "resume_resuming_runs_on_startup, max_recovery_attempts, stale_running_after_seconds)",
+        "runjournal.yaml:4: agents.echo.adapter: must be one of: scripted, python (got 'shell')",
+    ]
+
+
+def test_unknown_agents_are_reported_with_the_other_problems() -> None:
+    # The checks across sections cannot run on an invalid model; they are run on the data.
+    text = ECHO + "routing: {default_agent: ech}\nconcurrency: {lease_seconds: 0}\n"
+    assert problem(text).splitlines() == [
+        "runjournal.yaml:3: routing.default_agent: unknown agent 'ech' (did you mean 'echo'?)",
+        "runjournal.yaml:4: concurrency.lease_seconds: must be > 0 (got 0)",
+    ]
+
+
+def test_several_problems_in_one_agent_and_its_name() -> None:
+    text = """\
+    agents:
+      'my agent':
+        adapter: python
+        script: [{say: hi}]
+      echo:
+        adapter: scripted
+        script:
+          - {say: hi, fail: boom}
+          - {say: hi, result: 1, rejected: "no"}
+    """
+    assert problem(text).splitlines() == [
+        "runjournal.yaml:2: agents.my agent: agent names may use only letters, digits, '_', '.', '-'",
+        "runjournal.yaml:2: agents.my agent.callable: is required for adapter 'python'",
+        "runjournal.yaml:4: agents.my agent.script: is not allowed for adapter 'python' (use callable)",
+        "runjournal.yaml:8: agents.echo.script[0]: needs exactly one of: say, reasoning, step, "
+        "tool_call, fail, sleep (got say, fail)",
+        "runjournal.yaml:9: agents.echo.script[1].result: only applies to a tool_call step",
+        "runjournal.yaml:9: agents.echo.script[1].rejected: only applies to a tool_call step",
+    ]
+
+
+def test_the_cli_prints_every_problem_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "runjournal.yaml").write_text(THREE_MISTAKES, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNJOURNAL_")}
+    env["RUNJOURNAL_URL"] = f"sqlite:///{tmp_path / 'j.db'}"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "runjournal"), "run", "hello"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
-    assert problem(text) == (
-        "runjournal.yaml:2: agents.echo.adapter: must be one of: scripted, python (got 'shell')"
-    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        ("error: " if i == 0 else "") + f"runjournal.yaml:{n}: {field}: {what}"
+        for i, (n, field, what) in enumerate(THREE_PROBLEMS)
+    ]
 
 
 def test_error_names_the_given_file_and_its_parts() -> None:
@@ -312,6 +416,8 @@ def test_error_names_the_given_file_and_its_parts() -> None:
         "file": "conf/ws.yaml",
         "line": 3,
         "field": "concurrency.max_concurrent_runs",
+        "problems": [{"file": "conf/ws.yaml", "line": 3, "field": "concurrency.max_concurrent_runs",
+                      "problem": "must be >= 1 (got 0)"}],
     }
 
 

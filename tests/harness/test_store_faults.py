@@ -1,0 +1,360 @@
+"""A store that fails: the worker backs off and goes on, or stops with a clear error; nobody waits for good.
+
+The faults come from ``FaultyJournal``, a journal whose chosen commands raise
+(``StoreUnavailable`` unless told otherwise) before they touch the store, for
+their first N calls or for good, like a disk that is full for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable
+from runjournal.adapters.agents import AgentRequest, Chunk
+from runjournal.adapters.clock import ManualClock
+
+from .conftest import ECHO, global_log, types, workspace
+
+HANG = 10.0  # a hang detector, not a timing assertion: every test here settles well within it
+TERMINAL = {"Completed", "Failed", "Cancelled"}
+LEASE, STALE = 5, 2
+
+
+def disk_full() -> Exception:
+    return StoreUnavailable("memory://", "disk full", detail="database or disk is full")
+
+
+class FaultyJournal(Journal):
+    """A journal whose chosen commands fail before reaching the store."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._injections: dict[str, tuple[int | None, Callable[[], Exception]]] = {}
+        self.injected: Counter[str] = Counter()
+
+    def inject(self, command: str, times: int | None = None, error: Callable[[], Exception] = disk_full) -> None:
+        """Make ``command`` raise ``error()`` for its next ``times`` calls (None: until ``heal``)."""
+        self._injections[command] = (times, error)
+
+    def heal(self) -> None:
+        """The store is back: no command fails any more."""
+        self._injections.clear()
+
+    def _maybe_fail(self, command: str) -> None:
+        if command not in self._injections:
+            return
+        times, error = self._injections[command]
+        if times is not None:
+            if times <= 0:
+                return
+            self._injections[command] = (times - 1, error)
+        self.injected[command] += 1
+        raise error()
+
+    def claim_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("claim_many")
+        return super().claim_many(*args, **kwargs)
+
+    def complete_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("complete_many")
+        return super().complete_many(*args, **kwargs)
+
+    def expire_leases(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("expire_leases")
+        return super().expire_leases(*args, **kwargs)
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("heartbeat")
+        return super().heartbeat(*args, **kwargs)
+
+    def record_step(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("record_step")
+        return super().record_step(*args, **kwargs)
+
+    def fail_run(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("fail_run")
+        return super().fail_run(*args, **kwargs)
+
+    def messages(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("messages")
+        return super().messages(*args, **kwargs)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def journal(clock: ManualClock) -> Iterator[FaultyJournal]:
+    j = FaultyJournal.open("memory://", clock=clock)
+    yield j  # type: ignore[misc]
+    j.close()
+
+
+def harness(journal: Journal, agents: dict[str, Any] | None = None, *, outage: float = 60.0,
+            adapters: dict[str, Any] | None = None, **concurrency: Any) -> Harness:
+    """A harness whose leases only run out when the test moves the clock (and are checked every 50 ms)."""
+    settings = {"lease_seconds": LEASE, "heartbeat_seconds": 0.05, **concurrency}
+    ws = workspace(agents or {"echo": ECHO}, concurrency=settings,
+                   recovery={"stale_running_after_seconds": STALE})
+    return Harness(journal, ws, worker_id="w1", adapters=adapters, store_outage_seconds=outage)
+
+
+def ends(journal: Journal, run_id: str) -> list[str]:
+    """The terminal events of a run (exactly one for a run that ended)."""
+    return [t for t in types(journal, run_id) if t in TERMINAL]
+
+
+def logged(entries: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [e for e in entries if e["event"] == event]
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(HANG):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+class Gated:
+    """Says "before", waits for its gate, then says "after"."""
+
+    supports_replay = False
+    uses_history = False
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started: list[str] = []
+
+    async def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]:
+        self.started.append(request.run_id)
+        yield Chunk.say("before ")
+        await self.gate.wait()
+        yield Chunk.say("after")
+
+
+async def remembers(request: AgentRequest) -> AsyncIterator[Any]:
+    yield f"{len(request.messages)} earlier messages"
+
+
+# -- the worker loop ---------------------------------------------------------------------------
+
+
+def test_claims_and_completions_refused_for_a_while_are_retried_and_every_run_ends_once(journal, runjournal_logs):
+    journal.inject("expire_leases", 1)
+    journal.inject("claim_many", 2)
+    journal.inject("complete_many", 1)
+    h = harness(journal, max_concurrent_runs=2)
+
+    async def main() -> list[Any]:
+        return await asyncio.wait_for(asyncio.gather(*(h.run({"message": str(i)}) for i in range(5))), HANG)
+
+    results = asyncio.run(main())
+
+    assert [(r.state, r.output) for r in results] == [("completed", {"text": f"echo: {i}"}) for i in range(5)]
+    assert journal.injected == {"expire_leases": 1, "claim_many": 2, "complete_many": 1}
+    for r in results:
+        assert ends(journal, r.run_id) == ["Completed"]
+        assert types(journal, r.run_id).count("Started") == 1
+    backoffs = logged(runjournal_logs, "store unavailable, backing off")
+    assert len(backoffs) == 4
+    assert all(b["cause"] == "disk full" and b["level"] == "warning" for b in backoffs)
+    assert h.health().active_slots == 0
+
+
+def test_a_completed_that_waits_for_the_store_keeps_its_slot_and_is_saved_once(journal):
+    journal.inject("complete_many", 3)
+    h = harness(journal, max_concurrent_runs=1)
+
+    async def main() -> list[Any]:
+        return await asyncio.wait_for(asyncio.gather(h.run("a"), h.run("b")), HANG)
+
+    a, b = asyncio.run(main())
+
+    assert (a.state, b.state) == ("completed", "completed")
+    assert journal.injected["complete_many"] == 3
+    assert ends(journal, a.run_id) == ends(journal, b.run_id) == ["Completed"]
+    log = [(e.run_id, e.type) for e in global_log(journal)]
+    # One slot: b is claimed only once a's Completed is saved, not while it waits for the store.
+    assert log.index((b.run_id, "Dequeued")) > log.index((a.run_id, "Completed"))
+
+
+def test_a_store_that_stays_down_stops_the_worker_with_a_clear_error_and_fails_every_waiter(journal, runjournal_logs):
+    journal.inject("claim_many")
+    h = harness(journal, outage=0.2)
+
+    ids = [h.submit(str(i)).run_id for i in range(3)]
+
+    async def main() -> list[Any]:
+        return await asyncio.wait_for(asyncio.gather(*map(h.wait, ids), return_exceptions=True), HANG)
+
+    outcomes = asyncio.run(main())
+
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes)
+    error = outcomes[0]
+    assert error.cause == "disk full"
+    assert "still unavailable after" in str(error)
+    assert "store_outage_seconds=0.2" in str(error)
+    assert "worker w1 stopped" in str(error)
+    assert isinstance(error.__cause__, StoreUnavailable)
+    for run_id in ids:
+        assert types(journal, run_id) == ["Created", "Queued"]  # nothing half done
+    assert len(logged(runjournal_logs, "worker loop stopped")) == 1
+
+
+def test_work_raises_the_outage_error_when_the_store_stays_down(journal):
+    journal.inject("claim_many")
+    h = harness(journal, outage=0.1)
+    h.submit("x")
+
+    with pytest.raises(StoreUnavailable, match="worker w1 stopped"):
+        asyncio.run(asyncio.wait_for(h.work(until_idle=True), HANG))
+
+
+def test_a_stream_raises_the_outage_error_after_the_events_it_saw(journal):
+    journal.inject("claim_many")
+    h = harness(journal, outage=0.1)
+    seen: list[str] = []
+
+    async def main() -> None:
+        async for event in h.stream("x"):
+            seen.append(event.type)
+
+    with pytest.raises(StoreUnavailable, match="worker w1 stopped"):
+        asyncio.run(asyncio.wait_for(main(), HANG))
+    assert seen[0] == "state"
+
+
+def test_a_store_error_that_will_not_pass_stops_the_worker_at_once(journal):
+    journal.inject("claim_many", error=lambda: StoreError("cannot read the events of store memory://"))
+    h = harness(journal)  # a 60 s outage budget: a retry here would show as a hang
+
+    with pytest.raises(StoreError, match="cannot read the events") as caught:
+        asyncio.run(asyncio.wait_for(h.run("x"), HANG))
+    assert not isinstance(caught.value, StoreUnavailable)
+    assert journal.injected["claim_many"] == 1
+
+
+def test_completions_lost_to_an_outage_are_run_again_once_the_store_is_back(journal, clock):
+    journal.inject("complete_many")
+    h = harness(journal, outage=0.1)
+    run_id = h.submit("x").run_id
+
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+    assert types(journal, run_id)[-1] == "Started"  # not completed, and not failed either
+    assert h.health().active_slots == 0
+
+    journal.heal()
+    clock.advance(LEASE + STALE + 1)  # the worker that held it looks dead now: it is run again
+    result = asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+
+    assert (result.state, result.output) == ("completed", {"text": "echo: x"})
+    assert ends(journal, run_id) == ["Completed"]
+    assert types(journal, run_id)[-4:] == ["LeaseExpired", "Dequeued", "Resumed", "Completed"]
+
+
+def test_a_claim_that_cannot_be_launched_is_left_to_its_lease_and_run_again(journal, clock):
+    journal.inject("messages", 1)
+    recall = {"adapter": "python", "callable": f"{__name__}:remembers", "supports_replay": True}
+    h = harness(journal, {"recall": recall})
+
+    async def main() -> Any:
+        run_id = h.submit("x", agent_id="recall").run_id
+        waiting = asyncio.ensure_future(h.wait(run_id))
+        await until(lambda: journal.injected["messages"] == 1)
+        clock.advance(LEASE + STALE + 1)
+        return await asyncio.wait_for(waiting, HANG)
+
+    result = asyncio.run(main())
+
+    assert (result.state, result.output) == ("completed", {"text": "0 earlier messages"})
+    assert ends(journal, result.run_id) == ["Completed"]
+    assert "LeaseExpired" in types(journal, result.run_id)
+
+
+# -- the per-run task --------------------------------------------------------------------------
+
+
+def test_a_run_whose_task_dies_and_cannot_be_failed_fails_its_waiter_with_the_error(journal, clock):
+    journal.inject("record_step")
+    journal.inject("fail_run")
+    stepper = {"adapter": "scripted", "script": [{"step": {"phase": "plan"}}, {"say": "done"}]}
+    h = harness(journal, {"stepper": stepper})
+    run_id = h.submit("x", agent_id="stepper").run_id
+
+    with pytest.raises(StoreUnavailable, match="disk full"):
+        asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+    assert ends(journal, run_id) == []  # the Failed could not be saved either: left to its lease
+    assert h.health().adapter_failures == 1
+
+    journal.heal()
+    clock.advance(LEASE + STALE + 1)
+    result = asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+    assert (result.state, result.output) == ("completed", {"text": "done"})
+    assert ends(journal, run_id) == ["Completed"]
+
+
+# -- the heartbeat -----------------------------------------------------------------------------
+
+
+def renewals(journal: Journal, run_id: str) -> int:
+    return types(journal, run_id).count("LeaseRenewed")
+
+
+def test_a_heartbeat_refused_by_the_store_is_tried_again_on_the_next_beat(journal, runjournal_logs):
+    journal.inject("heartbeat", 2)
+    gated = Gated()
+    h = harness(journal, {"job": ECHO}, adapters={"job": gated}, heartbeat_seconds=0.01)
+
+    async def main() -> Any:
+        run_id = h.submit("x", agent_id="job").run_id
+        waiting = asyncio.ensure_future(h.wait(run_id))
+        await until(lambda: renewals(journal, run_id) >= 1)  # the lease is renewed after the two refusals
+        gated.gate.set()
+        return await asyncio.wait_for(waiting, HANG)
+
+    result = asyncio.run(main())
+
+    assert (result.state, result.output) == ("completed", {"text": "before after"})
+    assert journal.injected["heartbeat"] == 2
+    assert len(logged(runjournal_logs, "heartbeat refused by the store, retrying on the next beat")) == 2
+    assert ends(journal, result.run_id) == ["Completed"]
+    assert "LeaseExpired" not in types(journal, result.run_id)
+
+
+def test_a_heartbeat_that_dies_of_a_bug_stops_the_agent_and_fails_the_run(journal):
+    journal.inject("heartbeat", error=lambda: RuntimeError("renewal bug"))
+    gated = Gated()  # never opened: only the heartbeat's death can end this run
+    h = harness(journal, {"job": ECHO}, adapters={"job": gated}, heartbeat_seconds=0.01)
+
+    result = asyncio.run(asyncio.wait_for(h.run("x", agent_id="job"), HANG))
+
+    assert result.state == "failed"
+    assert result.error == "harness error: RuntimeError: renewal bug"
+    assert ends(journal, result.run_id) == ["Failed"]
+    assert journal.injected["heartbeat"] == 1
+    assert h.health().active_slots == 0
+
+
+def test_a_heartbeat_that_finds_its_lease_lost_stops_quietly(journal):
+    journal.inject("heartbeat", error=lambda: LeaseLost("r", "w1", 1, holder="w2"))
+    gated = Gated()
+    h = harness(journal, {"job": ECHO}, adapters={"job": gated}, heartbeat_seconds=0.01)
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(h.run("x", agent_id="job"))
+        await until(lambda: journal.injected["heartbeat"] == 1)
+        gated.gate.set()
+        return await asyncio.wait_for(waiting, HANG)
+
+    result = asyncio.run(main())
+
+    # The fake store still holds this worker's lease, so the run ends here; a real takeover ends it as lease_lost.
+    assert (result.state, result.output) == ("completed", {"text": "before after"})
+    assert ends(journal, result.run_id) == ["Completed"]
