@@ -467,14 +467,16 @@ class Journal(FollowedViews):
         transaction for a worker that runs what it claims at once.
         """
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
-        for _ in range(_CLAIM_ROUNDS):  # each round either claims, heals a stale row or lost a race
-            candidates = self._candidates(_CLAIM_CANDIDATES)
+        skipped: set[str] = set()  # rows that say claimable while their run is not: look past them
+        for _ in range(_CLAIM_ROUNDS):  # each round claims, or lost a race, or meets stale rows
+            candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped)) if r not in skipped]
             if not candidates:
                 return None
             for run_id in candidates:
                 claim = self._try_claim(run_id, req, start=start)
                 if claim is not None:
                     return claim
+                skipped.add(run_id)
         return None  # every candidate went to other workers, round after round: try again later
 
     def _candidates(self, limit: int) -> list[str]:
@@ -518,11 +520,12 @@ class Journal(FollowedViews):
             return None
         if is_allowed(run.state, "Dequeued"):
             return run
-        self._heal(IndexEntry.of(run))
+        if run.is_terminal:  # final: its rows can only be stale. A live run's rows are left to its
+            self._heal(IndexEntry.of(run))  # next save: a heal from this copy could undo a newer one.
         return None
 
     def _heal(self, entry: IndexEntry) -> None:
-        """Rewrite one run's inline rows from its aggregate (a save of no events, one transaction)."""
+        """Remove the inline rows of a run that is over or gone (a save of no events, one transaction)."""
         self._log.warning("healed a stale queue row", run_id=entry.run_id, state=entry.state)
         with self._faults():
             self._store.save(index_entries=[entry])

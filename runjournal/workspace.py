@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -81,7 +82,11 @@ class ToolCall(_Section):
 
 
 class ScriptStep(_Section):
-    """One scripted step: exactly one of say, reasoning, step, tool_call, fail, sleep."""
+    """One scripted step: exactly one of say, reasoning, step, tool_call, fail, sleep.
+
+    A tool call may add ``requires_approval``, ``result`` (what the tool returns) and
+    ``rejected`` (the answer when a person rejects the call; the script stops there).
+    """
 
     say: str | None = None
     reasoning: str | None = None
@@ -329,7 +334,7 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Mapping[str, Any]) -> str:
     """A short human message for one pydantic error."""
     kind, ctx, got = error["type"], error.get("ctx") or {}, _show(error.get("input"))
     if kind == "value_error":

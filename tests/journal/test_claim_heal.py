@@ -34,8 +34,12 @@ def test_claim_next_heals_stale_rows_and_goes_on(tmp_path) -> None:  # type: ign
         got = j.claim_next(worker_id="w2")
         assert got is not None and got.run_id == good.run_id
         assert j.claim_next(worker_id="w2") is None
-        assert [row.run_id for row in j.queue()] == []
+        # rows of runs that are over or gone are removed; a live run's row is left to its next save
+        assert [row.run_id for row in j.queue()] == [waiting.run_id]
         assert {row.run_id for row in j.inline_views.lease_rows()} == {got.run_id}
         assert j.get_run(waiting.run_id).state == "waiting_for_approval"
         assert j.claim_many(worker_id="w3", count=4) == []
         assert j.verify().ok
+        resolved = j.resolve_approval(f"{waiting.run_id}.a1", decision="approve", actor="bob")
+        assert resolved.state == "resuming"
+        assert j.claim_next(worker_id="w4").run_id == waiting.run_id  # its own save set its row right
