@@ -11,6 +11,9 @@ Failures stay where they belong: a listener that raises is logged and counted,
 never more; while the store is unavailable the loop backs off and goes on (up
 to ``store_outage_seconds``); a background task that dies fails whoever waits
 on it with its error instead of leaving them waiting for good.
+
+Over 400 lines for now: it is to be split into worker loop, execution and recovery modules under ``runjournal/runtime/``,
+in one reshaping step with the journal's split.
 """
 
 from __future__ import annotations

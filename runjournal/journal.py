@@ -4,6 +4,9 @@ Every verb is load -> command -> save. A command the domain refuses raises
 before anything is saved; a save that loses a race raises
 ``ConcurrencyConflict`` (or is retried where that is safe); library errors are
 translated into ours.
+
+Over 400 lines for now: it is to be split into ``runjournal/app/`` (unit of
+work, claims, views, audit) behind a thin facade, in one reshaping step.
 """
 
 from __future__ import annotations
@@ -510,7 +513,7 @@ class Journal(FollowedViews):
         return [claim for _, claim in prepared]
 
     def _claimable(self, run_id: str) -> Run | None:
-        """The run, loaded, if it may be claimed; a queue row that says otherwise is healed."""
+        """The run, loaded, if it may be claimed; the rows of a run that is over or gone are removed."""
         try:
             run = self._load(run_id)  # a stale cached copy only costs a lost race when saving
             if not is_allowed(run.state, "Dequeued"):

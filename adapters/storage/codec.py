@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import Transcoder
 
 # The only fields of ours whose values are not plain JSON (event timestamps,
-# lease expiries; a snapshot's creation and modification times and its id).
-TYPED_FIELDS = frozenset({"timestamp", "lease_expires_at", "_created_on", "_modified_on", "_id"})
+# lease expiries; a snapshot's creation and modification times).
+TYPED_FIELDS = frozenset({"timestamp", "lease_expires_at", "_created_on", "_modified_on"})
 SNAPSHOT_STATE = "state"  # a snapshot's aggregate state: typed fields at its top level too
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 
@@ -38,8 +37,6 @@ class UntypedValue(TypeError):
 def _envelope(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"_type_": "datetime_iso", "_data_": value.isoformat()}
-    if isinstance(value, UUID):
-        return {"_type_": "uuid_hex", "_data_": value.hex}
     return value
 
 
@@ -48,8 +45,6 @@ def _unwrap(value: Any) -> Any:
         kind, data = value.get("_type_"), value.get("_data_")
         if kind == "datetime_iso" and isinstance(data, str):
             return datetime.fromisoformat(data)
-        if kind == "uuid_hex" and isinstance(data, str):
-            return UUID(hex=data)
     return value
 
 

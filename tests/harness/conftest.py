@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from runjournal import Harness, Journal, RecordedEvent, Workspace
-from runjournal.adapters.agents import AgentAdapter
+from runjournal.adapters.agents import AgentAdapter, AgentRequest, Chunk
 from runjournal.adapters.clock import Clock
 from runjournal.journal import recorded
 
@@ -95,3 +96,19 @@ def runjournal_logs() -> Iterator[list[dict[str, Any]]]:
     root.addHandler(records)
     yield records.entries
     root.removeHandler(records)
+
+
+class Gated:
+    """Says "before", waits for its gate, then says "after" (a long-running agent under the test's control)."""
+
+    supports_replay = False
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started: list[str] = []
+
+    async def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]:
+        self.started.append(request.run_id)
+        yield Chunk.say("before ")
+        await self.gate.wait()
+        yield Chunk.say("after")

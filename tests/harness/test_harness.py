@@ -12,7 +12,7 @@ from runjournal import InvalidTransition, RunNotFound, StreamEvent, UnknownAgent
 from runjournal.adapters.agents import AgentFailed, AgentRequest, Chunk, ScriptedAgent
 from runjournal.adapters.clock import ManualClock
 
-from .conftest import DEPLOYER, ECHO, event, global_log, types, workspace
+from .conftest import DEPLOYER, ECHO, Gated, event, global_log, types, workspace
 
 HOLDING = {"claimed", "running", "cancelling"}  # states in which a run holds a worker slot
 NEXT_STATE = {
@@ -88,22 +88,6 @@ class StreamsNothingButInvokes:
     async def invoke(self, request: AgentRequest) -> list[Chunk]:
         self.invoked += 1
         return [Chunk.step({"via": "invoke"}), Chunk.say("invoked")]
-
-
-class Gated:
-    """Says "before", waits for its gate, then says "after" (a long-running agent under the test's control)."""
-
-    supports_replay = False
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.started: list[str] = []
-
-    async def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]:
-        self.started.append(request.run_id)
-        yield Chunk.say("before ")
-        await self.gate.wait()
-        yield Chunk.say("after")
 
 
 def python(name: str) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable
-from runjournal.adapters.agents import AgentRequest, Chunk
+from runjournal.adapters.agents import AgentRequest
 from runjournal.adapters.clock import ManualClock
 
 from .conftest import ECHO, global_log, types, workspace
+from .conftest import Gated as SharedGated
 
 HANG = 10.0  # a hang detector, not a timing assertion: every test here settles well within it
 TERMINAL = {"Completed", "Failed", "Cancelled"}
@@ -121,21 +122,10 @@ async def until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-class Gated:
-    """Says "before", waits for its gate, then says "after"."""
+class Gated(SharedGated):
+    """The shared gated agent, reading no thread history: only the commands under test reach the store."""
 
-    supports_replay = False
     uses_history = False
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.started: list[str] = []
-
-    async def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]:
-        self.started.append(request.run_id)
-        yield Chunk.say("before ")
-        await self.gate.wait()
-        yield Chunk.say("after")
 
 
 async def remembers(request: AgentRequest) -> AsyncIterator[Any]:

@@ -18,6 +18,8 @@ from runjournal import InvalidInput, Journal
 from runjournal.audit import export_events, import_events
 from runjournal.payload import MAX_DEPTH, MAX_SAFE_INTEGER
 
+from .helpers import running_claim
+
 
 def _nested(depth: int) -> Any:
     value: Any = "leaf"
@@ -43,15 +45,8 @@ REFUSED: list[tuple[str, Any, str]] = [
 ]
 
 
-def _claim(j: Journal) -> Any:
-    j.submit(agent_id="a", input={})
-    claim = j.claim_next(worker_id="w")
-    j.start(claim)
-    return claim
-
-
 def _approval(j: Journal) -> Any:
-    return j.request_approval(_claim(j), tool_name="t", tool_args={"a": 1})
+    return j.request_approval(running_claim(j), tool_name="t", tool_args={"a": 1})
 
 
 # field -> (set-up, the command that carries the value): set-up appends, the command must not.
@@ -61,10 +56,10 @@ COMMANDS: dict[str, tuple[Callable[[Journal], Any], Callable[[Journal, Any, Any]
         lambda j: None,
         lambda j, _, v: j.submit_many([{"agent_id": "a", "input": {}}, {"agent_id": "a", "input": v}]),
     ),
-    "content": (_claim, lambda j, c, v: j.record_step(c, "tool_result", v)),
-    "tool_args": (_claim, lambda j, c, v: j.request_approval(c, tool_name="t", tool_args={"a": v})),
+    "content": (running_claim, lambda j, c, v: j.record_step(c, "tool_result", v)),
+    "tool_args": (running_claim, lambda j, c, v: j.request_approval(c, tool_name="t", tool_args={"a": v})),
     "edits": (_approval, lambda j, a, v: j.resolve_approval(a, decision="edit", edits={"a": v})),
-    "output": (_claim, lambda j, c, v: j.complete(c, output=v)),
+    "output": (running_claim, lambda j, c, v: j.complete(c, output=v)),
 }
 
 

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from eventsourcing.persistence import OperationalError
 
 from runjournal import Journal, StoreUnavailable
 from runjournal.adapters.storage.sqlite import SQLiteRunRecorder
+
+from .helpers import running_claim
 
 
 class FlakyWrites:
@@ -37,15 +40,8 @@ def sqlite_journal(sqlite_url: str) -> Iterator[Journal]:
     j.close()
 
 
-def _running(j: Journal) -> Any:
-    j.submit(agent_id="a", input={})
-    claim = j.claim_next(worker_id="w")
-    j.start(claim)
-    return claim
-
-
 def test_a_failed_save_leaves_no_version_gap(sqlite_journal: Journal) -> None:
-    claim = _running(sqlite_journal)
+    claim = running_claim(sqlite_journal)
     FlakyWrites(sqlite_journal._store.recorder, "disk I/O error", times=1)
     with pytest.raises(StoreUnavailable) as info:
         sqlite_journal.heartbeat(claim)
@@ -58,7 +54,7 @@ def test_a_failed_save_leaves_no_version_gap(sqlite_journal: Journal) -> None:
 
 
 def test_a_failed_group_save_drops_every_cached_run(sqlite_journal: Journal) -> None:
-    claims = [_running(sqlite_journal) for _ in range(3)]
+    claims = [running_claim(sqlite_journal) for _ in range(3)]
     FlakyWrites(sqlite_journal._store.recorder, "database or disk is full", times=1)
     outcomes: Any
     with pytest.raises(StoreUnavailable, match="disk full"):
@@ -83,28 +79,32 @@ def _hold_lock(path: str, seconds: float, held: threading.Event) -> None:
     conn.close()
 
 
+@contextmanager
+def lock_held(path: str, seconds: float) -> Iterator[None]:
+    """Another connection holds the file's write lock for ``seconds`` from entry."""
+    held = threading.Event()
+    holder = threading.Thread(target=_hold_lock, args=(path, seconds, held))
+    holder.start()
+    held.wait()
+    try:
+        yield
+    finally:
+        holder.join()
+
+
 def test_a_lock_held_by_another_process_is_waited_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "j.db")
     with Journal.open(f"sqlite:///{path}?lock_wait=20") as j:
-        held = threading.Event()
-        holder = threading.Thread(target=_hold_lock, args=(path, 1.5, held))
-        holder.start()
-        held.wait()
-        run = j.submit(agent_id="a", input={})
-        holder.join()
+        with lock_held(path, 1.5):
+            run = j.submit(agent_id="a", input={})
         assert j.get_run(run.run_id).state == "queued"
 
 
 def test_a_lock_held_past_lock_wait_is_one_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = str(tmp_path / "j.db")
     with Journal.open(f"sqlite:///{path}?lock_wait=1") as j:
-        held = threading.Event()
-        holder = threading.Thread(target=_hold_lock, args=(path, 4, held))
-        holder.start()
-        held.wait()
-        with pytest.raises(StoreUnavailable) as info:
+        with lock_held(path, 4), pytest.raises(StoreUnavailable) as info:
             j.submit(agent_id="a", input={})
-        holder.join()
         assert info.value.cause == "locked by another process"
         assert j.max_position() == 0
 
