@@ -50,7 +50,6 @@ from .streaming import Health, RunResult, StreamEvent
 from .workspace import Workspace, load_workspace
 
 RESTING = frozenset({"completed", "failed", "cancelled", "waiting_for_approval"})
-DEFAULT_STORE_OUTAGE_SECONDS = 60.0
 _POLL_SECONDS = 0.05
 _BACKOFF_MAX_SECONDS = 5.0
 
@@ -110,7 +109,7 @@ class Harness:
         # How long the worker keeps backing off while the store is unavailable before it
         # stops with the error. Read from the workspace once it has the setting.
         if store_outage_seconds is None:
-            store_outage_seconds = getattr(c, "store_outage_seconds", DEFAULT_STORE_OUTAGE_SECONDS)
+            store_outage_seconds = c.store_outage_seconds
         if store_outage_seconds < 0:
             raise InvalidInput("store_outage_seconds", f"must be >= 0 (got {store_outage_seconds:g})")
         self.store_outage_seconds = float(store_outage_seconds)

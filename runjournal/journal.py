@@ -649,23 +649,24 @@ class Journal(FollowedViews):
         changed meanwhile (say, cancelled from elsewhere) gets its own refusal.
         """
         outcomes: list[RunSnapshot | RunjournalError] = []
-        runs = []
+        changed: dict[str, Run] = {}  # an item may name a run an earlier item already completed
         now = self._now()
         for claim, output in items:
             try:
                 req = validate(OutcomeInput, self.payload_rule, output=output)
-                run = self._load(claim.run_id)
+                run = changed.get(claim.run_id) or self._load(claim.run_id)
                 run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=now)
             except RunjournalError as e:
-                self._runs.pop(claim.run_id, None)
+                if claim.run_id not in changed:  # a refused command triggers nothing: keep batch changes
+                    self._runs.pop(claim.run_id, None)
                 outcomes.append(e)
                 continue
-            runs.append(run)
+            changed[run.run_id] = run
             outcomes.append(RunSnapshot.of(run))
-        if not runs:
+        if not changed:
             return outcomes
         try:
-            self._save(*runs)
+            self._save(*changed.values())
         except ConcurrencyConflict:
             return [self._complete_one(claim, output) for claim, output in items]
         return outcomes

@@ -190,11 +190,12 @@ class RoutingConfig(_Section):
 
 
 class ConcurrencyConfig(_Section):
-    """Slots per worker, and how long a claim's lease lasts and how often it is renewed."""
+    """Slots per worker, a claim's lease and its renewal, and how long a store outage is waited out."""
 
     max_concurrent_runs: int = Field(default=4, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
+    store_outage_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> ConcurrencyConfig:
@@ -587,11 +588,13 @@ routing:
     - {match: "deploy", agent: deployer}   # Python regex; "(?i)deploy" ignores case
 
 # Per worker: how many runs hold a slot at once; how long a claim's lease lasts;
-# how often the worker renews it (must be less than lease_seconds).
+# how often the worker renews it (must be less than lease_seconds); how long a worker
+# backs off and retries while the store is unavailable before it exits with one line.
 concurrency:
   max_concurrent_runs: 4
   lease_seconds: 30
   heartbeat_seconds: 10
+  store_outage_seconds: 60
 
 # Startup recovery of runs a stopped worker left behind.
 recovery:

@@ -64,6 +64,7 @@ def _postgres(url: str) -> dict[str, str]:
         "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["5"])[0],
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_PRE_PING": "y",  # a pooled connection the server dropped is replaced, not handed out
     }
     if "schema" in query:
         env["POSTGRES_SCHEMA"] = query["schema"][0]

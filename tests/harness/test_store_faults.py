@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable
+from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable, WorkspaceError
 from runjournal.adapters.agents import AgentRequest
 from runjournal.adapters.clock import ManualClock
 
@@ -348,3 +348,13 @@ def test_a_heartbeat_that_finds_its_lease_lost_stops_quietly(journal):
     # The fake store still holds this worker's lease, so the run ends here; a real takeover ends it as lease_lost.
     assert (result.state, result.output) == ("completed", {"text": "before after"})
     assert ends(journal, result.run_id) == ["Completed"]
+
+
+def test_the_outage_limit_comes_from_the_workspace() -> None:
+    """``concurrency.store_outage_seconds`` sets how long a worker waits out a store outage."""
+    with Journal.open("memory://") as journal:
+        h = Harness(journal, workspace(concurrency={"store_outage_seconds": 7.5}), adapters={})
+        assert h.store_outage_seconds == 7.5
+        assert Harness(journal, workspace(), adapters={}).store_outage_seconds == 60
+    with pytest.raises(WorkspaceError, match=r"concurrency\.store_outage_seconds"):
+        workspace(concurrency={"store_outage_seconds": 0})

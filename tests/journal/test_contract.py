@@ -250,3 +250,24 @@ def test_complete_many_saves_every_completion_together_and_reports_refusals_one_
     assert [r.state for r in (results[0], results[2])] == ["completed", "completed"]
     assert any_journal.max_position() == before + 2
     assert any_journal.get_run(claims[1].run_id).state == "cancelling"
+
+
+def test_complete_many_refuses_repeat_completions_of_a_run_the_same_batch_completed(
+    any_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal is the table's (already completed), and the batch is still ONE save, no fallback."""
+    for i in range(2):
+        any_journal.submit(agent_id="a", input={"i": i})
+    first, second = any_journal.claim_many(worker_id="w", count=2, start=True)
+    saves = []
+    store_save = any_journal._store.save
+    monkeypatch.setattr(any_journal._store, "save", lambda *a, **k: saves.append(a) or store_save(*a, **k))
+    before = any_journal.max_position()
+    results = any_journal.complete_many([(first, {"n": 1}), (first, {"n": 2}), (first, {"n": 3}), (second, {"n": 4})])
+    assert [type(r).__name__ for r in results[1:3]] == ["InvalidTransition", "InvalidTransition"]
+    assert {(r.state, r.event) for r in results[1:3]} == {("completed", "Completed")}
+    assert [r.state for r in (results[0], results[3])] == ["completed", "completed"]
+    assert len(saves) == 1, "a repeat in the batch forced the one-by-one fallback"
+    assert any_journal.max_position() == before + 2
+    assert any_journal.get_run(first.run_id).output == {"n": 1}
+    assert [e.type for e in any_journal.history(first.run_id)].count("Completed") == 1
