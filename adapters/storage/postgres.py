@@ -5,15 +5,25 @@ Imported only for ``postgresql://`` URLs, so psycopg stays an optional extra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+import psycopg
+from eventsourcing.persistence import OperationalError, StoredEvent
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
+from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
+from ...domain import StoreError
 from . import index
 from .index import IndexEntry, LeaseRow, QueueRow
 
@@ -21,12 +31,54 @@ from .index import IndexEntry, LeaseRow, QueueRow
 # otherwise race on CREATE TYPE / CREATE TABLE.
 _SCHEMA_LOCK_KEY = 0x52554E4A  # "RUNJ"
 
+DB_FUNCTIONS_REFUSED = (
+    "POSTGRES_ENABLE_DB_FUNCTIONS is not supported by runjournal's PostgreSQL store: "
+    "events inserted through that database function bypass the recorder, so the claim "
+    "queue and the leases would not be written with them, and the function takes no "
+    "table lock, so a reader tailing the log could miss events; unset it"
+)
 
-class PostgresRunRecorder(PostgresApplicationRecorder):
+
+class _SchemaUnderLock:
+    """Creates a recorder's schema in one transaction, on one connection, under an advisory lock.
+
+    eventsourcing creates each composite type in a transaction of its own and then
+    the tables in another; runjournal's earlier lock held a third connection around
+    both, so a pool of one waited for itself. Here the lock is transaction-scoped
+    (``pg_advisory_xact_lock``), taken first in the same transaction as every
+    CREATE, and released by its commit or rollback, or when the connection drops.
+    """
+
+    datastore: PostgresDatastore
+    sql_create_statements: list[Any]
+    if TYPE_CHECKING:  # provided by the eventsourcing recorder this is mixed into
+
+        def _create_table(self, curs: Cursor[DictRow]) -> None: ...
+
+    def create_table(self) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+            for statement in self.sql_create_statements:
+                if "CREATE TYPE" in statement.as_string():
+                    # No IF NOT EXISTS for types: a savepoint keeps a repeat from aborting the rest.
+                    with contextlib.suppress(psycopg.errors.DuplicateObject), conn.transaction():
+                        curs.execute(statement, prepare=False)
+            self._create_table(curs)  # every other statement (the stock one skips the types)
+        self.datastore.register_type_adapters()
+
+
+class PostgresSnapshotRecorder(_SchemaUnderLock, PostgresAggregateRecorder):
+    """eventsourcing's PostgreSQL snapshot recorder, its schema created under the lock."""
+
+
+class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL recorder, also writing the claim queue and leases."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.datastore.enable_db_functions:
+            # Its insert path calls the function instead of _fetch_ids_after_insert_events.
+            raise StoreError(DB_FUNCTIONS_REFUSED)
         schema = self.datastore.schema
         self.index_sql = index.Statements(
             queue=f'"{schema}".{index.QUEUE_TABLE}',
@@ -34,14 +86,6 @@ class PostgresRunRecorder(PostgresApplicationRecorder):
             placeholder="%s",
         )
         self.sql_create_statements.extend(SQL(s) for s in self.index_sql.create)  # type: ignore[arg-type]
-
-    def create_table(self) -> None:
-        with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
-            try:
-                super().create_table()
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
 
     def _fetch_ids_after_insert_events(
         self,
@@ -88,6 +132,65 @@ class PostgresRunRecorder(PostgresApplicationRecorder):
 
 
 class Factory(PostgresFactory):
-    """Builds the PostgreSQL store with the run recorder."""
+    """Builds the PostgreSQL store with the run recorder.
+
+    Construction connects once, outside the pool: an unreachable server, a wrong
+    password or a missing database fails at once with libpq's own message, where the
+    pool would wait out its timeout and report only that it got no connection.
+    """
 
     application_recorder_class = PostgresRunRecorder
+    aggregate_recorder_class = PostgresSnapshotRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        if self.datastore.enable_db_functions:
+            self.close()
+            raise StoreError(DB_FUNCTIONS_REFUSED)
+        self._check_connection()
+        if self.datastore.pre_ping:
+            _check_all_after_a_failed_check(self.datastore.pool)
+
+    def _check_connection(self) -> None:
+        pool = self.datastore.pool
+        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        settings = {k: v for k, v in (kwargs or {}).items() if k != "row_factory"}
+        if pool.get_password_func is not None:
+            settings["password"] = pool.get_password_func()
+        # libpq counts whole seconds and treats anything below 2 as 2.
+        settings["connect_timeout"] = max(2, round(pool.timeout))
+        try:
+            psycopg.connect(conninfo, **settings).close()
+        except psycopg.OperationalError as e:
+            self.close()
+            # eventsourcing's own type for it, carrying the server's message: the
+            # journal turns it into StoreUnavailable / StoreError like any store fault.
+            raise OperationalError(" ".join(str(e).split())) from e
+
+
+def _check_all_after_a_failed_check(pool: Any) -> None:
+    """When the pre-ping finds one pooled connection dead, test all the idle ones at once.
+
+    A server restart or failover drops every pooled connection. psycopg_pool's
+    pre-ping finds them one per request attempt and backs off between attempts
+    (0, 1, 2, 4 s ...), so with four dead connections a request waits out the whole
+    pool timeout and fails although the server is back. ``pool.check()`` discards
+    every dead idle connection and starts replacing them, so the retried attempt
+    gets a fresh one.
+    """
+    check: Callable[[Any], None] | None = getattr(pool, "_check", None)
+    if check is None:
+        return
+    pool_ref = weakref.ref(pool)  # the pool holds this function: no reference cycle
+
+    def check_then_all(conn: Any) -> None:
+        try:
+            check(conn)
+        except Exception:
+            live = pool_ref()
+            if live is not None:
+                live.check()
+            raise
+
+    pool._check = check_then_all
