@@ -1,7 +1,12 @@
 """The ``runjournal`` command: parse, call one method, render. Nothing more.
 
 Global options come first: ``runjournal --store URL --workspace FILE VERB ...``.
-Exit codes: 0 ok, 1 a domain error (one line on stderr, no traceback), 2 usage.
+Exit codes: 0 ok, 1 a domain error, a store or file that cannot be used, a failed
+``verify``, a run that ``run --wait`` saw fail or be cancelled (one line on stderr,
+no traceback), 2 usage.
+
+Verbs that only read open the store read-only and refuse one that does not exist;
+only the verbs that start work (``run``, ``worker``, ``demo``, ``import``) create one.
 """
 
 from __future__ import annotations
@@ -95,17 +100,46 @@ def guarded() -> Iterator[None]:
         fail(e)
     except (KeyError, ValueError) as e:  # bad names for projections etc.
         fail(e)
+    except OSError as e:  # a file of the command (not the store: the journal reports that)
+        fail(RunjournalError(os_error_message(e)))
+
+
+def os_error_message(error: OSError) -> str:
+    """``FILE: what went wrong`` for a file a command reads or writes."""
+    name = error.filename if error.filename is not None else ""
+    problem = (error.strerror or str(error)).lower()
+    if isinstance(error, FileNotFoundError) and name and not Path(name).parent.exists():
+        return f"{name}: folder {Path(name).parent} does not exist (create it first)"
+    return f"{name}: {problem}" if name else problem
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """``path`` if a command can create it: its folder exists (checked before any work is done)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidInput(option, f"{path}: folder {folder} does not exist (create it first)")
+    if path.is_dir():
+        raise InvalidInput(option, f"{path} is a folder; give a file name")
+    return path
 
 
 @contextmanager
-def opened() -> Iterator[Journal]:
-    """A journal for one command."""
+def opened(*, read_only: bool = False, create: bool = False) -> Iterator[Journal]:
+    """A journal for one command: read-only for verbs that only read; never a new store unless ``create``."""
     with guarded():
-        journal = Journal.open(store_url())
+        journal = Journal.open(store_url(), read_only=read_only, create=create and not read_only)
         try:
             yield journal
         finally:
             journal.close()
+
+
+def require_store() -> None:
+    """Refuse a store that does not exist (for verbs that act on what is in it)."""
+    from .adapters.storage.urls import require_store as check, resolve_url
+
+    with guarded():
+        check(resolve_url(store_url()))
 
 
 def emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.progress import Progress
 
 from . import audit, render
-from .cli import JsonOption, app, emit, err, guarded, opened, out
+from .cli import JsonOption, app, emit, err, guarded, opened, out, writable_file
 from .domain import InvalidInput
 
 projections_app = typer.Typer(
@@ -41,7 +41,7 @@ def history(run_id: str, as_json: JsonOption = False) -> None:
 
     Example: runjournal history 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11 --json
     """
-    with opened() as journal:
+    with opened(read_only=True) as journal:
         events = journal.history(run_id)
         emit(as_json, [e.model_dump(mode="json") for e in events],
              lambda: out.print(render.history_table(run_id, events)))
@@ -58,14 +58,15 @@ def replay(
 
     Example: runjournal replay RUN_ID --at 4      runjournal replay RUN_ID --diff 3 7
     """
-    with opened() as journal:
+    if diff is None and at is None:  # a usage error, before the store is opened
+        raise typer.BadParameter("give --at VERSION or --diff A B")
+    with opened(read_only=True) as journal:
         if diff is not None:
             a, b = (journal.get_run(run_id, at_version=v).model_dump(mode="json") for v in diff)
             changes = {k: {"from": a[k], "to": b[k]} for k in a if a[k] != b[k]}
             emit(as_json, changes, lambda: render.diff_lines(out, diff, changes))
             return
-        if at is None:
-            raise typer.BadParameter("give --at VERSION or --diff A B")
+        assert at is not None
         run = journal.get_run(run_id, at_version=at)
         emit(as_json, run.model_dump(mode="json"), lambda: render.run_panel(out, run, None))
 
@@ -81,7 +82,10 @@ def export(
 
     Example: runjournal export > log.jsonl      runjournal export --anchors --out anchors.json
     """
-    with opened() as journal:
+    if out_file is not None:
+        with guarded():
+            writable_file(out_file, "--out")
+    with opened(read_only=True) as journal:
         stream = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
         try:
             if anchors:
@@ -104,9 +108,10 @@ def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjou
 
     Example: runjournal --store sqlite:///copy.db import log.jsonl && runjournal --store sqlite:///copy.db verify
     """
-    with opened() as journal:
-        if not file.exists():
-            raise InvalidInput(str(file), "file not found")
+    with guarded():
+        if not file.is_file():  # before the store is opened (and maybe created)
+            raise InvalidInput(str(file), "file not found" if not file.exists() else "is a folder, not a file")
+    with opened(create=True) as journal:
         with file.open(encoding="utf-8") as lines:
             count = audit.import_events(journal, lines)
         out.print(f"imported {count} events; run `runjournal verify` to check them")
@@ -121,7 +126,7 @@ def verify(
 
     Example: runjournal verify --anchors anchors.json
     """
-    with opened() as journal:
+    with opened(read_only=True) as journal:
         with progress(journal.max_position(), "verifying") as advance:
             report = journal.verify(progress=advance)
         problems = [f"run {p.run_id} version {p.version}: {p.problem}" for p in report.problems]
@@ -172,16 +177,19 @@ def timeline(
     """
     from .timeline import render_timeline
 
-    with opened() as journal:
+    if not thread and not run_id:  # a usage error, before the store is opened
+        raise typer.BadParameter("give a RUN_ID or --thread THREAD")
+    with guarded():
+        writable_file(html_file, "--html")
+    with opened(read_only=True) as journal:
         if thread:
             runs = {r.run_id: journal.history(r.run_id) for r in journal.runs(thread_id=thread)}
             if not runs:
                 raise InvalidInput("--thread", f"thread {thread} has no runs")
             title = f"thread {thread}"
-        elif run_id:
-            runs, title = {run_id: journal.history(run_id)}, f"run {run_id}"
         else:
-            raise typer.BadParameter("give a RUN_ID or --thread THREAD")
+            assert run_id is not None
+            runs, title = {run_id: journal.history(run_id)}, f"run {run_id}"
         html_file.write_text(render_timeline(title, runs), encoding="utf-8")
         out.print(f"wrote {html_file} ({sum(len(v) for v in runs.values())} events)")
 

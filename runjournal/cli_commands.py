@@ -8,7 +8,24 @@ from typing import Annotated
 import typer
 
 from . import render
-from .cli import STATE, ActorOption, JsonOption, app, emit, guarded, opened, out, parse_json, run_async, store_url
+from .cli import (
+    STATE,
+    ActorOption,
+    JsonOption,
+    app,
+    emit,
+    err,
+    guarded,
+    opened,
+    out,
+    parse_json,
+    require_store,
+    run_async,
+    store_url,
+)
+
+# Where `run --wait` may see a run rest: these make it exit 1 (completed and waiting_for_approval: 0).
+UNSUCCESSFUL = ("failed", "cancelled")
 
 
 def _harness(worker_id: str | None = None):  # noqa: ANN202 - a Harness, imported lazily
@@ -57,6 +74,8 @@ def run_(
 ) -> None:
     """Submit a run; with --wait, run it in this process until it completes, fails or waits for approval.
 
+    With --wait the exit status is 1 when the run failed or was cancelled.
+
     Example: runjournal run "deploy to prod" --wait
     """
 
@@ -71,6 +90,10 @@ def run_(
     with guarded():
         result = run_async(go())
     emit(as_json, result.model_dump(mode="json"), lambda: render.result_lines(out, result))
+    if wait and result.state in UNSUCCESSFUL:
+        ended = "failed" if result.state == "failed" else "was cancelled"
+        err.print(f"error: run {result.run_id} {ended}; see `runjournal history {result.run_id}`", markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -106,7 +129,7 @@ def status(run_id: str, as_json: JsonOption = False) -> None:
 
     Example: runjournal status 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11
     """
-    with opened() as journal:
+    with opened(read_only=True) as journal:
         run = journal.get_run(run_id)
         intent = next((i for i in journal.recovery_intents() if i.run_id == run_id), None)
         recovery = intent.intent if intent else "nothing (terminal)"
@@ -120,7 +143,7 @@ def threads(as_json: JsonOption = False) -> None:
 
     Example: runjournal threads --json
     """
-    with opened() as journal:
+    with opened(read_only=True) as journal:
         rows = journal.threads()
         emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.threads_table(rows)))
 
@@ -131,7 +154,7 @@ def queue(as_json: JsonOption = False) -> None:
 
     Example: runjournal queue
     """
-    with opened() as journal:
+    with opened(read_only=True) as journal:
         rows = [{"position": i, "run_id": r.run_id, "priority": r.priority, "state": r.state}
                 for i, r in enumerate(journal.queue(), start=1)]
         emit(as_json, rows, lambda: out.print(render.queue_table(rows)))
@@ -146,7 +169,7 @@ def approvals(
 
     Example: runjournal approvals
     """
-    with opened() as journal:
+    with opened(read_only=True) as journal:
         rows = journal.approvals() if show_all else journal.pending_approvals()
         emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.approvals_table(rows)))
 
@@ -206,6 +229,11 @@ def recover(as_json: JsonOption = False) -> None:
 
     Example: runjournal recover --json
     """
+    from .workspace import load_workspace
+
+    with guarded():
+        load_workspace(STATE.workspace)  # a missing workspace is said first
+    require_store()  # recovery of a store that does not exist is a mistyped path
 
     async def go() -> object:
         harness = _harness()

@@ -24,6 +24,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     DatabaseError,
+    InfrastructureFactoryError,
     IntegrityError,
     InterfaceError,
     MapperDeserialisationError,
@@ -157,20 +158,30 @@ class Journal(FollowedViews):
         clock: Clock | None = None,
         views_path: str | None = None,
         max_payload_bytes: int | None = None,
+        create: bool = True,
+        read_only: bool = False,
     ) -> Journal:
         """Open (creating if needed) the store at ``url``, $RUNJOURNAL_URL or the default file.
 
         ``max_payload_bytes`` caps each input, output, step, tool argument set and
         edit (default $RUNJOURNAL_MAX_PAYLOAD_BYTES, else 1 MiB; see payload.py).
+        ``create=False`` refuses a store that does not exist yet (a mistyped path) instead
+        of creating an empty one. ``read_only=True`` implies it and opens a SQLite store
+        read-only: no file, folder, table or WAL checkpoint is written, any save is refused,
+        and the followed views live in memory when their file beside the store cannot be written.
         """
         url = resolve_url(url)
         rule = PayloadRule(max_bytes=_max_payload_bytes(max_payload_bytes))
         try:
-            store = RunStore(env=store_env(url))
+            store = RunStore(env=store_env(url, create=create, read_only=read_only))
         except StoreError:
             raise
+        except InfrastructureFactoryError as e:  # the persistence module did not import
+            raise _missing_driver(url, e) from None
         except (PersistenceError, OSError, sqlite3.Error) as e:
             raise _store_fault(url, e, opening=True) from None
+        if read_only and views_path is None:
+            views_path = _writable_or_memory(default_views_path(url))
         journal = cls(store, url=url, clock=clock, views_path=views_path, payload_rule=rule)
         journal._check_readable()
         return journal
@@ -420,7 +431,8 @@ class Journal(FollowedViews):
         current = self._load(run_id, fresh=True)
         if not 1 <= at_version <= current.version:
             raise InvalidInput("at_version", f"run {run_id} has versions 1..{current.version} (got {at_version})")
-        return RunSnapshot.of(self._store.repository.get(UUID(run_id), version=at_version))
+        with self._faults():
+            return RunSnapshot.of(self._store.repository.get(UUID(run_id), version=at_version))
 
     def history(self, run_id: str) -> list[RecordedEvent]:
         """Every event of a run, in order."""
@@ -440,18 +452,19 @@ class Journal(FollowedViews):
 
     def queue(self) -> list[QueueRow]:
         """Claimable runs in claim order: priority first, then log position."""
-        return self.inline_views.queue_rows()
+        with self._faults():
+            return self.inline_views.queue_rows()
 
     def leases(self) -> list[LeaseRow]:
         """Every current lease."""
-        return self.inline_views.lease_rows()
+        with self._faults():
+            return self.inline_views.lease_rows()
 
     def notifications(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[Notification]]:
         """The log after position ``start``, in pages."""
         while True:
-            page = list(
-                self._store.recorder.select_notifications(start, page_size, inclusive_of_start=False)
-            )
+            with self._faults():
+                page = list(self._store.recorder.select_notifications(start, page_size, inclusive_of_start=False))
             if not page:
                 return
             yield page
@@ -459,7 +472,8 @@ class Journal(FollowedViews):
 
     def max_position(self) -> int:
         """The position of the last event in the log (0 when empty)."""
-        return self._store.recorder.max_notification_id() or 0
+        with self._faults():
+            return self._store.recorder.max_notification_id() or 0
 
     # -- workers -----------------------------------------------------------------
 
@@ -493,7 +507,11 @@ class Journal(FollowedViews):
         back to claiming one at a time, so no claim is ever lost or doubled.
         """
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
-        if count <= 1:
+        if count < 0:
+            raise InvalidInput("count", f"must be >= 0 (got {count})")
+        if count == 0:  # no free slot: no lease to hold
+            return []
+        if count == 1:
             one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)
             return [one] if one else []
         prepared = []
@@ -743,7 +761,9 @@ class Journal(FollowedViews):
         """
         now = self._now()
         handled = []
-        for run_id in self.inline_views.expired_leases(now.timestamp(), limit):
+        with self._faults():
+            expired = self.inline_views.expired_leases(now.timestamp(), limit)
+        for run_id in expired:
             try:
                 run = self._load(run_id, fresh=True)
                 if run.lease_expires_at is None or run.lease_expires_at > now:
@@ -800,7 +820,8 @@ class Journal(FollowedViews):
             entry = IndexEntry.of(self._load(run_id, fresh=True))
             if entry.live:
                 entries.append((entry, position))
-        self.inline_views.replace_index(entries)
+        with self._faults():
+            self.inline_views.replace_index(entries)
         return len(entries)
 
 
@@ -869,6 +890,25 @@ def _store_fault(url: str, error: BaseException, *, opening: bool = False) -> St
     if cause is None or (opening and cause == "the store failed"):
         return StoreError(f"cannot open store {_redact(url)}: {faults.detail(error)}")
     return StoreUnavailable(_redact(url), cause, detail=faults.detail(error), opening=opening)
+
+
+def _missing_driver(url: str, error: BaseException) -> StoreError:
+    """The store's driver is not installed (PostgreSQL without the ``postgres`` extra), in one line."""
+    missing = next((e for e in faults.causes(error) if isinstance(e, ImportError)), None)
+    if missing is not None and url.split(":", 1)[0].lower() in ("postgresql", "postgres"):
+        return StoreError(f"cannot open store {_redact(url)}: PostgreSQL support is not installed "
+                          f"({missing}); install it with: pip install 'runjournal[postgres]'")
+    return StoreError(f"cannot open store {_redact(url)}: {faults.detail(missing or error)}")
+
+
+def _writable_or_memory(path: str) -> str:
+    """``path`` if it can be written (or created), else ``:memory:``: a read-only store's views."""
+    if path == ":memory:":
+        return path
+    target = Path(path)
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    return path if os.access(target, os.W_OK) else ":memory:"
 
 
 def _redact(url: str) -> str:

@@ -68,7 +68,7 @@ def cause(error: BaseException) -> str | None:
         return _ERRNOS[error.errno]
     if not isinstance(error, (PersistenceError, sqlite3.Error, OSError)) and not _is_psycopg(error):
         return None
-    text = " ".join(str(e) for e in _chain(error)).lower()
+    text = " ".join(str(e) for e in causes(error)).lower()
     for phrase, named in _PHRASES:
         if phrase in text:
             return named
@@ -96,7 +96,8 @@ def retry_busy(operation: Callable[[], T], *, lock_wait: float = DEFAULT_LOCK_WA
     return retrying(operation)
 
 
-def _chain(error: BaseException) -> list[BaseException]:
+def causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what caused it, nearest first."""
     seen: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in seen and len(seen) < 8:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 
+from ...domain import StoreError
 from . import faults, index
 from .index import IndexEntry, LeaseRow, QueueRow
 
@@ -18,8 +20,13 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
     index_sql = index.Statements()
     lock_wait = faults.DEFAULT_LOCK_WAIT  # seconds a write waits, in all, for another writer's lock
 
+    read_only = False  # opened read-only (``mode=ro``): every write is refused before it reaches SQLite
+    store_url = ""  # the store's URL and file as given, for messages
+    store_file = ""
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Append in one transaction; while another process holds the lock, retry (bounded)."""
+        self._refuse_if_read_only()
         write = super().insert_events
         return faults.retry_busy(lambda: write(stored_events, **kwargs), lock_wait=self.lock_wait)
 
@@ -72,11 +79,32 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
 
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None:
         """Replace both views (a rebuild from the log)."""
+        self._refuse_if_read_only()
         with self.datastore.transaction(commit=True) as c:
             for statement in self.index_sql.clear:
                 c.execute(statement)
             for entry, position in entries:
                 index.write_entries(c, self.index_sql, [entry], {entry.run_id: position})
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store file {self.store_file} is open read-only: "
+                             "nothing was written (open it without read_only to write)")
+
+    def check_log_exists(self) -> None:
+        """Refuse a read-only SQLite file without runjournal's tables (another program's database)."""
+        rows = self._select("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (self.events_table_name,))
+        if not rows:
+            raise StoreError(f"cannot open store {self.store_url}: {self.store_file} is a "
+                             "SQLite database but not a runjournal store (it has no event log); check the path")
+
+
+def _file_of(db_name: str) -> str:
+    """The file of a SQLite database name or ``file:`` URI."""
+    if db_name.startswith("file:"):
+        return unquote(db_name[len("file:"):].split("?", 1)[0])
+    return db_name
 
 
 def _dashed(hex_id: str) -> str:
@@ -91,8 +119,20 @@ class Factory(SQLiteFactory):
 
     application_recorder_class = SQLiteRunRecorder
 
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.read_only = self.env.get("READ_ONLY") == "y"
+        if self.read_only:
+            # Leave the journal mode as it is: changing it would write (stores are in WAL already).
+            self.datastore.pool.is_journal_mode_wal = True
+
     def application_recorder(self) -> Any:
-        """The run recorder, with the lock wait of the store URL."""
+        """The run recorder, with the lock wait of the store URL (read-only if opened so)."""
         recorder = super().application_recorder()
         recorder.lock_wait = float(self.env.get("LOCK_WAIT") or faults.DEFAULT_LOCK_WAIT)
+        if self.read_only:
+            recorder.read_only = True
+            recorder.store_url = self.env.get("STORE_URL") or self.datastore.pool.db_name
+            recorder.store_file = self.env.get("STORE_FILE") or _file_of(self.datastore.pool.db_name)
+            recorder.check_log_exists()
         return recorder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ...domain import StoreError
 
@@ -26,7 +26,7 @@ def sqlite_path(url: str) -> Path:
     return Path(unquote(path.split("?", 1)[0]))
 
 
-def _sqlite(url: str) -> dict[str, str]:
+def _sqlite(url: str, *, create: bool = True, read_only: bool = False) -> dict[str, str]:
     path = sqlite_path(url)
     lock_wait = parse_qs(urlsplit(url).query).get("lock_wait", ["30"])[0]
     try:
@@ -34,11 +34,13 @@ def _sqlite(url: str) -> dict[str, str]:
             raise ValueError
     except ValueError:
         raise StoreError(f"store URL {url!r}: lock_wait must be a number of seconds, e.g. ?lock_wait=30") from None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create the folder of store {url!r}: {e.strerror}") from None
-    return {
+    check_sqlite_file(url, create=create and not read_only, writing=not read_only)
+    if create and not read_only:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder {path.parent} of store {url!r}: {e.strerror}") from None
+    env = {
         "PERSISTENCE_MODULE": f"{_MODULE}.sqlite:Factory",
         "SQLITE_DBNAME": str(path),
         # Many workers share one file: wait for the write lock rather than fail, in
@@ -46,6 +48,84 @@ def _sqlite(url: str) -> dict[str, str]:
         "SQLITE_LOCK_TIMEOUT": str(max(1, min(5, round(float(lock_wait))))),
         "LOCK_WAIT": lock_wait,
     }
+    if read_only:
+        env.update(SQLITE_DBNAME=read_only_uri(path), CREATE_TABLE="no", READ_ONLY="y", STORE_URL=url, STORE_FILE=str(path))
+    return env
+
+
+def read_only_uri(path: Path) -> str:
+    """A SQLite URI opening ``path`` read-only: nothing is written to the file, its schema or its WAL.
+
+    ``mode=ro`` honours other processes' writes (a worker may be appending). SQLite needs the
+    ``-shm`` file beside a WAL database for that; when the folder is not writable and no ``-wal``
+    exists (so no process is writing), the file is opened ``immutable`` instead, which needs none.
+    """
+    absolute = path.absolute()
+    wal = absolute.with_name(absolute.name + "-wal")
+    writable_folder = os.access(absolute.parent, os.W_OK)
+    flag = "mode=ro" if writable_folder or wal.exists() else "immutable=1"
+    return f"file:{quote(str(absolute))}?{flag}"
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+NEW_STORE_HINT = "check the path, or start a new store with `runjournal init`, then `runjournal run \"hello\"`"
+
+
+def check_sqlite_file(url: str, *, create: bool, writing: bool = False) -> None:
+    """Refuse a ``sqlite:///`` store that is missing (unless ``create``), a folder, unreadable or not SQLite,
+    and, when ``writing``, one whose file or folder cannot be written."""
+    path = sqlite_path(url)
+    try:
+        exists = path.exists()
+    except OSError as e:  # a folder on the way that may not be searched
+        raise StoreError(f"cannot open store {url}: cannot reach {path}: {(e.strerror or str(e)).lower()}") from None
+    if not exists:
+        if not create:
+            raise StoreError(f"store {url} does not exist (no file {path}): {NEW_STORE_HINT}")
+        folder = _nearest_existing(path.parent)
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            raise StoreError(f"cannot create store {url}: folder {folder} is read-only; choose another path")
+        return
+    if path.is_dir():
+        raise StoreError(f"cannot open store {url}: {path} is a folder, not a SQLite file; check the path")
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        raise StoreError(f"cannot open store {url}: cannot read {path}: {(e.strerror or str(e)).lower()}") from None
+    if header and header != _SQLITE_HEADER:
+        raise StoreError(f"cannot open store {url}: {path} is not a SQLite database; check the path")
+    if writing:
+        _check_writable(url, path)
+
+
+READ_VERBS_HINT = "(the commands that only read, such as status, history and export, work on it)"
+
+
+def _check_writable(url: str, path: Path) -> None:
+    """A store this command writes to: the file, and its folder (SQLite keeps its -wal and -shm there)."""
+    if not os.access(path, os.W_OK):
+        raise StoreError(f"cannot write to store {url}: {path} is read-only {READ_VERBS_HINT}")
+    folder = path.absolute().parent
+    beside = [folder / f"{path.name}-wal", folder / f"{path.name}-shm"]
+    if not os.access(folder, os.W_OK) and not all(p.exists() and os.access(p, os.W_OK) for p in beside):
+        raise StoreError(f"cannot write to store {url}: its folder {folder} is read-only "
+                         f"(SQLite writes {path.name}-wal and -shm beside it) {READ_VERBS_HINT}")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    try:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    except OSError:  # a folder on the way that may not be searched: mkdir says why
+        pass
+    return folder
+
+
+def require_store(url: str) -> None:
+    """Refuse a store that does not exist yet, for commands that must not create one."""
+    if url.split(":", 1)[0].lower() == "sqlite":
+        check_sqlite_file(url, create=False, writing=True)
 
 
 def _postgres(url: str) -> dict[str, str]:
@@ -85,14 +165,20 @@ def resolve_url(url: str | None, environ: Mapping[str, str] | None = None) -> st
     return url or environ.get("RUNJOURNAL_URL") or DEFAULT_URL
 
 
-def store_env(url: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """eventsourcing settings for a store URL, plus encryption and compression if asked for."""
+def store_env(
+    url: str, environ: Mapping[str, str] | None = None, *, create: bool = True, read_only: bool = False
+) -> dict[str, str]:
+    """eventsourcing settings for a store URL, plus encryption and compression if asked for.
+
+    ``create=False`` refuses a SQLite store that does not exist yet (and makes no folder);
+    ``read_only=True`` implies it and opens the file read-only, without creating tables.
+    """
     environ = os.environ if environ is None else environ
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     builder = SCHEMES.get(scheme)
     if builder is None:
         raise StoreError(f"unsupported store URL {url!r}; accepted: {ACCEPTED}")
-    env = builder(url)
+    env = _sqlite(url, create=create, read_only=read_only) if builder is _sqlite else builder(url)
     key = environ.get("RUNJOURNAL_CIPHER_KEY")
     if key:
         env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"

@@ -271,3 +271,13 @@ def test_complete_many_refuses_repeat_completions_of_a_run_the_same_batch_comple
     assert any_journal.max_position() == before + 2
     assert any_journal.get_run(first.run_id).output == {"n": 1}
     assert [e.type for e in any_journal.history(first.run_id)].count("Completed") == 1
+
+
+def test_claim_many_with_no_free_slot_claims_nothing(any_journal: Journal) -> None:
+    for i in range(2):
+        any_journal.submit(agent_id="a", input={"i": i})
+    before = any_journal.max_position()
+    assert any_journal.claim_many(worker_id="w", count=0) == []
+    with pytest.raises(InvalidInput, match="count"):
+        any_journal.claim_many(worker_id="w", count=-1)
+    assert any_journal.max_position() == before

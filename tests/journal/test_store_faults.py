@@ -113,3 +113,35 @@ def test_the_lock_wait_comes_from_the_url() -> None:
     with pytest.raises(Exception, match="lock_wait must be a number"):
         Journal.open("sqlite:///x.db?lock_wait=soon")
     assert SQLiteRunRecorder.lock_wait == 30
+
+
+def test_every_read_of_an_unavailable_store_raises_store_unavailable(
+    sqlite_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker backs off only on ``StoreUnavailable``: no read may leak the library's own error."""
+    claim = running_claim(sqlite_journal)
+    recorder, views = sqlite_journal._store.recorder, sqlite_journal.inline_views
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    for name in ("select_notifications", "max_notification_id", "select_events"):
+        monkeypatch.setattr(recorder, name, down)
+    for name in ("queue_rows", "lease_rows", "expired_leases", "claim_candidates", "replace_index"):
+        monkeypatch.setattr(views, name, down)
+    sqlite_journal._runs.clear()
+    reads = {
+        "queue": sqlite_journal.queue,
+        "leases": sqlite_journal.leases,
+        "max_position": sqlite_journal.max_position,
+        "notifications": lambda: list(sqlite_journal.notifications()),
+        "expire_leases": sqlite_journal.expire_leases,
+        "claim_next": lambda: sqlite_journal.claim_next(worker_id="w2"),
+        "get_run": lambda: sqlite_journal.get_run(claim.run_id),
+        "get_run at a version": lambda: sqlite_journal.get_run(claim.run_id, at_version=1),
+        "history": lambda: sqlite_journal.history(claim.run_id),
+    }
+    for name, read in reads.items():
+        with pytest.raises(StoreUnavailable):
+            read()
+            pytest.fail(f"{name} did not raise")
