@@ -6,6 +6,7 @@ from .messages import MessagesView
 from .recovery_intents import INTENTS, RecoveryIntentsView
 from .runner import ProjectionError, ProjectionFailure, ProjectionRunner, open_views
 from .runs import RunsView
+from .sealing import ViewCipher
 from .threads import ThreadsView
 
 
@@ -26,6 +27,7 @@ __all__ = [
     "RecoveryIntentsView",
     "RunsView",
     "ThreadsView",
+    "ViewCipher",
     "builtin_projections",
     "open_views",
 ]

@@ -27,6 +27,7 @@ class ApprovalsView(RowProjection):
         "edited_args_digest": str,
     }
     indexes = (("status", "requested_at"), ("run_id",))
+    sealed = ("tool_args", "checkpoint_ref", "edits", "edited_args")
 
     def handle_page(self, events: Sequence[ProjectedEvent], db: Database) -> None:
         ending = [e.run_id for e in events if e.type in ("Cancelled", "Failed")]

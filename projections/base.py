@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from .sealing import PLAINTEXT, ViewCipher
+
 
 @dataclass(slots=True)
 class ProjectedEvent:
@@ -52,6 +54,9 @@ class Projection:
     name: str = ""
     version: int = 1
     tables: tuple[str, ...] = ()  # dropped on rebuild; defaults to (name,)
+    # Set by the runner: the store's cipher when it has a key. ``self.cipher.seal(text)`` gives
+    # what to store for a payload column, ``self.cipher.unseal(stored)`` the text back.
+    cipher: ViewCipher = PLAINTEXT
 
     def setup(self, db: Database) -> None:
         """Create the projection's tables (idempotent)."""

@@ -30,6 +30,7 @@ class MessagesView(RowProjection):
         "position": int, "thread_id": str, "run_id": str, "role": str, "content": str, "created_at": str,
     }
     indexes = (("thread_id", "position"),)
+    sealed = ("content",)
 
     def key(self, e: ProjectedEvent) -> int | None:
         if e.type in ("Created", "Completed") or (e.type == "StepRecorded" and e.data["kind"] == "message"):

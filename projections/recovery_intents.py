@@ -34,6 +34,7 @@ class RecoveryIntentsView(RowProjection):
     }
     indexes = (("intent",),)
     fixed = ("thread_id", "agent_id")
+    sealed = ("checkpoint_ref", "resume_payload")
 
     def creates(self, event: ProjectedEvent) -> bool:
         return event.type == "Created"

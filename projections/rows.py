@@ -32,6 +32,7 @@ class RowProjection(Projection):
     indexes: tuple[tuple[str, ...], ...] = ()
     append_only: bool = False  # every event makes a new row: nothing to load first
     fixed: tuple[str, ...] = ()  # columns never changed after insert: left out of updates, so their indexes are untouched
+    sealed: tuple[str, ...] = ()  # payload columns (text): encrypted in the views file when the store has a key
 
     def setup(self, db: Database) -> None:
         table = db[self.name]
@@ -89,12 +90,20 @@ class RowProjection(Projection):
             for values in cursor.fetchall():
                 row = dict(zip(names, values, strict=True))
                 found[row[self.pk]] = row
+        if self.sealed and self.cipher.enabled:
+            unseal = self.cipher.unseal
+            for row in found.values():
+                for name in self.sealed:
+                    row[name] = unseal(row[name])
         return found
 
     def store(self, db: Database, rows: dict[Any, Row | None]) -> None:
         """Write changed rows back and delete the ones that went away."""
         names = list(self.columns)
         values = itemgetter(*names)
+        if self.sealed and self.cipher.enabled:
+            seal = self.cipher.seal
+            rows = {k: None if r is None else {**r, **{n: seal(r[n]) for n in self.sealed}} for k, r in rows.items()}
         upserts = [values(r) for r in rows.values() if r is not None]
         deletes = [(k,) for k, r in rows.items() if r is None]
         if upserts:

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eventsourcing.persistence import Cipher
 from sqlite_utils import Database
 
 from ..domain.errors import RunjournalError
 from .base import ProjectedEvent, Projection
 from .run_index import RunIndex
+from .sealing import ViewCipher
 
 ReadPages = Callable[[int], Iterator[list[ProjectedEvent]]]
 TRACKING = "_projection_tracking"
@@ -61,14 +63,21 @@ def open_views(path: str | Path) -> Database:
 
 
 class ProjectionRunner:
-    """Keeps followed projections caught up with the log."""
+    """Keeps followed projections caught up with the log.
 
-    def __init__(self, db: Database, read_pages: ReadPages) -> None:
+    ``cipher`` is the store's cipher when it has a key: every projection gets it
+    (``projection.cipher``) to seal its payload columns, and a views file written
+    with another key, or without one, is wiped first (see ``sealing``).
+    """
+
+    def __init__(self, db: Database, read_pages: ReadPages, *, cipher: Cipher | None = None) -> None:
         self.db = db
         self._read_pages = read_pages
+        self.cipher = ViewCipher(cipher)
         self._index = RunIndex()
         self._projections: dict[str, Projection] = {}
         self.failures: dict[str, ProjectionFailure] = {}
+        self.wiped = self._match_key()
         with self._transaction():
             self.db.execute(
                 f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, version INTEGER, position INTEGER)"
@@ -83,12 +92,31 @@ class ProjectionRunner:
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db.conn)
 
+    def _match_key(self) -> bool:
+        """Wipe a views file that another key (or none) wrote; True if it was wiped.
+
+        The views are a cache of the log: rebuilt from it, they come out the same.
+        The file is vacuumed afterwards, so no page of the old rows is left in it.
+        """
+        with self._transaction():
+            if self.cipher.matches(self.db):
+                return False
+            tables = [t for t in self.db.table_names() if not t.startswith("sqlite_")]
+            for table in tables:
+                self.db.execute(f'DROP TABLE IF EXISTS "{table}"')  # IF EXISTS: shadow tables go with theirs
+            self.cipher.mark(self.db)
+        if tables:
+            self.db.execute("VACUUM")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(tables)
+
     def add(self, projection: Projection) -> None:
         """Register a projection; a new or changed ``version`` starts it from the beginning."""
         if not projection.name:
             raise ValueError(f"{type(projection).__name__} needs a name")
         if projection.name in self._projections:
             raise ValueError(f"a projection named {projection.name!r} is already added")
+        projection.cipher = self.cipher
         with self._transaction():
             row = self.db.execute(f"SELECT version FROM {TRACKING} WHERE name = ?", [projection.name]).fetchone()
             if row is None or row[0] != projection.version:

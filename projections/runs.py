@@ -33,6 +33,7 @@ class RunsView(RowProjection):
     }
     indexes = (("state",), ("agent_id",), ("thread_id",))
     fixed = ("thread_id", "agent_id", "created_at", "created_by", "parent_run_id")
+    sealed = ("error", "output")
 
     def creates(self, event: ProjectedEvent) -> bool:
         return event.type == "Created"

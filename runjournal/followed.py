@@ -18,6 +18,8 @@ from .models import RecordedEvent
 from .projections import ProjectedEvent, Projection, ProjectionError, ProjectionRunner, builtin_projections, open_views
 
 if TYPE_CHECKING:
+    from eventsourcing.persistence import Cipher
+
     from .journal import RunStore
 
 
@@ -42,11 +44,15 @@ class FollowedViews:
         """The projection runner (created on first use, with the built-in views)."""
         if self._runner is None:
             Path(self.views_path).parent.mkdir(parents=True, exist_ok=True) if self.views_path != ":memory:" else None
-            runner = ProjectionRunner(open_views(self.views_path), self._projected_pages)
+            runner = ProjectionRunner(open_views(self.views_path), self._projected_pages, cipher=self._views_cipher())
             for projection in builtin_projections():
                 runner.add(projection)
             self._runner = runner
         return self._runner
+
+    def _views_cipher(self) -> Cipher | None:
+        """The store's cipher (None without ``RUNJOURNAL_CIPHER_KEY``): the views' payload columns are sealed with it."""
+        return self._store.mapper.cipher
 
     def _projected_pages(self, start: int) -> Iterator[list[ProjectedEvent]]:
         decoder = EventDecoder(self._store.mapper)
@@ -104,7 +110,8 @@ class FollowedViews:
             self._follower.join()
             self._follower = None
 
-    def _view(self, model: type[Any], sql: str, params: list[Any] | None = None) -> list[Any]:
+    def _view(self, view: str, model: type[Any], sql: str, params: list[Any] | None = None) -> list[Any]:
+        """Rows of one built-in view, caught up first; its sealed columns are decrypted."""
         with self._views_lock:
             runner = self.runner
             try:
@@ -113,32 +120,33 @@ class FollowedViews:
                 builtin = {p.name for p in builtin_projections()}
                 if any(f.name in builtin for f in e.failures):
                     raise  # the view asked for may be stale: say so
-            return queries.select(runner.db, model, sql, params)
+            sealed = getattr(runner.projections[view], "sealed", ())
+            return queries.select(runner.db, model, sql, params, cipher=runner.cipher, sealed=sealed)
 
     def runs(self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None) -> list[queries.RunRow]:
         """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
         clause, params = queries.where(state=state, agent_id=agent_id, thread_id=thread_id)
-        return self._view(queries.RunRow, f"SELECT * FROM runs{clause} ORDER BY created_at, run_id", params)
+        return self._view("runs", queries.RunRow, f"SELECT * FROM runs{clause} ORDER BY created_at, run_id", params)
 
     def threads(self) -> list[queries.ThreadSummary]:
         """Thread summaries, most recently updated first."""
-        return self._view(queries.ThreadSummary, "SELECT * FROM threads ORDER BY updated_at DESC, thread_id")
+        return self._view("threads", queries.ThreadSummary, "SELECT * FROM threads ORDER BY updated_at DESC, thread_id")
 
     def thread(self, thread_id: str) -> queries.ThreadSummary:
         """One thread's summary; ``RunNotFound`` names the thread when it has no runs."""
-        rows = self._view(queries.ThreadSummary, "SELECT * FROM threads WHERE thread_id = ?", [thread_id])
+        rows = self._view("threads", queries.ThreadSummary, "SELECT * FROM threads WHERE thread_id = ?", [thread_id])
         if not rows:
             raise RunNotFound(f"(thread {thread_id})")
         return rows[0]
 
     def messages(self, thread_id: str) -> list[queries.Message]:
         """A thread's messages in log order."""
-        return self._view(queries.Message, "SELECT * FROM messages WHERE thread_id = ? ORDER BY position", [thread_id])
+        return self._view("messages", queries.Message, "SELECT * FROM messages WHERE thread_id = ? ORDER BY position", [thread_id])
 
     def approvals(self, *, status: str | None = None) -> list[queries.ApprovalRow]:
         """Approvals, oldest first, optionally by status (pending, approved, rejected, edited, withdrawn)."""
         clause, params = queries.where(status=status)
-        return self._view(queries.ApprovalRow, f"SELECT * FROM approvals{clause} ORDER BY requested_at, approval_id", params)
+        return self._view("approvals", queries.ApprovalRow, f"SELECT * FROM approvals{clause} ORDER BY requested_at, approval_id", params)
 
     def pending_approvals(self) -> list[queries.ApprovalRow]:
         """Approvals waiting for a person."""
@@ -146,5 +154,5 @@ class FollowedViews:
 
     def recovery_intents(self) -> list[queries.RecoveryIntent]:
         """What recovery must do for each non-terminal run."""
-        return self._view(queries.RecoveryIntent, "SELECT * FROM recovery_intents ORDER BY updated_at, run_id")
+        return self._view("recovery_intents", queries.RecoveryIntent, "SELECT * FROM recovery_intents ORDER BY updated_at, run_id")
 

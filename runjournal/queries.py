@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from sqlite_utils import Database
+
+from .projections.sealing import ViewCipher
 
 
 class _Row(BaseModel):
@@ -88,13 +91,24 @@ class Message(_Row):
 JSON_COLUMNS = {"output", "tool_args", "edits", "edited_args", "resume_payload"}
 
 
-def select(db: Database, model: type[_Row], sql: str, params: list[Any] | None = None) -> list[Any]:
-    """Rows of a query as models (JSON columns decoded)."""
+def select(
+    db: Database,
+    model: type[_Row],
+    sql: str,
+    params: list[Any] | None = None,
+    *,
+    cipher: ViewCipher | None = None,
+    sealed: Collection[str] = (),
+) -> list[Any]:
+    """Rows of a query as models (``sealed`` columns decrypted with ``cipher``, then JSON columns decoded)."""
     cursor = db.conn.execute(sql, params or [])
     names = [c[0] for c in cursor.description]
+    opened = [n for n in names if n in sealed] if cipher is not None and cipher.enabled else []
     out = []
     for values in cursor.fetchall():
         row = dict(zip(names, values, strict=True))
+        for name in opened:
+            row[name] = cipher.unseal(row[name])  # type: ignore[union-attr]
         for name in JSON_COLUMNS & row.keys():
             if row[name] is not None:
                 row[name] = json.loads(row[name])
