@@ -541,17 +541,26 @@ class Harness:
             return self._harness_error(run_id, e)
 
     def _harness_error(self, run_id: str, error: Exception) -> str | None:
-        """A run's task died of ``error``: record it as the run's failure, or else fail its waiters with it."""
+        """A run's task died of ``error``: record it as the run's failure, or else fail its waiters with it.
+
+        A store fault is not the run's failure (a save of the run was refused): it is never
+        recorded as one; the run is left to its lease, as if its worker died, and run again.
+        """
+        if isinstance(error, StoreUnavailable):
+            return self._leave_to_lease(run_id, error, not_recorded="a store fault is not the run's failure")
         try:
             self.journal.fail_run(run_id, error=f"harness error: {type(error).__name__}: {error}",
                                   actor=f"worker:{self.worker_id}")
         except Exception as e:  # noqa: BLE001 - whatever stops the Failed, the waiters must hear of the error
-            _log.error("run task died; run left to its lease", run_id=run_id, worker_id=self.worker_id,
-                       error=f"{type(error).__name__}: {error}", not_recorded=f"{type(e).__name__}: {e}")
-            self.failures += 1
-            self._wake_waiters(run_id, error)
-            return None
+            return self._leave_to_lease(run_id, error, not_recorded=f"{type(e).__name__}: {e}")
         return "failed"
+
+    def _leave_to_lease(self, run_id: str, error: Exception, *, not_recorded: str) -> None:
+        """Give up on a run without recording why: its lease runs out, and its waiters get ``error``."""
+        _log.error("run task died; run left to its lease", run_id=run_id, worker_id=self.worker_id,
+                   error=f"{type(error).__name__}: {error}", not_recorded=not_recorded)
+        self.failures += 1
+        self._wake_waiters(run_id, error)
 
     def _rest(self, run_id: str, state: str | None) -> None:
         """Count the outcome and wake whoever waits for the run (None: its waiters were told already)."""

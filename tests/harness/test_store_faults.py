@@ -290,6 +290,23 @@ def test_a_run_whose_task_dies_and_cannot_be_failed_fails_its_waiter_with_the_er
     assert ends(journal, run_id) == ["Completed"]
 
 
+def test_a_step_the_store_refuses_once_is_not_recorded_as_the_run_failing(journal, clock):
+    """A store fault is not the run's failure: the run is left to its lease and run again."""
+    journal.inject("record_step", 1)
+    stepper = {"adapter": "scripted", "script": [{"step": {"phase": "plan"}}, {"say": "done"}]}
+    h = harness(journal, {"stepper": stepper})
+    run_id = h.submit("x", agent_id="stepper").run_id
+
+    with pytest.raises(StoreUnavailable, match="disk full"):
+        asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+    assert ends(journal, run_id) == []
+
+    clock.advance(LEASE + STALE + 1)
+    result = asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+    assert (result.state, result.output) == ("completed", {"text": "done"})
+    assert ends(journal, run_id) == ["Completed"]
+
+
 # -- the heartbeat -----------------------------------------------------------------------------
 
 
