@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .adapters.agents.base import AgentAdapter, AgentFailed, AgentRequest, Chunk, adapter_can_invoke
-from .domain import InvalidTransition, LeaseLost, StoreUnavailable
+from .domain import LEASED_STATES, InvalidTransition, LeaseLost, StoreUnavailable
 from .journal import Journal
 from .logs import logger
 from .models import Claim
@@ -99,9 +99,10 @@ class Execution:
             self.cancel_requested.set()
 
     def _taken_over(self) -> bool:
-        """True when the run's lease is no longer this claim's: another worker has the run (or ended it)."""
+        """True when the run's lease is no longer this claim's: it expired, or another worker has the run (or ended it)."""
         run = self.journal.get_run(self.claim.run_id)
-        return (run.worker_id, run.epoch) != (self.claim.worker_id, self.claim.epoch)
+        held = run.state in LEASED_STATES
+        return not held or (run.worker_id, run.epoch) != (self.claim.worker_id, self.claim.epoch)
 
     def _cancelled(self, *, fresh: bool = False) -> bool:
         if not self.cancel_requested.is_set() and fresh:

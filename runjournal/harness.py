@@ -425,7 +425,7 @@ class Harness:
         for task in done:
             run_id = tasks[task]
             execution = self._active.pop(run_id)[1]
-            state = self._outcome(run_id, task)
+            state = self._outcome(execution.claim, task)
             if state == COMPLETING:
                 self._completing.append(execution)
             else:
@@ -470,7 +470,7 @@ class Harness:
         try:
             return execution.completion_refused(result)
         except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
-            return self._harness_error(execution.claim.run_id, e)
+            return self._harness_error(execution.claim, e)
 
     def _expire_leases(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -534,23 +534,24 @@ class Harness:
             messages=messages, resume=resume.get("decision"), resume_kind=resume.get("resume_kind"),
         )
 
-    def _outcome(self, run_id: str, task: asyncio.Task[str]) -> str | None:
+    def _outcome(self, claim: Claim, task: asyncio.Task[str]) -> str | None:
         try:
             return task.result()
         except Exception as e:  # noqa: BLE001 - a bug in the harness must not kill the worker loop
-            return self._harness_error(run_id, e)
+            return self._harness_error(claim, e)
 
-    def _harness_error(self, run_id: str, error: Exception) -> str | None:
+    def _harness_error(self, claim: Claim, error: Exception) -> str | None:
         """A run's task died of ``error``: record it as the run's failure, or else fail its waiters with it.
 
         A store fault is not the run's failure (a save of the run was refused): it is never
         recorded as one; the run is left to its lease, as if its worker died, and run again.
+        The failure is fenced by the claim: a worker whose lease ran out fails nothing.
         """
+        run_id = claim.run_id
         if isinstance(error, StoreUnavailable):
             return self._leave_to_lease(run_id, error, not_recorded="a store fault is not the run's failure")
         try:
-            self.journal.fail_run(run_id, error=f"harness error: {type(error).__name__}: {error}",
-                                  actor=f"worker:{self.worker_id}")
+            self.journal.fail(claim, error=f"harness error: {type(error).__name__}: {error}")
         except Exception as e:  # noqa: BLE001 - whatever stops the Failed, the waiters must hear of the error
             return self._leave_to_lease(run_id, error, not_recorded=f"{type(e).__name__}: {e}")
         return "failed"

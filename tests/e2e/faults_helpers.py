@@ -180,6 +180,8 @@ def assert_every_run_ended_once(workspace: Path, url: str, messages: dict[str, s
 
 def strace_or_skip() -> str:
     found = shutil.which("strace")
+    if not found and os.environ.get("RUNJOURNAL_REQUIRE_STRACE") == "1":
+        pytest.fail(f"strace is required here (RUNJOURNAL_REQUIRE_STRACE=1): {NO_STRACE}")
     if not found:
         pytest.skip(NO_STRACE)
     return found

@@ -77,9 +77,9 @@ class FaultyJournal(Journal):
         self._maybe_fail("record_step")
         return super().record_step(*args, **kwargs)
 
-    def fail_run(self, *args: Any, **kwargs: Any) -> Any:
-        self._maybe_fail("fail_run")
-        return super().fail_run(*args, **kwargs)
+    def fail(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("fail")
+        return super().fail(*args, **kwargs)
 
     def messages(self, *args: Any, **kwargs: Any) -> Any:
         self._maybe_fail("messages")
@@ -273,7 +273,7 @@ def test_a_claim_that_cannot_be_launched_is_left_to_its_lease_and_run_again(jour
 
 def test_a_run_whose_task_dies_and_cannot_be_failed_fails_its_waiter_with_the_error(journal, clock):
     journal.inject("record_step")
-    journal.inject("fail_run")
+    journal.inject("fail")
     stepper = {"adapter": "scripted", "script": [{"step": {"phase": "plan"}}, {"say": "done"}]}
     h = harness(journal, {"stepper": stepper})
     run_id = h.submit("x", agent_id="stepper").run_id
@@ -333,6 +333,33 @@ def test_a_heartbeat_refused_by_the_store_is_tried_again_on_the_next_beat(journa
     assert len(logged(runjournal_logs, "heartbeat refused by the store, retrying on the next beat")) == 2
     assert ends(journal, result.run_id) == ["Completed"]
     assert "LeaseExpired" not in types(journal, result.run_id)
+
+
+class Replayable(Gated):
+    supports_replay = True
+
+
+def test_a_lease_that_ran_out_during_an_outage_is_given_up_not_failed(journal, clock):
+    """The heartbeat meets a run whose lease expired meanwhile (queued again): the run is re-run, not failed."""
+    journal.inject("heartbeat")  # the store refuses every renewal until healed
+    agent = Replayable()  # one slot: nothing claims the run again before the renewal meets it queued
+    h = harness(journal, {"job": ECHO}, adapters={"job": agent}, heartbeat_seconds=0.01, max_concurrent_runs=1)
+
+    async def main() -> Any:
+        run_id = h.submit("x", agent_id="job").run_id
+        waiting = asyncio.ensure_future(h.wait(run_id))
+        await until(lambda: journal.injected["heartbeat"] >= 1)
+        clock.advance(LEASE + STALE + 1)  # the lease runs out; the worker loop expires it: queued again
+        await until(lambda: "LeaseExpired" in types(journal, run_id))
+        journal.heal()  # the next renewal is refused by the table: LeaseRenewed in state queued
+        agent.gate.set()
+        return await asyncio.wait_for(waiting, HANG)
+
+    result = asyncio.run(main())
+
+    assert (result.state, result.output) == ("completed", {"text": "before after"})
+    assert ends(journal, result.run_id) == ["Completed"]
+    assert "Failed" not in types(journal, result.run_id)
 
 
 def test_a_heartbeat_that_dies_of_a_bug_stops_the_agent_and_fails_the_run(journal):
