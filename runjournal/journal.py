@@ -887,6 +887,8 @@ def _max_payload_bytes(given: int | None) -> int:
 def _store_fault(url: str, error: BaseException, *, opening: bool = False) -> StoreError:
     """One error naming the store and the cause, for any failure of the store itself."""
     cause = faults.cause(error)
+    if cause is None and not opening:
+        return StoreError(f"store {_redact(url)} refused: {faults.detail(error)}; check the store URL and its credentials")
     if cause is None or (opening and cause == "the store failed"):
         return StoreError(f"cannot open store {_redact(url)}: {faults.detail(error)}")
     return StoreUnavailable(_redact(url), cause, detail=faults.detail(error), opening=opening)

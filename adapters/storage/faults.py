@@ -57,11 +57,21 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("could not connect", CONNECTION),
     ("consuming input failed", CONNECTION),
 )
+# Faults that will not pass by themselves (a wrong URL, user, password or database): never
+# reported as "unavailable, retry later", so a worker stops at once instead of backing off.
+_PERMANENT = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "permission denied",
+    "invalid dsn",
+)
 _ERRNOS = {errno.ENOSPC: DISK_FULL, errno.EIO: IO_ERROR, errno.EROFS: READ_ONLY, errno.EACCES: READ_ONLY}
 
 
 def cause(error: BaseException) -> str | None:
-    """The cause of a store fault in a few words, or None when ``error`` is not one."""
+    """The cause of a store fault that may pass, in a few words; None when ``error`` is not one, or will not pass."""
     if isinstance(error, IntegrityError):
         return None
     if isinstance(error, OSError) and error.errno in _ERRNOS:
@@ -69,6 +79,8 @@ def cause(error: BaseException) -> str | None:
     if not isinstance(error, (PersistenceError, sqlite3.Error, OSError)) and not _is_psycopg(error):
         return None
     text = " ".join(str(e) for e in causes(error)).lower()
+    if any(phrase in text for phrase in _PERMANENT):
+        return None
     for phrase, named in _PHRASES:
         if phrase in text:
             return named

@@ -247,3 +247,20 @@ def test_connections_the_server_dropped_are_replaced(
         assert str(journal.start(claim).state).endswith("running")
     finally:
         journal.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("change, phrase", [
+    (lambda url: url.rsplit("/", 1)[0] + "/no_such_database_here", "does not exist"),
+    (lambda url: url.replace("postgresql://postgres@", "postgresql://no_such_role@", 1), "does not exist"),
+])
+def test_a_wrong_database_or_user_is_refused_at_once_not_reported_as_passing(
+    postgres_url: str, tmp_path: Any, change: Callable[[str], str], phrase: str
+) -> None:
+    """A worker backs off on StoreUnavailable; a fault that will not pass must not look like one."""
+    url = change(_base(postgres_url))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=phrase) as info:
+        Journal.open(url, views_path=str(tmp_path / "v.db"))
+    assert not isinstance(info.value, StoreUnavailable), str(info.value)
+    assert time.monotonic() - started < 3
