@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
+import threading
 import unittest
 from collections.abc import Iterator
 from typing import Any
@@ -74,6 +75,24 @@ CIPHER_DEFAULT_TOPIC = (
 # -- where each case's store lives ---------------------------------------------------
 
 
+def close_after_threads(case: TestCase, factory: Any) -> None:
+    """Close ``factory`` once the threads the case started are done.
+
+    Some cases (``test_concurrent_no_conflicts``) set a stop flag for their reader
+    threads but do not join them, so a store closed at once can be closed under a
+    running query (a segfault in sqlite3 on a loaded machine).
+    """
+    before = set(threading.enumerate())
+
+    def close() -> None:
+        for thread in set(threading.enumerate()) - before:
+            if not thread.daemon:  # the case's own readers; a pool's daemon workers end with the pool
+                thread.join(timeout=30)
+        factory.close()
+
+    case.addCleanup(close)
+
+
 class OnSQLite(TestCase):
     """A fresh SQLite file per test, configured as runjournal configures its stores."""
 
@@ -86,7 +105,7 @@ class OnSQLite(TestCase):
 
     def create_factory(self, name: str = "") -> Any:
         factory = sqlite.Factory(Environment(name, self.store_settings()))
-        self.addCleanup(factory.close)
+        close_after_threads(self, factory)
         return factory
 
 
@@ -105,7 +124,7 @@ class OnPostgres(TestCase):
         from runjournal.adapters.storage import postgres
 
         factory = postgres.Factory(Environment(name, self.store_settings()))
-        self.addCleanup(factory.close)
+        close_after_threads(self, factory)
         return factory
 
 
