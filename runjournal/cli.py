@@ -74,7 +74,7 @@ def global_options(
 
 def fail(error: Exception) -> None:
     """Report an error on stderr and exit 1, without a traceback."""
-    err.print(f"error: {error}", markup=False)
+    err.print(f"error: {render.plain(error)}", markup=False)
     raise typer.Exit(1)
 
 

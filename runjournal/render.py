@@ -1,8 +1,16 @@
-"""Rendering for the CLI: rich tables for people, JSON for machines. No logic lives here."""
+"""Rendering for the CLI: rich tables for people, JSON for machines. No logic lives here.
+
+Every string shown to people may come from a user, an agent or a web page
+(actors, thread ids, outputs, errors, tool names), so it goes through
+``visible``: control characters, ANSI escapes and bidirectional overrides are
+shown escaped (``\\x1b[2K``), and rich markup (``[bold]``) is shown as text.
+JSON output escapes them already.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +34,27 @@ KEY_FIELDS = ("worker_id", "epoch", "priority", "kind", "tool_name", "decision",
               "reason", "error", "output", "approval_id", "to_state")
 
 
+# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: Any) -> str:
+    """Text that shows as what it holds: control characters escaped, rich markup shown literally."""
+    text = value if isinstance(value, str) else str(value)
+    return escape(_UNSAFE.sub(_escaped, text))
+
+
+def plain(value: Any) -> str:
+    """As ``visible``, for output printed with ``markup=False``: control characters escaped, lines kept."""
+    text = value if isinstance(value, str) else str(value)
+    return "\n".join(_UNSAFE.sub(_escaped, line) for line in text.split("\n"))
+
+
 def dumps(value: Any) -> str:
     """JSON for machines: one object per call, stable key order."""
     return json.dumps(value, default=str, sort_keys=True)
@@ -38,18 +67,19 @@ def state(text: str) -> str:
 
 
 def _short(value: Any, width: int = 48) -> str:
+    """A value on one line, cut to ``width``, safe to show (see ``visible``)."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return visible(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def history_table(run_id: str, events: Sequence[RecordedEvent]) -> Table:
     """A run's events, one row each."""
-    table = Table(title=f"history of run {run_id}", title_justify="left")
+    table = Table(title=f"history of run {visible(run_id)}", title_justify="left")
     for column in ("v", "time", "event", "actor", "details"):
         table.add_column(column, no_wrap=column != "details")
     for e in events:
         details = ", ".join(f"{k}={_short(e.data[k])}" for k in KEY_FIELDS if e.data.get(k) is not None)
-        table.add_row(str(e.version), e.timestamp.strftime("%H:%M:%S.%f")[:-3], e.type, e.actor, details)
+        table.add_row(str(e.version), e.timestamp.strftime("%H:%M:%S.%f")[:-3], visible(e.type), visible(e.actor), details)
     return table
 
 
@@ -59,8 +89,8 @@ def runs_table(title: str, runs: Sequence[RunSnapshot]) -> Table:
     for column in ("run", "agent", "priority", "state", "version", "output / error"):
         table.add_column(column)
     for r in runs:
-        result = r.error if r.error else _short(r.output) if r.output is not None else ""
-        table.add_row(r.run_id[:8], r.agent_id, str(r.priority), state(r.state), str(r.version), result)
+        result = visible(r.error) if r.error else _short(r.output) if r.output is not None else ""
+        table.add_row(r.run_id[:8], visible(r.agent_id), str(r.priority), state(r.state), str(r.version), result)
     return table
 
 
@@ -68,33 +98,34 @@ def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
     """One run in detail (and what recovery would do with it)."""
     console.print(f"run      {run.run_id}")
     console.print(f"state    {state(run.state)}  (version {run.version}, epoch {run.epoch})")
-    console.print(f"agent    {run.agent_id}   thread {run.thread_id}   priority {run.priority}")
+    console.print(f"agent    {visible(run.agent_id)}   thread {visible(run.thread_id)}   priority {run.priority}")
     if run.worker_id and run.lease_expires_at is not None and not run.is_terminal:
-        console.print(f"lease    {run.worker_id} until {run.lease_expires_at}")
+        console.print(f"lease    {visible(run.worker_id)} until {run.lease_expires_at}")
     if run.pending_approval:
         a = run.pending_approval
-        console.print(f"approval {a['approval_id']} for {a['tool_name']} {json.dumps(a.get('tool_args'))}")
+        console.print(f"approval {visible(a['approval_id'])} for {visible(a['tool_name'])} "
+                      f"{_short(a.get('tool_args'), 120)}")
     if run.output is not None:
         console.print(f"output   {_short(run.output, 120)}")
     if run.error:
-        console.print(f"error    [red]{escape(run.error)}[/red]")
+        console.print(f"error    [red]{visible(run.error)}[/red]")
     if run.parent_run_id:
-        console.print(f"retry of {run.parent_run_id} (version {run.parent_version})")
+        console.print(f"retry of {visible(run.parent_run_id)} (version {run.parent_version})")
     if recovery is not None:
-        console.print(f"recovery {recovery}")
+        console.print(f"recovery {visible(recovery)}")
 
 
 def result_lines(console: Console, result: Any) -> None:
     """A submitted run, or where a run came to rest."""
-    console.print(f"run {result.run_id} ({result.agent_id}): {state(result.state)}")
+    console.print(f"run {result.run_id} ({visible(result.agent_id)}): {state(result.state)}")
     output = getattr(result, "output", None)
     if output is not None:
         console.print(f"output: {_short(output, 200)}")
     if getattr(result, "error", None):
-        console.print(f"error: [red]{escape(result.error)}[/red]")
+        console.print(f"error: [red]{visible(result.error)}[/red]")
     approval = getattr(result, "approval_id", None)
     if approval:
-        console.print(f"waiting for approval {approval}: runjournal approve {approval}")
+        console.print(f"waiting for approval {visible(approval)}: runjournal approve {visible(approval)}")
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
@@ -102,7 +133,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(escape(str(v)) if v is not None else "" for v in row))
+        table.add_row(*(visible(v) if v is not None else "" for v in row))
     return table
 
 
@@ -136,7 +167,7 @@ def diff_lines(console: Console, versions: tuple[int, int], changes: dict[str, A
     """What changed between two versions of a run."""
     console.print(f"changes from version {versions[0]} to {versions[1]}:")
     for key, change in changes.items():
-        console.print(f"  {key}: {_short(change['from'], 60)} -> {_short(change['to'], 60)}")
+        console.print(f"  {visible(key)}: {_short(change['from'], 60)} -> {_short(change['to'], 60)}")
 
 
 def verify_lines(console: Console, report: dict[str, Any]) -> None:
@@ -145,4 +176,4 @@ def verify_lines(console: Console, report: dict[str, Any]) -> None:
     if report["ok"]:
         console.print("[green]ok[/green]: every chain verifies")
     for problem in report["problems"]:
-        console.print(f"[red]broken[/red]: {escape(problem)}")
+        console.print(f"[red]broken[/red]: {visible(problem)}")
