@@ -10,6 +10,7 @@ from .errors import (
     RunNotFound,
     StoreError,
     StoreUnavailable,
+    TamperDetected,
     UnknownAgent,
     WorkspaceError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "RunjournalError",
     "StoreError",
     "StoreUnavailable",
+    "TamperDetected",
     "UnknownAgent",
     "WorkspaceError",
 ]

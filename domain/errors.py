@@ -9,7 +9,8 @@
     ├── ConcurrencyConflict                  another writer saved the run first
     ├── UnknownAgent                         routing found no agent of that name
     ├── StoreError                           the store URL is wrong, or the store cannot be read
-    │   └── StoreUnavailable                 a transient fault (locked, disk full, I/O, offline)
+    │   ├── StoreUnavailable                 a transient fault (locked, disk full, I/O, offline)
+    │   └── TamperDetected                   a run's stored events break its hash chain
     ├── WorkspaceError                       the workspace file is missing or invalid
     ├── AgentFailed      (adapters.agents)   an agent reported a failure
     ├── AgentLoadError   (adapters.agents)   an agent cannot be imported or built
@@ -205,3 +206,21 @@ class WorkspaceError(RunjournalError):
             "field": self.field,
             "problems": [dict(p) for p in self.problems],
         }
+
+
+class TamperDetected(StoreError):
+    """Raised when a run's stored events do not prove themselves: a broken chain link or version gap.
+
+    ``version`` is the first event that fails its check, ``what`` says how. Nothing of
+    the run was used: workers quarantine it (``runjournal quarantine``) and go on.
+    """
+
+    code = "tamper_detected"
+
+    def __init__(self, run_id: str, version: int | None, what: str) -> None:
+        self.run_id = run_id
+        self.version = version
+        self.what = what
+        at = f" at version {version}" if version is not None else ""
+        super().__init__(f"run {run_id}{at}: {what}; the run was not loaded "
+                         "(run `runjournal verify`, see `runjournal quarantine`)")

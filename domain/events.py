@@ -232,3 +232,30 @@ class Failed(RunEvent):
         run.error = self.error
         run.lease_expires_at = None
         run.pending_approval = None
+
+
+# The registry stored topics are resolved through (adapters/storage/topics.py): a topic
+# read from a store or an export names one of these classes, or it is refused unread.
+EVENT_CLASSES: tuple[type[RunEvent], ...] = (
+    Created,
+    Queued,
+    Dequeued,
+    Started,
+    Resumed,
+    LeaseRenewed,
+    LeaseExpired,
+    StepRecorded,
+    ApprovalRequested,
+    ApprovalResolved,
+    RecoveryAttempted,
+    CancelRequested,
+    Cancelled,
+    Completed,
+    Failed,
+)
+
+# Topics that earlier releases stored for classes renamed or moved since: old topic -> class.
+# None so far (every class has had its explicit topic from the start). A class that is
+# renamed keeps reading its old events by adding its old topic here; a class whose fields
+# change raises ``class_version`` and adds ``upcast_vN_vN+1`` instead.
+OLD_TOPICS: dict[str, type[RunEvent]] = {}

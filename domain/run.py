@@ -75,6 +75,10 @@ class Run(Aggregate):
 
     # -- chain ----------------------------------------------------------
 
+    # Every new event records the chain format its link uses (``chain.FORMAT_FIELD``),
+    # as a stored data field beside the declared ones: old events, without it,
+    # keep verifying with format 1.
+
     @classmethod
     def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # noqa: A002
         kwargs["chain"] = chain.link(
@@ -84,9 +88,11 @@ class Run(Aggregate):
             version=cls.INITIAL_VERSION,
             timestamp=kwargs["timestamp"],
             class_version=event_class.class_version,
-            data={**kwargs, "originator_topic": cls.TOPIC},
+            data={**kwargs, "originator_topic": cls.TOPIC, chain.FORMAT_FIELD: chain.CURRENT_FORMAT},
         )
-        return super()._create(event_class, id=id, **kwargs)
+        run = super()._create(event_class, id=id, **kwargs)
+        _record_format(run.pending_events[-1])
+        return run
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
         """Trigger an event with its chain link; ``timestamp`` is required."""
@@ -97,9 +103,10 @@ class Run(Aggregate):
             version=self.version + 1,
             timestamp=kwargs["timestamp"],
             class_version=event_class.class_version,
-            data=kwargs,
+            data={**kwargs, chain.FORMAT_FIELD: chain.CURRENT_FORMAT},
         )
         super().trigger_event(event_class, **kwargs)
+        _record_format(self.pending_events[-1])
 
     # -- derived facts ----------------------------------------------------
 
@@ -369,3 +376,8 @@ class Run(Aggregate):
         self.trigger_event(
             self.Failed, timestamp=now, actor=actor, error=error, previous_state=str(previous)
         )
+
+
+def _record_format(event: Any) -> None:
+    """Store the chain format with the event (events are frozen dataclasses; the field is not declared)."""
+    object.__setattr__(event, chain.FORMAT_FIELD, chain.CURRENT_FORMAT)

@@ -11,6 +11,7 @@ from .domain import (
     RunState,
     StoreError,
     StoreUnavailable,
+    TamperDetected,
     UnknownAgent,
     WorkspaceError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "RunjournalError",
     "StoreError",
     "StoreUnavailable",
+    "TamperDetected",
     "WorkspaceError",
     "AgentFailed",
     "AgentLoadError",

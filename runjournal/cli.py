@@ -167,7 +167,7 @@ def run_async(coroutine: Any) -> Any:
 
 def main() -> None:
     """Console-script entry point."""
-    from . import cli_commands, cli_audit  # noqa: F401 - registers the verbs
+    from . import cli_audit, cli_checkpoint, cli_commands  # noqa: F401 - registers the verbs
     from . import logs
 
     logs.configure()  # the CLI owns its process; the library never configures logging

@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from . import audit, render
 from .cli import JsonOption, app, emit, err, guarded, opened, out, writable_file
-from .domain import InvalidInput
+from .domain import InvalidInput, StoreError
 
 projections_app = typer.Typer(
     help="Followed views (runs, threads, approvals, recovery_intents, messages).\n\n"
@@ -111,6 +111,8 @@ def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjou
     with guarded():
         if not file.is_file():  # before the store is opened (and maybe created)
             raise InvalidInput(str(file), "file not found" if not file.exists() else "is a folder, not a file")
+        with file.open(encoding="utf-8") as lines:  # a refused file must not leave a new empty store behind
+            audit.prove_import(lines, name=str(file))
     with opened(create=True) as journal:
         with file.open(encoding="utf-8") as lines:
             count = audit.import_events(journal, lines)
@@ -120,24 +122,61 @@ def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjou
 @app.command()
 def verify(
     anchors: Annotated[Path | None, typer.Option("--anchors", help="Also compare with anchors from `export --anchors`.")] = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Check the store file with SQLite's integrity_check (slower) instead of quick_check.")] = False,
+    views: Annotated[bool, typer.Option("--views", help="Also rebuild the followed views from the log in memory and report every row of the views file that differs.")] = False,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Also prove (RFC 9162 consistency proof) that the log extends this checkpoint from `runjournal checkpoint`.")] = None,
+    public_key: Annotated[Path | None, typer.Option("--public-key", help="With --checkpoint: the PEM public key it must be signed with.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute every hash chain and the log head; exit 1 naming the first broken run and version.
+    """Check the store file, recompute every hash chain and the log head, and read each run as the loader does.
 
-    Example: runjournal verify --anchors anchors.json
+    Reports rows the log does not list (a row at a position <= 0, a hidden or duplicated row), and, with
+    --views, every row of the followed views that the log does not give. Exit 1 naming each broken run and version.
+
+    Example: runjournal verify --anchors anchors.json      runjournal verify --deep --views
+             runjournal verify --checkpoint head.json --public-key signer.pub.pem
     """
+    from . import verification
+
     with opened(read_only=True) as journal:
-        with progress(journal.max_position(), "verifying") as advance:
-            report = journal.verify(progress=advance)
-        problems = [f"run {p.run_id} version {p.version}: {p.problem}" for p in report.problems]
+        damage = verification.file_damage(journal, deep=deep)
+        if damage:  # one line: nothing read from a damaged file is worth reporting
+            raise StoreError(damage)
+        with progress(2 * journal.max_position(), "verifying") as advance:
+            report = verification.verify_store(journal, deep=deep, check_file=False, progress=advance)
+        problems = [_problem_line(p) for p in report.problems]
         if anchors is not None:
             problems += audit.check_anchors(journal, _read_json(anchors))
+        proven = None
+        if checkpoint is not None:
+            from . import checkpoints
+
+            key = checkpoints.load_public_key(public_key) if public_key is not None else None
+            proven = checkpoints.verify_checkpoint(journal, checkpoint, public_key=key)
+            problems += proven.problems
         payload: dict[str, Any] = {"ok": not problems, "runs_checked": report.runs_checked,
                                    "events_checked": report.events_checked, "log_head": report.log_head,
                                    "problems": problems}
+        if proven is not None:
+            payload["checkpoint"] = proven.as_dict()
+        if views:
+            from .views_check import check_views
+
+            found = check_views(journal)
+            payload["views_rows_checked"] = found.rows_checked
+            payload["problems"] = problems = problems + found.differences
+            payload["ok"] = not problems
         emit(as_json, payload, lambda: render.verify_lines(out, payload))
         if problems:
             raise typer.Exit(1)
+
+
+def _problem_line(p: Any) -> str:
+    """One verify problem: of a run (and version), or of the store as a whole."""
+    if not p.run_id:
+        return str(p.problem)
+    where = f"run {p.run_id}" if p.version is None else f"run {p.run_id} version {p.version}"
+    return f"{where}: {p.problem}"
 
 
 def _read_json(path: Path) -> Any:

@@ -1,5 +1,5 @@
 """CLI verbs for running and operating: init, demo, run, worker, status, threads, queue,
-approvals, approve, reject, cancel, recover, retry."""
+approvals, approve, reject, cancel, recover, retry, quarantine."""
 
 from __future__ import annotations
 
@@ -261,3 +261,49 @@ def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -
         )
         emit(as_json, new.model_dump(mode="json"),
              lambda: out.print(f"run {new.run_id} retries {old.run_id} (version {old.version}); it is {new.state}"))
+
+
+@app.command()
+def quarantine(
+    release: Annotated[
+        str | None, typer.Option("--release", metavar="RUN", help="Give RUN back to the workers (its events must check).")
+    ] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs set aside because their stored events failed the check on load; workers skip them.
+
+    One line each: run, version, what failed, when and by whom. Repair the store first
+    (restore the run's events from a backup, or delete a forged snapshot), then release it.
+
+    Example: runjournal quarantine --release 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11
+    """
+    if release is not None:
+        with opened() as journal:
+            row = journal.release(release, actor=actor)
+            emit(as_json, _quarantine_json(row),
+                 lambda: out.print(f"run {render.plain(row.run_id)} released from quarantine; workers may claim it "
+                                   "again", markup=False))
+        return
+    with opened(read_only=True) as journal:
+        rows = journal.quarantined()
+        emit(as_json, [_quarantine_json(r) for r in rows], lambda: _quarantine_lines(rows))
+
+
+def _quarantine_json(row: object) -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    data = dict(vars(row)) if hasattr(row, "__dict__") else {k: getattr(row, k) for k in row.__slots__}  # type: ignore[attr-defined]
+    data["quarantined_at"] = datetime.fromtimestamp(float(data["quarantined_at"]), UTC).isoformat()
+    return data
+
+
+def _quarantine_lines(rows: list) -> None:  # type: ignore[type-arg]
+    if not rows:
+        out.print("no quarantined runs")
+        return
+    for row in rows:
+        when = _quarantine_json(row)["quarantined_at"]
+        version = f"version {row.version}" if row.version is not None else "version ?"
+        out.print(render.plain(f"{row.run_id}  {version}  {row.what}  (since {when}, by {row.quarantined_by})"),
+                  markup=False)

@@ -3,32 +3,46 @@
 Projections need an event's fields, not an event object: decoding the stored
 state straight into a dict (decrypted, decompressed and upcast exactly as the
 mapper would) saves the object construction and the copy of its ``__dict__``.
+Topics resolve through runjournal's registry (``topics``), never as code, like
+the mapper's.
 """
 
 from __future__ import annotations
 
 import json
-
-import orjson
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import Mapper, Notification
-from eventsourcing.utils import resolve_topic
 
-from .adapters.storage import codec
+from .adapters.storage import codec, topics
 from .projections import ProjectedEvent
 
 _NOT_DATA = ("timestamp", "chain", "actor", "originator_topic")
 RawEvent = tuple[int, str, int, str, bytes]
 
 
-class EventDecoder:
-    """Decodes notifications into projected events, caching topic lookups."""
+REFUSED = "UnknownTopic"  # the type of a projected event whose stored topic is not ours
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    def __init__(self, mapper: Mapper[Any]) -> None:
+
+class EventDecoder:
+    """Decodes notifications into projected events, caching topic lookups.
+
+    A stored event whose topic (or inner aggregate topic) is not one of ours is
+    never resolved. ``strict`` decoders (export) raise ``UnknownTopic``; the
+    others (the followed views) pass it on as an event of type ``REFUSED`` with
+    no data, which no view applies: one forged row must not stop every view, and
+    so every worker; ``verify`` and the loader report and refuse it.
+    """
+
+    def __init__(self, mapper: Mapper[Any], *, strict: bool = False) -> None:
         self._mapper = mapper
-        self._classes: dict[str, tuple[type, tuple[str, ...]]] = {}
+        self._strict = strict
+        self._classes: dict[str, tuple[type, tuple[str, ...], str | None]] = {}
+        self.refused = 0  # events passed on as REFUSED
 
     def fields(self, state: bytes, *, exact: bool = False) -> dict[str, Any]:
         """The stored fields of an event, before upcasting; user data exactly as stored.
@@ -47,18 +61,41 @@ class EventDecoder:
             fields["_iso"] = iso.get("_data_", "")
         return fields
 
-    def _class(self, topic: str) -> tuple[type, tuple[str, ...]]:
-        found = self._classes.get(topic)
+    def _class(self, row: RawEvent) -> tuple[type, tuple[str, ...], str | None]:
+        topic = row[3]
+        found = self._classes.get(topic) if type(topic) is str else None
         if found is None:
-            cls = resolve_topic(topic)
-            found = self._classes[topic] = (cls, typed_fields(cls))
+            cls = topics.resolve(topic, run_id=str(row[1]), version=row[2], where=f"position {row[0]}")
+            found = self._classes[topic] = (cls, typed_fields(cls), topics.inner_field(cls))
         return found
 
     def decode(self, row: RawEvent) -> ProjectedEvent:
-        """One stored event as a projected event."""
-        position, run_id, version, topic, state = row
-        cls, typed = self._class(topic)
+        """One stored event as a projected event (see the class doc for a topic that is not ours)."""
+        try:
+            return self._decode(row)
+        except topics.UnknownTopic as e:
+            if self._strict:
+                raise
+            return self._refused(row, e)
+
+    def _refused(self, row: RawEvent, error: topics.UnknownTopic) -> ProjectedEvent:
+        self.refused += 1
+        position, run_id, version, _, state = row
+        try:  # when and by whom, if the stored JSON says so (plain JSON: nothing is resolved)
+            fields = self.fields(state)
+            timestamp = fields["timestamp"] if isinstance(fields.get("timestamp"), datetime) else _EPOCH
+            actor = fields["actor"] if isinstance(fields.get("actor"), str) else ""
+        except Exception:  # noqa: BLE001 - the row is refused either way
+            timestamp, actor = _EPOCH, ""
+        return ProjectedEvent(position, run_id, version, REFUSED, timestamp, actor, {},
+                              extra={"refused": str(error)})
+
+    def _decode(self, row: RawEvent) -> ProjectedEvent:
+        position, run_id, version, _topic, state = row
+        cls, _typed, inner = self._class(row)
         fields = self.fields(state)
+        if inner is not None:  # a Created event names the aggregate too
+            topics.check_inner(cls, fields, run_id=str(run_id), version=version, where=f"position {position}")
         stored_version = fields.pop("class_version", 1)
         current = getattr(cls, "class_version", 1)
         while stored_version < current:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .adapters.agents.base import AgentAdapter, AgentFailed, AgentRequest, Chunk, adapter_can_invoke
 from .domain import LEASED_STATES, InvalidTransition, LeaseLost, StoreUnavailable
+from .domain.errors import TamperDetected
 from .journal import Journal
 from .logs import logger
 from .models import Claim
@@ -136,8 +137,10 @@ class Execution:
                         return rest
         except TimeoutError:
             return self._fail(f"timed out after {self.settings.invoke_timeout_seconds:g} s")
-        except (LeaseLost, StoreUnavailable, asyncio.CancelledError):
-            raise  # not the agent's failure: a store fault is the harness's to handle, not a reason to fail
+        except (LeaseLost, StoreUnavailable, TamperDetected, asyncio.CancelledError):
+            # Not the agent's failure: a store fault, or a run whose log no longer checks
+            # (quarantined by the harness), is the harness's to handle, not a reason to fail.
+            raise
         except Exception as e:  # noqa: BLE001 - any agent error ends the run as failed, with its message
             if produced or not adapter_can_invoke(self.adapter) or self._cancelled(fresh=True):
                 return self._fail(_error_text(e))

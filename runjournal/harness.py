@@ -40,6 +40,7 @@ from tenacity import (
 from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
 from .adapters.clock import Clock
 from .domain import InvalidInput, RunNotFound, StoreUnavailable
+from .domain.errors import TamperDetected
 from .execution import COMPLETING, Execution, ExecutionSettings
 from .journal import Journal
 from .logs import logger
@@ -173,8 +174,20 @@ class Harness:
         await self.close()
 
     async def recover(self) -> RecoveryReport:
-        """Startup recovery (see ``recovery.py``); safe to run any number of times, anywhere."""
-        return recover(self.journal, self.workspace.recovery, can_replay=self._can_replay)
+        """Startup recovery (see ``recovery.py``); safe to run any number of times, anywhere.
+
+        A run whose events fail their check on load is quarantined and recovery runs
+        again without it (it is idempotent, and recovery intents leave quarantined runs out).
+        """
+        found: set[str] = set()
+        while True:
+            try:
+                return recover(self.journal, self.workspace.recovery, can_replay=self._can_replay)
+            except TamperDetected as e:
+                if e.run_id in found:  # quarantined already, yet met again: do not loop
+                    raise
+                found.add(e.run_id)
+                self._quarantine(e)
 
     def _can_replay(self, agent_id: str) -> bool:
         adapter = self.adapters.get(agent_id)
@@ -550,6 +563,10 @@ class Harness:
         run_id = claim.run_id
         if isinstance(error, StoreUnavailable):
             return self._leave_to_lease(run_id, error, not_recorded="a store fault is not the run's failure")
+        if isinstance(error, TamperDetected):  # nothing more is appended to, or done for, such a run
+            self._quarantine(error)
+            self._wake_waiters(run_id, error)
+            return None
         try:
             self.journal.fail(claim, error=f"harness error: {type(error).__name__}: {error}")
         except Exception as e:  # noqa: BLE001 - whatever stops the Failed, the waiters must hear of the error
@@ -581,20 +598,37 @@ class Harness:
                 state = self.journal.get_run(run_id).state
             except RunNotFound:
                 state = "failed"
+            except TamperDetected as e:  # never waited on again: its waiters get the finding
+                self._wake_waiters(run_id, e)
+                continue
             if state in RESTING:
                 self._settle(run_id, state)
+
+    def _quarantine(self, error: TamperDetected) -> None:
+        """Set a run aside whose events failed their check; the worker goes on with the rest."""
+        if error.run_id not in self.journal.quarantined_ids():
+            self.journal.quarantine(error, by=f"worker:{self.worker_id}")
+        _log.error("run quarantined", run_id=error.run_id, version=error.version, what=error.what,
+                   worker_id=self.worker_id)
 
     # -- health ---------------------------------------------------------------------------
 
     def health(self) -> Health:
-        """Slots in use, queue depth, waiting approvals, adapter outcomes, oldest queued age, listener errors."""
+        """Slots in use, queue depth, waiting approvals, adapter outcomes, oldest queued age, listener errors,
+        quarantined runs."""
+        quarantined = self.journal.quarantined_ids()
         queued = [r for r in self.journal.queue() if r.state == "queued"]
         oldest = None
         if queued:
             first = min(queued, key=lambda r: r.position)
-            created = self.journal.get_run(first.run_id).created_at
-            oldest = max(0.0, (self.journal.clock.now() - created).total_seconds())
+            try:
+                created = self.journal.get_run(first.run_id).created_at
+                oldest = max(0.0, (self.journal.clock.now() - created).total_seconds())
+            except TamperDetected as e:  # found here first: quarantined like anywhere else
+                self._quarantine(e)
+                quarantined.add(e.run_id)
         return Health(
+            quarantined=len(quarantined),
             worker_id=self.worker_id,
             active_slots=self._slots_held(),
             max_concurrent_runs=self.workspace.concurrency.max_concurrent_runs,

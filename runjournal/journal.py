@@ -12,16 +12,20 @@ work, claims, views, audit) behind a thin facade, in one reshaping step.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sqlite3
+import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
+from eventsourcing.domain import OriginatorVersionError
 from eventsourcing.persistence import (
     DatabaseError,
     InfrastructureFactoryError,
@@ -33,20 +37,15 @@ from eventsourcing.persistence import (
     PersistenceError,
     Transcoder,
 )
-from eventsourcing.domain import OriginatorVersionError
 from eventsourcing.utils import Environment, TopicError
 
-import threading
-from pathlib import Path
-
-import logging
-
-from . import logs
+from . import load_check, logs
 from .adapters.clock import Clock, SystemClock
-from .adapters.storage import faults
+from .adapters.storage import faults, index
 from .adapters.storage.codec import RunTranscoder
-from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QueueRow
+from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QuarantineRow, QueueRow
 from .adapters.storage.urls import resolve_url, sqlite_path, store_env
+from .decoding import EventDecoder, RawEvent, raw
 from .domain import (
     ApprovalNotFound,
     ConcurrencyConflict,
@@ -58,12 +57,11 @@ from .domain import (
     StoreError,
     StoreUnavailable,
 )
+from .domain.errors import TamperDetected
 from .domain.transitions import is_allowed
-from .projections import (
-    ProjectionError,
-    ProjectionRunner,
-)
+from .followed import FollowedViews
 from .models import (
+    MAX_TEXT,
     ApprovalInput,
     CancelInput,
     Claim,
@@ -74,15 +72,16 @@ from .models import (
     RecordedEvent,
     RunSnapshot,
     StepInput,
-    MAX_TEXT,
     SubmitInput,
     VerifyReport,
     validate,
 )
 from .payload import DEFAULT_MAX_BYTES, PayloadRule
-from .decoding import EventDecoder, RawEvent, raw
-from .followed import FollowedViews
-from .verification import verify_log
+from .projections import (
+    ProjectionError,
+    ProjectionRunner,
+)
+from .verification import verify_store
 
 # What a stored event that cannot be read as one raises while decoding (never a store fault).
 UNDECODABLE = (
@@ -108,9 +107,35 @@ class RunStore(Application):
         # in the shell must not redirect a store.
         return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.snapshot_proofs = load_check.Proofs()
+        self.checked_links = load_check.Links()
+        self._saving = threading.local()
+
     def construct_transcoder(self) -> Transcoder:
         # Never the stock JSON transcoder: it interprets user data shaped like its envelopes.
         return RunTranscoder()
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Save; the runs saved are remembered meanwhile, so that a snapshot is taken from them."""
+        self._saving.runs = {o.id: o for o in objs if isinstance(o, Run)}
+        try:
+            return super().save(*objs, **kwargs)
+        finally:
+            self._saving.runs = {}
+
+    def take_snapshot(self, aggregate_id: Any, version: int | None = None, projector_func: Any = None) -> None:
+        """Snapshot a run from verified state only, never from an unproven earlier snapshot.
+
+        The run just saved is ours when it is at that version; otherwise (several events
+        saved at once across the interval) the run is loaded at that version, verified.
+        """
+        run = getattr(self._saving, "runs", {}).get(aggregate_id)
+        if run is None or version is None or run.version != version:
+            run = load_check.load_run(self, aggregate_id, version=version)
+        if run is not None:
+            load_check.write_snapshot(self, run)
 
 
 def default_actor() -> str:
@@ -149,6 +174,7 @@ class Journal(FollowedViews):
         self.listener_errors = 0  # errors raised by subscribe() listeners: logged, counted, never fatal
         self.payload_rule = payload_rule or PayloadRule()
         self.page_size = CATCH_UP_PAGE_SIZE  # events per page (and per views transaction) in catch-up
+        self._quarantine_local: dict[str, QuarantineRow] = {}  # stores without a quarantine table
 
     @classmethod
     def open(
@@ -235,15 +261,23 @@ class Journal(FollowedViews):
             uuid = UUID(str(run_id))
         except ValueError:
             raise RunNotFound(run_id) from None
+        run = self._load_checked(uuid, run_id)
+        self._remember(run)
+        return run
+
+    def _load_checked(self, uuid: UUID, run_id: str, version: int | None = None) -> Run:
+        """The run rebuilt from events whose every chain link checks (see load_check.py)."""
         try:
             with self._faults():
-                run: Run = self._store.repository.get(uuid)
-        except AggregateNotFoundError:
-            raise RunNotFound(run_id) from None
+                run = load_check.load_run(self._store, uuid, version=version)
+        except TamperDetected:
+            self._runs.pop(run_id, None)
+            raise
         except UNDECODABLE as e:  # a stored event that no longer decodes: say so, not "not found"
             raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
                              "run `runjournal verify` to find it") from None
-        self._remember(run)
+        if run is None:
+            raise RunNotFound(run_id)
         return run
 
     @contextmanager
@@ -428,11 +462,15 @@ class Journal(FollowedViews):
         """The run now, or as it was after its ``at_version``-th event."""
         if at_version is None:
             return RunSnapshot.of(self._load(run_id, fresh=True))
-        current = self._load(run_id, fresh=True)
-        if not 1 <= at_version <= current.version:
-            raise InvalidInput("at_version", f"run {run_id} has versions 1..{current.version} (got {at_version})")
-        with self._faults():
-            return RunSnapshot.of(self._store.repository.get(UUID(run_id), version=at_version))
+        try:
+            uuid = UUID(str(run_id))
+        except ValueError:
+            raise RunNotFound(run_id) from None
+        # Only the events up to ``at_version`` are read (and checked): a run broken later still shows its past.
+        past = self._load(run_id, fresh=True) if at_version < 1 else self._load_checked(uuid, run_id, version=at_version)
+        if not 1 <= at_version <= past.version:
+            raise InvalidInput("at_version", f"run {run_id} has versions 1..{past.version} (got {at_version})")
+        return RunSnapshot.of(past)
 
     def history(self, run_id: str) -> list[RecordedEvent]:
         """Every event of a run, in order."""
@@ -442,7 +480,7 @@ class Journal(FollowedViews):
             raise RunNotFound(run_id) from None
         try:
             with self._faults():
-                events = list(self._store.events.get(uuid))
+                events = load_check.checked_events(self._store, uuid)
         except UNDECODABLE as e:  # see _load
             raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
                              "run `runjournal verify` to find it") from None
@@ -453,7 +491,9 @@ class Journal(FollowedViews):
     def queue(self) -> list[QueueRow]:
         """Claimable runs in claim order: priority first, then log position."""
         with self._faults():
-            return self.inline_views.queue_rows()
+            rows = self.inline_views.queue_rows()
+        held = self.quarantined_ids() if rows else set()
+        return [r for r in rows if r.run_id not in held]
 
     def leases(self) -> list[LeaseRow]:
         """Every current lease."""
@@ -498,7 +538,10 @@ class Journal(FollowedViews):
 
     def _candidates(self, limit: int) -> list[str]:
         with self._faults():
-            return self.inline_views.claim_candidates(limit)
+            if not self._quarantine_local:  # SQL stores skip quarantined runs in the query itself
+                return self.inline_views.claim_candidates(limit)
+            held = self._quarantine_local
+            return [r for r in self.inline_views.claim_candidates(limit + len(held)) if r not in held][:limit]
 
     def claim_many(self, *, worker_id: str, count: int, lease_seconds: float = 30, start: bool = False) -> list[Claim]:
         """Claim up to ``count`` runs in ONE save (a group commit for a worker filling several slots).
@@ -516,7 +559,7 @@ class Journal(FollowedViews):
             return [one] if one else []
         prepared = []
         for run_id in self._candidates(count):
-            run = self._claimable(run_id)
+            run = self._claimable(run_id, req.worker_id)
             if run is not None:
                 prepared.append(self._prepare_claim(run, req, start=start))
         if not prepared:
@@ -530,14 +573,20 @@ class Journal(FollowedViews):
             return claims
         return [claim for _, claim in prepared]
 
-    def _claimable(self, run_id: str) -> Run | None:
-        """The run, loaded, if it may be claimed; the rows of a run that is over or gone are removed."""
+    def _claimable(self, run_id: str, worker_id: str) -> Run | None:
+        """The run, loaded, if it may be claimed; the rows of a run that is over or gone are removed.
+
+        A run whose events fail their check is quarantined, never claimed.
+        """
         try:
             run = self._load(run_id)  # a stale cached copy only costs a lost race when saving
             if not is_allowed(run.state, "Dequeued"):
                 run = self._load(run_id, fresh=True)
         except RunNotFound:
             self._heal(IndexEntry.gone(run_id))
+            return None
+        except TamperDetected as e:
+            self.quarantine(e, by=f"worker:{worker_id}")
             return None
         if is_allowed(run.state, "Dequeued"):
             return run
@@ -564,7 +613,7 @@ class Journal(FollowedViews):
         return run, claim
 
     def _try_claim(self, run_id: str, req: ClaimInput, *, start: bool = False) -> Claim | None:
-        run = self._claimable(run_id)
+        run = self._claimable(run_id, req.worker_id)
         if run is None:
             return None
         run, claim = self._prepare_claim(run, req, start=start)
@@ -762,7 +811,8 @@ class Journal(FollowedViews):
         now = self._now()
         handled = []
         with self._faults():
-            expired = self.inline_views.expired_leases(now.timestamp(), limit)
+            expired = self.inline_views.expired_leases(now.timestamp(), limit + len(self._quarantine_local))
+        expired = [r for r in expired if r not in self._quarantine_local][:limit]
         for run_id in expired:
             try:
                 run = self._load(run_id, fresh=True)
@@ -780,6 +830,9 @@ class Journal(FollowedViews):
                 self._save(run)
             except (ConcurrencyConflict, RunNotFound, LeaseLost):
                 continue  # someone else handled it
+            except TamperDetected as e:
+                self.quarantine(e, by="system:lease")
+                continue
             handled.append(run_id)
         return handled
 
@@ -790,7 +843,11 @@ class Journal(FollowedViews):
             for notifications in self.notifications(start, page_size=page_size):
                 yield [raw(n) for n in notifications]
             return
-        while page := select_raw(start, page_size):
+        while True:
+            with self._faults():
+                page = select_raw(start, page_size)
+            if not page:
+                return
             yield page
             start = page[-1][0]
 
@@ -799,15 +856,76 @@ class Journal(FollowedViews):
     def verify(
         self,
         *,
+        deep: bool = False,
         progress: Callable[[int], None] | None = None,
         at_versions: dict[str, int] | None = None,
         log_head_at: int = 0,
     ) -> VerifyReport:
-        """Recompute every chain from the stored bytes; report the first broken link per run."""
-        return verify_log(
-            self._store.mapper, self.notifications(), progress=progress, at_versions=at_versions,
-            log_head_at=log_head_at,
-        )
+        """Check the file, every chain, the rows beside the log, each run as loaded and each snapshot.
+
+        ``deep`` runs SQLite's full ``integrity_check`` instead of ``quick_check``. See verification.py.
+        """
+        return verify_store(self, deep=deep, progress=progress, at_versions=at_versions, log_head_at=log_head_at)
+
+    # -- quarantine ---------------------------------------------------------------------
+
+    def quarantine(self, error: TamperDetected, *, by: str) -> QuarantineRow:
+        """Set a run aside that failed its check on load: claims and lease expiry skip it until released.
+
+        Kept in the store's quarantine table (it survives restarts and every worker sees it);
+        an in-process store keeps it in memory. The first finding of a run stays.
+        """
+        row = QuarantineRow(run_id=error.run_id, version=error.version, what=error.what,
+                            quarantined_at=self._now().timestamp(), quarantined_by=by)
+        self._runs.pop(error.run_id, None)
+        self._log.error("run quarantined", run_id=error.run_id, version=error.version, what=error.what, by=by)
+        if index.persists_quarantine(self._store.recorder):
+            with self._faults():
+                index.write_markers(self._store.recorder, [IndexEntry.quarantined(row)])
+        else:
+            self._quarantine_local.setdefault(error.run_id, row)
+        return row
+
+    def quarantined(self) -> list[QuarantineRow]:
+        """Every quarantined run, oldest first."""
+        with self._faults():
+            rows = index.select_quarantine(self._store.recorder)
+        if rows is None:
+            return sorted(self._quarantine_local.values(), key=lambda r: (r.quarantined_at, r.run_id))
+        return rows
+
+    def quarantined_ids(self) -> set[str]:
+        """The ids of the quarantined runs."""
+        return {r.run_id for r in self.quarantined()}
+
+    def release(self, run_id: str, *, actor: str | None = None) -> QuarantineRow:
+        """Give a quarantined run back to the workers, once its events check again.
+
+        Raises ``TamperDetected`` while the run still fails its check (repair the store
+        first, e.g. from a backup), ``InvalidInput`` when the run is not quarantined.
+        A run whose events are all gone is released and its rows removed.
+        """
+        row = next((r for r in self.quarantined() if r.run_id == run_id), None)
+        if row is None:
+            raise InvalidInput("run_id", f"run {run_id} is not quarantined (list them with `runjournal quarantine`)")
+        try:
+            entry = IndexEntry.of(self._load(run_id, fresh=True))
+        except RunNotFound:
+            entry = IndexEntry.gone(run_id)
+        if index.persists_quarantine(self._store.recorder):
+            with self._faults():  # the run's queue and lease rows are written again, as after a save
+                index.write_markers(self._store.recorder, [IndexEntry.released(run_id), entry])
+        else:
+            self._quarantine_local.pop(run_id, None)
+        self._log.warning("run released from quarantine", run_id=run_id, actor=actor or default_actor(),
+                          version=row.version, what=row.what)
+        return row
+
+    def recovery_intents(self) -> list[Any]:
+        """What recovery must do for each non-terminal run, quarantined runs left out."""
+        intents = super().recovery_intents()
+        held = self.quarantined_ids() if intents else set()
+        return [i for i in intents if i.run_id not in held]
 
     def rebuild_index(self) -> int:
         """Rebuild the inline queue and leases from the log; returns the runs indexed."""
@@ -816,8 +934,14 @@ class Journal(FollowedViews):
             for n in page:
                 first_position.setdefault(str(n.originator_id), n.id)
         entries = []
+        held = self.quarantined_ids()
         for run_id, position in first_position.items():
-            entry = IndexEntry.of(self._load(run_id, fresh=True))
+            try:
+                entry = IndexEntry.of(self._load(run_id, fresh=True))
+            except TamperDetected as e:
+                if run_id not in held:
+                    self.quarantine(e, by="system:rebuild")
+                continue
             if entry.live:
                 entries.append((entry, position))
         with self._faults():

@@ -175,5 +175,12 @@ def verify_lines(console: Console, report: dict[str, Any]) -> None:
     console.print(f"checked {report['events_checked']} events of {report['runs_checked']} runs")
     if report["ok"]:
         console.print("[green]ok[/green]: every chain verifies")
+    proven = report.get("checkpoint")
+    if proven and proven["ok"]:
+        signer = f", signed by key {proven['signed_by']}" if proven.get("signed_by") else ""
+        console.print(f"[green]ok[/green]: the log ({proven['tree_size']} events) extends the checkpoint of "
+                      f"{proven['checkpoint_size']} events{signer}")
+    if "views_rows_checked" in report and report["ok"]:
+        console.print(f"[green]ok[/green]: {report['views_rows_checked']} view rows equal a rebuild from the log")
     for problem in report["problems"]:
         console.print(f"[red]broken[/red]: {visible(problem)}")

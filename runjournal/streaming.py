@@ -53,3 +53,4 @@ class Health(BaseModel):
     oldest_queued_age_seconds: float | None
     listener_errors: int = 0
     journal_listener_errors: int = 0
+    quarantined: int = 0  # runs whose stored events failed their check on load; `runjournal quarantine` lists them

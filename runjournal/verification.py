@@ -4,19 +4,34 @@ The chain is recomputed from what was stored (decrypted and decompressed, but
 not upcast), so an edited byte, a deleted middle event or two swapped events
 break a link here. A truncated tail leaves no broken link: compare the heads
 with an exported anchor for that.
+
+``verify_store`` does more than the chains: it checks the file itself (SQLite's
+``quick_check``, or ``integrity_check`` when deep), that the events table holds
+no row the log's order does not list (a row at a position <= 0, a row hidden
+from or listed twice in that order), and that each run read the way the loader
+reads it (its events selected by run id) holds exactly the rows, bytes and
+version that were verified. Everyone (verify, export, the views, the loader)
+reads the same rows; whatever lies outside them is reported here. Memory stays
+bounded by the number of runs, never by the number of events.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification
-from eventsourcing.utils import resolve_topic
 
+from .adapters.storage import topics
 from .domain import chain
 from .models import VerifyProblem, VerifyReport
+
+if TYPE_CHECKING:
+    from .journal import Journal
+
+OUTSIDE_LISTED = 20  # rows outside the log named one by one; the rest are counted
 
 
 def decode_stored(mapper: Mapper[Any], n: Notification) -> dict[str, Any]:
@@ -32,7 +47,7 @@ def decode_stored(mapper: Mapper[Any], n: Notification) -> dict[str, Any]:
 
 def expected_link(previous: str, n: Notification, fields: dict[str, Any]) -> str:
     """The chain value an untouched event would have."""
-    event_class = resolve_topic(n.topic)
+    event_class = topics.resolve(n.topic, run_id=str(n.originator_id), version=n.originator_version)
     return chain.link(
         previous,
         event_type=event_class.__name__,
@@ -51,12 +66,13 @@ def verify_log(
     progress: Callable[[int], None] | None = None,
     at_versions: dict[str, int] | None = None,
     log_head_at: int = 0,
+    reading: LogReading | None = None,
 ) -> VerifyReport:
     """Check every chain of the log; report the first broken link of each run.
 
     ``at_versions`` (run -> version) also records each run's chain at that
     version and ``log_head_at`` the log head after that many events: what
-    anchors taken earlier are compared with.
+    anchors taken earlier are compared with. ``reading`` tallies every row read.
     """
     heads: dict[str, tuple[int, str]] = {}
     broken: dict[str, VerifyProblem] = {}
@@ -69,6 +85,8 @@ def verify_log(
         for n in page:
             events += 1
             run_id = str(n.originator_id)
+            if reading is not None:
+                reading.add(run_id, n.id, n.state)
             if run_id in broken:
                 continue
             problem, stored = _check_one(mapper, n, heads.get(run_id, (0, chain.GENESIS)))
@@ -111,3 +129,185 @@ def _check_one(mapper: Mapper[Any], n: Notification, head: tuple[int, str]) -> t
     if fields.get("chain") != expected:
         return "chain mismatch: the stored event was edited, or an earlier one was removed", ""
     return "", expected
+
+
+class LogReading:
+    """What one pass over the log read: per run its rows and a digest of their bytes, and the last position."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[int, bytes]] = {}
+        self.events = 0
+        self.last = 0
+        self.error: Exception | None = None  # the log could not be read to its end
+
+    def add(self, run_id: str, position: int, state: bytes) -> None:
+        count, digest = self.runs.get(run_id, (0, b""))
+        self.runs[run_id] = (count + 1, _fold(digest, state))
+        self.events += 1
+        self.last = max(self.last, position)
+
+    def pages(self, pages: Iterator[list[Any]]) -> Iterator[list[Any]]:
+        """The log's rows, as export and the views read them, until the store fails (the failure is kept)."""
+        try:
+            for page in pages:
+                yield [StoredRow(*row) for row in page]
+        except Exception as e:  # noqa: BLE001 - reported with what was read; raised by the store only
+            self.error = e
+
+
+class StoredRow(NamedTuple):
+    """One row of the log as read (a raw page row), with a notification's attribute names."""
+
+    id: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def _fold(digest: bytes, state: bytes) -> bytes:
+    h = hashlib.blake2b(digest, digest_size=16)
+    h.update(state)
+    return h.digest()
+
+
+def file_damage(journal: Journal, *, deep: bool = False) -> str:
+    """One line saying how the store's file is damaged ("" when sound, or not a file store)."""
+    recorder: Any = journal._store.recorder
+    check = getattr(recorder, "check_file", None)
+    if check is None:
+        return ""
+    found: list[str] = check(deep=deep)
+    if not found:
+        return ""
+    pragma = "integrity_check" if deep else "quick_check"
+    more = " (and more findings)" if len(found) > 1 else ""
+    name = getattr(recorder, "file_name", "") or journal.url
+    return (f"store file {name} is damaged: SQLite's {pragma} found: {' '.join(found[0].split())}{more}; "
+            "its events cannot be trusted or may not be readable: restore it from a backup")
+
+
+def verify_store(
+    journal: Journal,
+    *,
+    deep: bool = False,
+    check_file: bool = True,
+    progress: Callable[[int], None] | None = None,
+    at_versions: dict[str, int] | None = None,
+    log_head_at: int = 0,
+) -> VerifyReport:
+    """Everything ``verify`` checks: the file, every chain, the rows beside the log, each run as loaded.
+
+    ``progress`` is called with the events of each page read, twice over: once
+    reading the log in order, once reading each run the way the loader does.
+    """
+    if check_file and (damage := file_damage(journal, deep=deep)):
+        return VerifyReport(ok=False, runs_checked=0, events_checked=0,
+                            problems=[VerifyProblem(run_id="", version=None, problem=damage)])
+    reading = LogReading()
+    report = verify_log(
+        journal._store.mapper, reading.pages(journal.raw_pages()), progress=progress,
+        at_versions=at_versions, log_head_at=log_head_at, reading=reading,
+    )
+    problems = list(report.problems)
+    if reading.error is not None:
+        problems.append(VerifyProblem(run_id="", version=None, problem=(
+            f"the log cannot be read past position {reading.last}: {' '.join(str(reading.error).split())[:300]}")))
+    else:
+        problems += rows_beside_the_log(journal, reading)
+    problems += runs_as_loaded(journal, reading, report, progress=progress)
+    problems += _snapshot_problems(journal, report)
+    problems.sort(key=lambda p: (p.run_id, p.version or 0))
+    return report.model_copy(update={"ok": not problems, "problems": problems})
+
+
+def _snapshot_problems(journal: Journal, report: VerifyReport) -> list[VerifyProblem]:
+    """Every stored snapshot its run's verified events do not prove (see load_check.py)."""
+    from . import load_check  # it imports this module
+
+    broken = {p.run_id for p in report.problems}
+    try:
+        found = load_check.snapshot_problems(journal._store, (r for r in report.heads if r not in broken))
+    except Exception as e:  # noqa: BLE001 - the store failing here is reported, like any reading
+        return [VerifyProblem(run_id="", version=None, problem=(
+            f"the snapshots cannot be checked ({type(e).__name__}: {' '.join(str(e).split())[:200]})"))]
+    return [VerifyProblem(run_id=r, version=v, problem=p) for r, v, p in found]
+
+
+def rows_beside_the_log(journal: Journal, reading: LogReading) -> list[VerifyProblem]:
+    """Rows of the events table the log's order does not list: at a position <= 0, hidden or duplicated."""
+    log_rows = getattr(journal._store.recorder, "log_rows", None)
+    if log_rows is None:
+        return []
+    total, after, outside, listed = log_rows(reading.last, OUTSIDE_LISTED)
+    problems = [
+        VerifyProblem(run_id=run_id, version=version, problem=(
+            f"a row is stored at position {position}, outside the log (positions start at 1): verify, "
+            "export, the views and the loader do not read it, so it was written around the journal; "
+            "find out who wrote it, then delete it or restore the store from a backup"))
+        for position, run_id, version in listed
+    ]
+    if outside > len(listed):
+        problems.append(VerifyProblem(run_id="", version=None, problem=(
+            f"{outside - len(listed)} more rows are stored outside the log (at a position <= 0)")))
+    in_order = total - after - outside
+    if in_order != reading.events:
+        problems.append(VerifyProblem(run_id="", version=None, problem=(
+            f"the events table holds {in_order} rows at positions 1..{reading.last}, but reading the log "
+            f"in order gave {reading.events}: rows are hidden from the log's order or listed twice "
+            "(a damaged table or index: run `runjournal verify --deep`)")))
+    return problems
+
+
+def runs_as_loaded(
+    journal: Journal,
+    reading: LogReading,
+    report: VerifyReport,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[VerifyProblem]:
+    """Read each run the way the loader does (its events selected by run id) and compare with what was verified.
+
+    A run whose chain is already broken is not read again: its first problem is reported.
+    """
+    recorder: Any = journal._store.recorder
+    broken = {p.run_id for p in report.problems}
+    problems: list[VerifyProblem] = []
+    for run_id, (count, digest) in reading.runs.items():
+        if progress is not None:
+            progress(count)
+        if run_id in broken:
+            continue
+        problem = _as_loaded(recorder, run_id, count, digest, report.versions.get(run_id, 0))
+        if problem:
+            problems.append(VerifyProblem(run_id=run_id, version=problem[0], problem=problem[1]))
+    return sorted(problems, key=lambda p: (p.run_id, p.version or 0))
+
+
+def _as_loaded(recorder: Any, run_id: str, count: int, digest: bytes, head: int) -> tuple[int | None, str] | None:
+    """(version, problem) when the loader would read other rows of ``run_id`` than verify did, else None."""
+    try:
+        originator_id: UUID | str = UUID(run_id)
+    except ValueError:
+        originator_id = run_id
+    try:
+        rows = recorder.select_events(originator_id)
+    except Exception as e:  # noqa: BLE001 - a run the loader cannot read is the finding
+        detail = " ".join(str(e).split())[:200]
+        return None, f"the loader cannot read this run's events ({type(e).__name__}: {detail})"
+    loaded = 0
+    folded = b""
+    for row in rows:
+        if row.originator_version != loaded + 1:
+            seen = row.originator_version
+            what = "twice" if seen <= loaded else f"after version {loaded} (missing events)"
+            return seen, f"the loader reads version {seen} {what}: the loaded run differs from the verified log"
+        loaded += 1
+        folded = _fold(folded, row.state)
+    if loaded != head:
+        return loaded or None, (f"the loader reads {loaded} events of this run, verify read {head}: "
+                                "the loaded run differs from the verified log")
+    if loaded != count or folded != digest:
+        return None, ("the loader reads other bytes for this run than the log lists (the store's index "
+                      "disagrees with its table: run `runjournal verify --deep`)")
+    return None

@@ -5,6 +5,12 @@ each backend's recorder writes them in the same transaction as the events, so
 these views never lag the log and ``claim_next`` and ``expire_leases`` may act
 on them. Rows exist only for non-terminal runs, so the tables stay as small as
 the set of live runs however long the log grows.
+
+The quarantine table is the exception: it is not derived from the log. A run
+whose stored events fail their check on load (``TamperDetected``) gets a row
+there, written by the worker that found it; claims and lease expiry skip it
+until an operator releases it (``runjournal quarantine --release RUN``). A
+rebuild of the index leaves it as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from ...domain import CLAIMABLE_STATES, LEASED_STATES, Run
 
 QUEUE_TABLE = "runjournal_queue"
 LEASES_TABLE = "runjournal_leases"
+QUARANTINE_TABLE = "runjournal_quarantine"
 
 
 @dataclass(frozen=True)
@@ -27,9 +34,15 @@ class Statements:
     queue: str = QUEUE_TABLE
     leases: str = LEASES_TABLE
     placeholder: str = "?"
+    quarantine: str = ""  # default: beside the queue table (same schema qualifier)
+
+    def __post_init__(self) -> None:
+        if not self.quarantine:
+            prefix = self.queue[: -len(QUEUE_TABLE)] if self.queue.endswith(QUEUE_TABLE) else ""
+            object.__setattr__(self, "quarantine", prefix + QUARANTINE_TABLE)
 
     def _sql(self, text: str) -> str:
-        text = text.format(queue=self.queue, leases=self.leases)
+        text = text.format(queue=self.queue, leases=self.leases, quarantine=self.quarantine)
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
     @cached_property
@@ -46,6 +59,8 @@ class Statements:
                 " worker_id TEXT NOT NULL, epoch INTEGER NOT NULL,"
                 " expires_at DOUBLE PRECISION NOT NULL)",
                 f"CREATE INDEX IF NOT EXISTS {LEASES_TABLE}_expiry ON {{leases}} (expires_at)",
+                "CREATE TABLE IF NOT EXISTS {quarantine} (run_id TEXT PRIMARY KEY, version INTEGER,"
+                " what TEXT NOT NULL, quarantined_at DOUBLE PRECISION NOT NULL, quarantined_by TEXT NOT NULL)",
             )
         )
 
@@ -81,7 +96,9 @@ class Statements:
     @cached_property
     def candidates(self) -> str:
         return self._sql(
-            "SELECT run_id FROM {queue} WHERE claimable = 1 ORDER BY priority DESC, position LIMIT ?"
+            "SELECT q.run_id FROM {queue} AS q WHERE q.claimable = 1 AND NOT EXISTS"
+            " (SELECT 1 FROM {quarantine} AS x WHERE x.run_id = q.run_id)"
+            " ORDER BY q.priority DESC, q.position LIMIT ?"
         )
 
     @cached_property
@@ -94,12 +111,32 @@ class Statements:
     @cached_property
     def expired(self) -> str:
         return self._sql(
-            "SELECT run_id FROM {leases} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
+            "SELECT l.run_id FROM {leases} AS l WHERE l.expires_at <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM {quarantine} AS x WHERE x.run_id = l.run_id) ORDER BY l.expires_at LIMIT ?"
         )
 
     @cached_property
     def lease_rows(self) -> str:
         return self._sql("SELECT run_id, worker_id, epoch, expires_at FROM {leases} ORDER BY run_id")
+
+    @cached_property
+    def insert_quarantine(self) -> str:
+        # The first finding stays: a run found again keeps the row that quarantined it.
+        return self._sql(
+            "INSERT INTO {quarantine} (run_id, version, what, quarantined_at, quarantined_by)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
+        )
+
+    @cached_property
+    def delete_quarantine(self) -> str:
+        return self._sql("DELETE FROM {quarantine} WHERE run_id = ?")
+
+    @cached_property
+    def quarantine_rows(self) -> str:
+        return self._sql(
+            "SELECT run_id, version, what, quarantined_at, quarantined_by FROM {quarantine}"
+            " ORDER BY quarantined_at, run_id"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +149,10 @@ class IndexEntry:
     live: bool
     claimable: bool
     lease: tuple[str, int, float] | None
+    # A quarantine marker touches only the quarantine table, never the queue or the leases:
+    # ``quarantine`` adds the row, ``release`` removes it.
+    quarantine: QuarantineRow | None = None
+    release: bool = False
 
     @classmethod
     def of(cls, run: Run) -> IndexEntry:
@@ -134,6 +175,21 @@ class IndexEntry:
         """The entry that removes a run with no events (a row left by a store edited by hand)."""
         return cls(run_id=run_id, state="", priority=0, live=False, claimable=False, lease=None)
 
+    @classmethod
+    def quarantined(cls, row: QuarantineRow) -> IndexEntry:
+        """The marker that quarantines a run (only for stores with a quarantine table)."""
+        return cls(run_id=row.run_id, state="", priority=0, live=True, claimable=False, lease=None, quarantine=row)
+
+    @classmethod
+    def released(cls, run_id: str) -> IndexEntry:
+        """The marker that releases a quarantined run (only for stores with a quarantine table)."""
+        return cls(run_id=run_id, state="", priority=0, live=True, claimable=False, lease=None, release=True)
+
+    @property
+    def is_marker(self) -> bool:
+        """True for a quarantine or release marker."""
+        return self.quarantine is not None or self.release
+
 
 @dataclass(frozen=True, slots=True)
 class QueueRow:
@@ -155,6 +211,17 @@ class LeaseRow:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A run workers leave alone: its stored events failed their check on load."""
+
+    run_id: str
+    version: int | None
+    what: str
+    quarantined_at: float
+    quarantined_by: str
+
+
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
 
@@ -172,6 +239,14 @@ def write_entries(
 ) -> None:
     """Apply entries inside the caller's transaction."""
     for e in entries:
+        if e.quarantine is not None:
+            q = e.quarantine
+            cursor.execute(statements.insert_quarantine,
+                           (q.run_id, q.version, q.what, q.quarantined_at, q.quarantined_by))
+            continue
+        if e.release:
+            cursor.execute(statements.delete_quarantine, (e.run_id,))
+            continue
         if not e.live:
             cursor.execute(statements.delete_queue, (e.run_id,))
             cursor.execute(statements.delete_lease, (e.run_id,))
@@ -196,3 +271,44 @@ class InlineViews(Protocol):
     def expired_leases(self, now: float, limit: int) -> list[str]: ...
 
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None: ...
+
+
+def persists_quarantine(recorder: Any) -> bool:
+    """True when the recorder writes its index through ``write_entries`` into SQL tables.
+
+    Other recorders (the in-process store) get no quarantine markers: the journal keeps
+    their quarantine in memory, which is as long as such a store lives anyway.
+    """
+    return isinstance(getattr(recorder, "index_sql", None), Statements) and callable(getattr(recorder, "_select", None))
+
+
+def write_markers(recorder: Any, entries: Sequence[IndexEntry]) -> None:
+    """Write quarantine markers (and any other entries) in one transaction of their own.
+
+    Not through a save of no events: PostgreSQL's recorder skips its index hook when
+    there is no event to insert.
+    """
+    refuse = getattr(recorder, "_refuse_if_read_only", None)
+    if callable(refuse):
+        refuse()
+    with recorder.datastore.transaction(commit=True) as c:
+        write_entries(c, recorder.index_sql, entries, {})
+
+
+def select_quarantine(recorder: Any) -> list[QuarantineRow] | None:
+    """Every quarantined run, oldest first; ``None`` when the recorder has no quarantine table.
+
+    A store opened read-only that was written before the table existed has none: empty.
+    """
+    own = getattr(recorder, "quarantine_rows", None)
+    if callable(own):
+        return list(own())
+    if not persists_quarantine(recorder):
+        return None
+    try:
+        rows = recorder._select(recorder.index_sql.quarantine_rows)
+    except Exception:
+        if getattr(recorder, "read_only", False):
+            return []
+        raise
+    return [QuarantineRow(*r) for r in rows]

@@ -81,6 +81,12 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             due = sorted((r for r in self._leases.values() if r.expires_at <= now), key=lambda r: r.expires_at)
         return [r.run_id for r in due[:limit]]
 
+    def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int, str, int]]]:
+        """(events in all, events after position ``last``, 0, []): positions here are list places, from 1."""
+        with self._database_lock:
+            total = len(self._stored_events)
+        return total, max(0, total - last), 0, []
+
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None:
         """Replace both views (a rebuild from the log)."""
         with self._database_lock:

@@ -21,7 +21,7 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from ...domain import StoreError
 from . import index
@@ -86,6 +86,13 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
             placeholder="%s",
         )
         self.sql_create_statements.extend(SQL(s) for s in self.index_sql.create)  # type: ignore[arg-type]
+        # The loader reads exactly the rows the log lists (notification ids from 1): a row
+        # inserted with an id <= 0 is in no notification, so verify, export and the views
+        # never see it; the loader must not apply it either.
+        self.select_events_statement = SQL(
+            "SELECT * FROM {schema}.{table} WHERE notification_id > 0 AND originator_id = %s"
+        ).format(schema=Identifier(schema), table=Identifier(self.events_table_name))
+        self._events_table = f'"{schema}"."{self.events_table_name}"'
 
     def _fetch_ids_after_insert_events(
         self,
@@ -121,6 +128,24 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
     def expired_leases(self, now: float, limit: int) -> list[str]:
         """Run ids whose lease ran out at or before ``now``."""
         return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]
+
+    def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int | None, str, int]]]:
+        """The events table beside a reading of the log up to notification id ``last``.
+
+        (rows in all, rows after ``last``, rows with an id <= 0 or none, up to ``limit`` of
+        those as (id, run id, version)): what verify compares with what it read.
+        """
+        t = self._events_table
+        outside_rows = "notification_id <= 0 OR notification_id IS NULL"
+        total = self._select(f"SELECT COUNT(*) FROM {t}")[0][0]
+        after = self._select(f"SELECT COUNT(*) FROM {t} WHERE notification_id > %s", (last,))[0][0]
+        outside = self._select(f"SELECT COUNT(*) FROM {t} WHERE {outside_rows}")[0][0]
+        listed = self._select(
+            f"SELECT notification_id, originator_id, originator_version FROM {t} WHERE {outside_rows}"
+            " ORDER BY notification_id NULLS FIRST LIMIT %s",
+            (limit,),
+        ) if outside else []
+        return total, after, outside, [(r[0], str(r[1]), r[2]) for r in listed]
 
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None:
         """Replace both views (a rebuild from the log)."""

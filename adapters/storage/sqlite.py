@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,6 +14,10 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 from ...domain import StoreError
 from . import faults, index
 from .index import IndexEntry, LeaseRow, QueueRow
+
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGED = (11, 26)
+_CHECK_LINES = 20  # messages asked of PRAGMA quick_check / integrity_check
 
 
 class SQLiteRunRecorder(SQLiteApplicationRecorder):
@@ -23,6 +29,13 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
     read_only = False  # opened read-only (``mode=ro``): every write is refused before it reaches SQLite
     store_url = ""  # the store's URL and file as given, for messages
     store_file = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The loader reads exactly the rows the log lists (positions from 1): a row stored at a
+        # rowid <= 0 is in no notification, so verify, export and the views never see it; the
+        # loader must not apply it either. (``+rowid`` keeps the planner on the primary key index.)
+        self.select_events_statement = f"SELECT * FROM {self.events_table_name} WHERE +rowid > 0 AND originator_id=? "
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Append in one transaction; while another process holds the lock, retry (bounded)."""
@@ -54,12 +67,66 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
 
     def select_raw(self, start: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
         """Events after ``start`` as (position, run id, version, topic, state): no per-row objects."""
-        rows = self._select(
-            f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
-            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
-            (start, limit),
-        )
+        with self._damage_is_fatal():
+            rows = self._select(
+                f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
+                " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (max(start, 0), limit),
+            )
         return [(r[0], _dashed(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int, str, int]]]:
+        """The events table beside a reading of the log up to position ``last``.
+
+        (rows in all, rows after ``last``, rows at a position <= 0, up to ``limit`` of
+        those as (position, run id, version)): what verify compares with what it read.
+        """
+        t = self.events_table_name
+        with self._damage_is_fatal():
+            total = self._select(f"SELECT COUNT(*) FROM {t}")[0][0]
+            after = self._select(f"SELECT COUNT(*) FROM {t} WHERE rowid > ?", (last,))[0][0]
+            outside = self._select(f"SELECT COUNT(*) FROM {t} WHERE rowid <= 0")[0][0]
+            listed = self._select(
+                f"SELECT rowid, originator_id, originator_version FROM {t} WHERE rowid <= 0 ORDER BY rowid LIMIT ?",
+                (limit,),
+            ) if outside else []
+        return total, after, outside, [(r[0], _dashed(str(r[1])), r[2]) for r in listed]
+
+    def check_file(self, *, deep: bool = False) -> list[str]:
+        """What SQLite's own check finds wrong with the file (empty: sound).
+
+        ``PRAGMA quick_check`` reads every page and checks the b-trees; ``deep`` runs
+        ``integrity_check``, which also checks that every index matches its table.
+        """
+        pragma = "integrity_check" if deep else "quick_check"
+        try:
+            rows = self._select(f"PRAGMA {pragma}({_CHECK_LINES})")
+        except Exception as e:  # noqa: BLE001 - a file SQLite cannot even check is the finding
+            return [faults.detail(e)]
+        lines = [line for r in rows for line in str(r[0]).splitlines()]
+        if lines == ["ok"]:
+            return []
+        found = [line for line in lines if line.strip() and not line.startswith("*** in database")]
+        return found or lines
+
+    @property
+    def file_name(self) -> str:
+        """The store's file, for messages."""
+        return self.store_file or _file_of(self.datastore.pool.db_name)
+
+    @contextmanager
+    def _damage_is_fatal(self) -> Iterator[None]:
+        """A damaged file is a clear ``StoreError``, never a traceback nor a "retry later"."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as e:
+            damage = _damage(e)
+            if damage is None:
+                raise
+            raise StoreError(f"store file {self.file_name} is damaged ({damage}): it cannot be read reliably; "
+                             "restore it from a backup") from None
 
     def claim_candidates(self, limit: int) -> list[str]:
         """Run ids of the best claimable runs, best first."""
@@ -93,8 +160,9 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
 
     def check_log_exists(self) -> None:
         """Refuse a read-only SQLite file without runjournal's tables (another program's database)."""
-        rows = self._select("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (self.events_table_name,))
+        with self._damage_is_fatal():
+            rows = self._select("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (self.events_table_name,))
         if not rows:
             raise StoreError(f"cannot open store {self.store_url}: {self.store_file} is a "
                              "SQLite database but not a runjournal store (it has no event log); check the path")
@@ -105,6 +173,14 @@ def _file_of(db_name: str) -> str:
     if db_name.startswith("file:"):
         return unquote(db_name[len("file:"):].split("?", 1)[0])
     return db_name
+
+
+def _damage(error: BaseException) -> str | None:
+    """SQLite's message when ``error`` (or its cause) says the file is damaged, else None."""
+    for seen in faults.causes(error):
+        if isinstance(seen, sqlite3.DatabaseError) and (getattr(seen, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGED:
+            return str(seen)
+    return None
 
 
 def _dashed(hex_id: str) -> str:

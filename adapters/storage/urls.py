@@ -12,6 +12,8 @@ from ...domain import StoreError
 DEFAULT_URL = "sqlite:///.runjournal/journal.db"
 ACCEPTED = "memory://, sqlite:///relative/or/absolute/path.db, postgresql://user:password@host:5432/db"
 _MODULE = "runjournal.adapters.storage"
+MAPPER_KEY = "RUNJOURNAL_MAPPER_TOPIC"  # eventsourcing's MAPPER_TOPIC, for the application named runjournal
+MAPPER_TOPIC = f"{_MODULE}.topics:RegistryMapper"
 
 
 def _memory(_: str) -> dict[str, str]:
@@ -179,6 +181,10 @@ def store_env(
     if builder is None:
         raise StoreError(f"unsupported store URL {url!r}; accepted: {ACCEPTED}")
     env = _sqlite(url, create=create, read_only=read_only) if builder is _sqlite else builder(url)
+    # Stored topics resolve through runjournal's registry, never as code (see topics.py). Keyed
+    # with the application's name, so only the journal's store reads it, not another eventsourcing
+    # application given the same settings.
+    env[MAPPER_KEY] = MAPPER_TOPIC
     key = environ.get("RUNJOURNAL_CIPHER_KEY")
     if key:
         env["CIPHER_TOPIC"] = "eventsourcing.cryptography:AESCipher"

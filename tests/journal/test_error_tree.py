@@ -20,6 +20,7 @@ SAMPLES: list[RunjournalError] = [
     errors.UnknownAgent("x", ["a", "b"]),
     errors.StoreError("cannot open"),
     errors.StoreUnavailable("sqlite:///j.db", "disk full", detail="database or disk is full"),
+    errors.TamperDetected("r1", 3, "chain mismatch"),
     errors.WorkspaceError("bad", file="w.yaml", line=3, field="agents"),
     AgentFailed("boom"),
     AgentLoadError("cannot import x"),

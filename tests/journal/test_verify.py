@@ -8,19 +8,13 @@ import pytest
 
 from runjournal import Journal
 
-
-def _finished_run(j: Journal, message: str) -> str:
-    run = j.submit(agent_id="echo", input={"message": message})
-    claim = j.claim_next(worker_id="w1")
-    j.start(claim)
-    j.complete(claim, output={"text": "done"})
-    return run.run_id
+from .helpers import finished_run
 
 
 @pytest.fixture
 def store(sqlite_url: str):
     j = Journal.open(sqlite_url)
-    runs = [_finished_run(j, f"hello {i}") for i in range(3)]
+    runs = [finished_run(j, f"hello {i}") for i in range(3)]
     yield j, runs, str(sqlite_url).removeprefix("sqlite:///")
     j.close()
 
