@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -417,46 +415,6 @@ def parse_proof(doc: Mapping[str, Any], source: str = "proof") -> dict[str, Any]
     if doc.get("leaf_hash") is not None and not (isinstance(doc["leaf_hash"], str) and _HEX64.fullmatch(doc["leaf_hash"])):
         raise InvalidInput(source, "leaf_hash must be 64 lowercase hex digits")
     return dict(doc)
-
-
-# -- files ----------------------------------------------------------------------------------
-
-
-def check_writable(path: Path, *, force: bool = False) -> Path:
-    """The folder ``path`` can be written in, or ``InvalidInput`` (an existing file needs ``force``)."""
-    if path.is_dir():
-        raise InvalidInput(str(path), "is a folder; give a file name")
-    if (path.is_symlink() or path.exists()) and not force:
-        raise InvalidInput(str(path), "already exists (add --force to replace it)")
-    folder = path.parent
-    if not folder.is_dir():
-        raise InvalidInput(str(path), f"folder {folder} does not exist (create it first)")
-    return folder
-
-
-def write_new_file(path: Path, data: bytes, *, force: bool = False, private: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temp file renamed into place.
-
-    Refuses an existing file (or symlink) unless ``force``, never writes through a
-    symlink, and leaves nothing behind on an error. ``private`` files are 0600.
-    """
-    folder = check_writable(path, force=force)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600 if private else 0o644)
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if something appeared at ``path`` meanwhile
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def dumps(doc: Mapping[str, Any]) -> bytes:

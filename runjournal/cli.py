@@ -113,16 +113,6 @@ def os_error_message(error: OSError) -> str:
     return f"{name}: {problem}" if name else problem
 
 
-def writable_file(path: Path, option: str) -> Path:
-    """``path`` if a command can create it: its folder exists (checked before any work is done)."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise InvalidInput(option, f"{path}: folder {folder} does not exist (create it first)")
-    if path.is_dir():
-        raise InvalidInput(option, f"{path} is a folder; give a file name")
-    return path
-
-
 @contextmanager
 def opened(*, read_only: bool = False, create: bool = False) -> Iterator[Journal]:
     """A journal for one command: read-only for verbs that only read; never a new store unless ``create``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -12,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
-from . import audit, render
-from .cli import JsonOption, app, emit, err, guarded, opened, out, writable_file
+from . import audit, outputs, render
+from .cli import JsonOption, app, emit, err, guarded, opened, out
 from .domain import InvalidInput, StoreError
 
 projections_app = typer.Typer(
@@ -75,8 +76,9 @@ def replay(
 def export(
     run: Annotated[str | None, typer.Option("--run", help="Only this run's events.")] = None,
     since: Annotated[int, typer.Option("--since", help="Only events after this log position.")] = 0,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout (whole or not at all).")] = None,
     anchors: Annotated[bool, typer.Option("--anchors", help="Write the head of every run and of the log instead.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --out file if it exists.")] = False,
 ) -> None:
     """Write the log as JSON Lines (one event per line), or its anchors with --anchors.
 
@@ -84,10 +86,10 @@ def export(
     """
     if out_file is not None:
         with guarded():
-            writable_file(out_file, "--out")
-    with opened(read_only=True) as journal:
-        stream = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
-        try:
+            outputs.check_output(out_file, force=force)  # before any work
+    with opened(read_only=True) as journal, guarded():
+        target = outputs.atomic_output(out_file, force=force) if out_file else contextlib.nullcontext(sys.stdout)
+        with target as stream:  # a file appears only once every line is written: an error leaves none
             if anchors:
                 stream.write(json.dumps(audit.anchors(journal), sort_keys=True, indent=2) + "\n")
                 return
@@ -97,9 +99,6 @@ def export(
                 for record in audit.export_events(journal, run_id=run, since=since):
                     stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
                     advance(1)
-        finally:
-            if out_file:
-                stream.close()
 
 
 @app.command("import")
@@ -209,6 +208,7 @@ def timeline(
     run_id: Annotated[str | None, typer.Argument(help="The run to draw.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Draw every run of a thread.")] = None,
     html_file: Annotated[Path, typer.Option("--html", help="Where to write the page.")] = Path("timeline.html"),
+    force: Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")] = False,
 ) -> None:
     """Write a self-contained HTML timeline: states as coloured spans, events with their data.
 
@@ -219,7 +219,7 @@ def timeline(
     if not thread and not run_id:  # a usage error, before the store is opened
         raise typer.BadParameter("give a RUN_ID or --thread THREAD")
     with guarded():
-        writable_file(html_file, "--html")
+        outputs.check_output(html_file, force=force, option="--html")
     with opened(read_only=True) as journal:
         if thread:
             runs = {r.run_id: journal.history(r.run_id) for r in journal.runs(thread_id=thread)}
@@ -229,7 +229,8 @@ def timeline(
         else:
             assert run_id is not None
             runs, title = {run_id: journal.history(run_id)}, f"run {run_id}"
-        html_file.write_text(render_timeline(title, runs), encoding="utf-8")
+        with guarded(), outputs.atomic_output(html_file, force=force, option="--html") as page:
+            page.write(render_timeline(title, runs))
         out.print(f"wrote {html_file} ({sum(len(v) for v in runs.values())} events)")
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from . import checkpoints
+from . import checkpoints, outputs
 from .cli import JsonOption, app, emit, err, guarded, opened, out
 from .render import visible
 
@@ -37,7 +37,7 @@ def _write_or_print(doc: dict, out_file: Path | None, force: bool) -> None:
     if out_file is None:
         sys.stdout.write(data.decode())
     else:
-        checkpoints.write_new_file(out_file, data, force=force)
+        outputs.write_file(out_file, data, force=force)
 
 
 def _refuse(source: str, reason: str) -> None:
@@ -61,7 +61,7 @@ def checkpoint(
     with guarded():
         key = checkpoints.load_private_key(sign) if sign is not None else None
         if out_file is not None:
-            checkpoints.check_writable(out_file, force=force)  # before any work
+            outputs.check_output(out_file, force=force)  # before any work
     with opened(read_only=True) as journal:
         doc = checkpoints.checkpoint(journal, key=key)
         _write_or_print(doc, out_file, force)
@@ -83,8 +83,8 @@ def keygen(
     public_file = out_file.with_name(f"{out_file.stem}.pub{out_file.suffix}" if out_file.suffix else f"{out_file.name}.pub")
     with guarded():
         private, public = checkpoints.generate_key()
-        checkpoints.write_new_file(out_file, private, force=force, private=True)
-        checkpoints.write_new_file(public_file, public, force=force)
+        outputs.write_file(out_file, private, force=force, private=True)
+        outputs.write_file(public_file, public, force=force)
         hex_key = checkpoints.load_public_key(public_file)
     out.print(f"wrote private key {out_file} (keep it secret) and public key {public_file} "
               f"(give it to auditors); fingerprint {checkpoints.fingerprint(hex_key)}", markup=False)
@@ -138,7 +138,7 @@ def prove(
         doc = (checkpoints.parse_checkpoint(checkpoints.read_document(checkpoint_file), str(checkpoint_file))
                if checkpoint_file is not None else None)
         if out_file is not None:
-            checkpoints.check_writable(out_file, force=force)  # before any work
+            outputs.check_output(out_file, force=force)  # before any work
     with opened(read_only=True) as journal, guarded():
         proof = checkpoints.inclusion_proof(journal, run_id, version=version, checkpoint_doc=doc)
         _write_or_print(proof, out_file, force)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import queries
+from .adapters.storage import permissions
 from .decoding import EventDecoder, RawEvent
 from .domain import InvalidInput, RunNotFound
 from .models import RecordedEvent
@@ -43,7 +44,10 @@ class FollowedViews:
     def runner(self) -> ProjectionRunner:
         """The projection runner (created on first use, with the built-in views)."""
         if self._runner is None:
-            Path(self.views_path).parent.mkdir(parents=True, exist_ok=True) if self.views_path != ":memory:" else None
+            if self.views_path != ":memory:":  # private like the store: it holds the views of its runs
+                mode = permissions.file_mode()
+                permissions.private_folder(Path(self.views_path).parent, mode)
+                permissions.private_file(Path(self.views_path), mode)
             runner = ProjectionRunner(open_views(self.views_path), self._projected_pages, cipher=self._views_cipher())
             for projection in builtin_projections():
                 runner.add(projection)

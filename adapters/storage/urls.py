@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ...domain import StoreError
+from . import permissions
 
 DEFAULT_URL = "sqlite:///.runjournal/journal.db"
 ACCEPTED = "memory://, sqlite:///relative/or/absolute/path.db, postgresql://user:password@host:5432/db"
@@ -38,10 +39,15 @@ def _sqlite(url: str, *, create: bool = True, read_only: bool = False) -> dict[s
         raise StoreError(f"store URL {url!r}: lock_wait must be a number of seconds, e.g. ?lock_wait=30") from None
     check_sqlite_file(url, create=create and not read_only, writing=not read_only)
     if create and not read_only:
+        mode = permissions.file_mode()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            permissions.private_folder(path.parent, mode)
         except OSError as e:
             raise StoreError(f"cannot create the folder {path.parent} of store {url!r}: {e.strerror}") from None
+        try:
+            permissions.private_file(path, mode)  # SQLite gives -wal and -shm the mode of this file
+        except OSError as e:
+            raise StoreError(f"cannot create store {url!r}: {e.strerror}") from None
     env = {
         "PERSISTENCE_MODULE": f"{_MODULE}.sqlite:Factory",
         "SQLITE_DBNAME": str(path),
