@@ -57,7 +57,13 @@ def check_views(journal: Journal) -> ViewsCheck:
         journal.catch_up()
     except ProjectionError as e:
         result.add(f"views: the followed views cannot catch up with the log ({e})")
-    derived = _rebuilt(journal)
+    except Exception as e:  # noqa: BLE001 - an event the views cannot read is a finding (verify names it)
+        result.add(f"views: the followed views cannot read the log ({type(e).__name__}: {_one_line(e)})")
+    try:
+        derived = _rebuilt(journal)
+    except Exception as e:  # noqa: BLE001 - as above: reported, never a crash of verify
+        result.add(f"views: the views cannot be rebuilt from the log ({type(e).__name__}: {_one_line(e)})")
+        return result
     try:
         for name, projection in derived.projections.items():
             if name not in followed.projections:
@@ -167,3 +173,7 @@ def _show(value: Any) -> str:
 
 
 __all__ = ["ViewsCheck", "check_views"]
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200]
