@@ -5,6 +5,9 @@ topic, type, timestamp, actor, data, chain), so an export imported into an
 empty store verifies there. Anchors are the head chain of every run and of
 the whole log at one moment; kept elsewhere, they reveal a truncated tail,
 which no chain can (a removed last event leaves no broken link).
+
+Over 400 lines for now: import (its proof pass and its write pass) moves to a
+module of its own in the reshaping step that splits the journal.
 """
 
 from __future__ import annotations
