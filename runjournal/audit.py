@@ -1,10 +1,9 @@
-"""Export, import and anchors: the audit trail outside the store.
+"""Export and import: the audit trail outside the store.
 
 An export line holds one event exactly as stored (position, run id, version,
 topic, type, timestamp, actor, data, chain), so an export imported into an
-empty store verifies there. Anchors are the head chain of every run and of
-the whole log at one moment; kept elsewhere, they reveal a truncated tail,
-which no chain can (a removed last event leaves no broken link).
+empty store verifies there. Anchors (the heads to keep beside an export) are
+in ``anchors``.
 
 Over 400 lines for now: import (its proof pass and its write pass) moves to a
 module of its own in the reshaping step that splits the journal.
@@ -56,31 +55,6 @@ def export_events(journal: Journal, *, run_id: str | None = None, since: int = 0
                 "class_version": fields.pop("class_version", 1),
                 "data": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()},
             }
-
-
-def anchors(journal: Journal) -> dict[str, Any]:
-    """The head of every run and of the whole log, to keep outside the store."""
-    report = journal.verify()
-    return {"events": report.events_checked, "log_head": report.log_head, "runs": report.heads,
-            "versions": report.versions}
-
-
-def check_anchors(journal: Journal, anchor: dict[str, Any]) -> list[str]:
-    """Problems found comparing the store with anchors taken earlier (empty: consistent)."""
-    report = journal.verify(at_versions=anchor.get("versions", {}), log_head_at=int(anchor.get("events", 0)))
-    problems = [f"run {p.run_id} version {p.version}: {p.problem}" for p in report.problems]
-    for run_id, head in anchor.get("runs", {}).items():
-        version = anchor.get("versions", {}).get(run_id)
-        seen = report.anchored.get(run_id)
-        if seen is None:
-            problems.append(f"run {run_id}: missing or truncated before version {version} (anchored)")
-        elif seen != head:
-            problems.append(f"run {run_id} version {version}: head differs from the anchor")
-    if report.events_checked < int(anchor.get("events", 0)):
-        problems.append(f"log truncated: {report.events_checked} events, the anchor saw {anchor['events']}")
-    elif report.log_head_at and report.log_head_at != anchor.get("log_head"):
-        problems.append("log head differs from the anchor: events were removed, added or reordered before it")
-    return problems
 
 
 class ImportRefused(InvalidInput):
@@ -457,9 +431,7 @@ def digest_file(text: str) -> str:
 __all__ = [
     "ImportProof",
     "ImportRefused",
-    "anchors",
     "chain",
-    "check_anchors",
     "digest_file",
     "export_events",
     "import_events",

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
+from . import anchors as anchoring
 from . import audit, outputs, render
 from .cli import JsonOption, app, emit, err, guarded, opened, out
 from .domain import InvalidInput, StoreError
@@ -91,7 +92,7 @@ def export(
         target = outputs.atomic_output(out_file, force=force) if out_file else contextlib.nullcontext(sys.stdout)
         with target as stream:  # a file appears only once every line is written: an error leaves none
             if anchors:
-                stream.write(json.dumps(audit.anchors(journal), sort_keys=True, indent=2) + "\n")
+                stream.write(json.dumps(anchoring.take(journal), sort_keys=True, indent=2) + "\n")
                 return
             if run is not None:
                 journal.get_run(run)  # an unknown run is an error, not an empty export
@@ -137,15 +138,19 @@ def verify(
     """
     from . import verification
 
+    with guarded():  # a wrong anchors file is refused before the store is read
+        anchored = anchoring.parse(_read_json(anchors), str(anchors)) if anchors is not None else None
     with opened(read_only=True) as journal:
         damage = verification.file_damage(journal, deep=deep)
         if damage:  # one line: nothing read from a damaged file is worth reporting
             raise StoreError(damage)
         with progress(2 * journal.max_position(), "verifying") as advance:
-            report = verification.verify_store(journal, deep=deep, check_file=False, progress=advance)
+            report = verification.verify_store(
+                journal, deep=deep, check_file=False, progress=advance,
+                at_versions=anchored.versions if anchored else None, log_head_at=anchored.events if anchored else 0)
         problems = [_problem_line(p) for p in report.problems]
-        if anchors is not None:
-            problems += audit.check_anchors(journal, _read_json(anchors))
+        if anchored is not None:
+            problems += anchoring.compare(anchored, report)
         proven = None
         if checkpoint is not None:
             from . import checkpoints

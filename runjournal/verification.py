@@ -79,7 +79,7 @@ def verify_log(
     anchored: dict[str, str] = {}
     at_versions = at_versions or {}
     log_head = chain.GENESIS
-    head_at = ""
+    head_at = chain.GENESIS if log_head_at == 0 else ""
     events = 0
     for page in pages:
         for n in page:
@@ -87,16 +87,16 @@ def verify_log(
             run_id = str(n.originator_id)
             if reading is not None:
                 reading.add(run_id, n.id, n.state)
-            if run_id in broken:
-                continue
-            problem, stored = _check_one(mapper, n, heads.get(run_id, (0, chain.GENESIS)))
-            if problem:
-                broken[run_id] = VerifyProblem(run_id=run_id, version=n.originator_version, problem=problem)
-                continue
-            heads[run_id] = (n.originator_version, stored)
-            if at_versions.get(run_id) == n.originator_version:
-                anchored[run_id] = stored
-            log_head = hashlib.sha256((log_head + stored).encode()).hexdigest()
+            stored = ""
+            if run_id not in broken:
+                problem, stored = _check_one(mapper, n, heads.get(run_id, (0, chain.GENESIS)))
+                if problem:
+                    broken[run_id] = VerifyProblem(run_id=run_id, version=n.originator_version, problem=problem)
+                else:
+                    heads[run_id] = (n.originator_version, stored)
+                    if at_versions.get(run_id) == n.originator_version:
+                        anchored[run_id] = stored
+            log_head = hashlib.sha256((log_head + (stored or _unverified(n))).encode()).hexdigest()
             if events == log_head_at:
                 head_at = log_head
         if progress:
@@ -129,6 +129,17 @@ def _check_one(mapper: Mapper[Any], n: Notification, head: tuple[int, str]) -> t
     if fields.get("chain") != expected:
         return "chain mismatch: the stored event was edited, or an earlier one was removed", ""
     return "", expected
+
+
+def _unverified(n: Notification) -> str:
+    """What the log head folds for an event of a broken run: a digest of the row as stored.
+
+    A broken run has no chain to fold from its first bad event on, yet any later
+    change to its rows must still change the log head that anchors hold.
+    """
+    h = hashlib.sha256(f"{n.originator_id}\x00{n.originator_version}\x00{n.topic}\x00".encode())
+    h.update(n.state)
+    return "row:" + h.hexdigest()
 
 
 class LogReading:

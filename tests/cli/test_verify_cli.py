@@ -135,3 +135,61 @@ def test_an_edited_approvals_row_fails_verify_views(populated) -> None:
     text = " ".join(views.out.split())
     assert f"views: table approvals, approval_id '{approval_id}', column decided_by: the views file has 'cfo', " \
            "the log gives 'bob'" in text
+
+
+def _edit_byte(db_file: Path, run_id: str, version: int, old: bytes = b"deploy", new: bytes = b"deplo_") -> None:
+    """Change bytes of one stored event (no chain is recomputed)."""
+    import uuid
+
+    with sqlite3.connect(db_file) as db:
+        key = (uuid.UUID(run_id).hex, version)
+        (state,) = db.execute("SELECT state FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+                              key).fetchone()
+        assert old in state
+        db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+                   (state.replace(old, new, 1), *key))
+
+
+def test_verify_anchors_names_each_problem_once(populated) -> None:
+    cli, _, deploy = populated
+    ok(cli("export", "--anchors", "--out", "anchors.json"))
+    _edit_byte(_file(cli), deploy["run_id"], 1)
+    anchored = refused(cli("verify", "--anchors", "anchors.json", "--json"))
+    problems = anchored.json()["problems"]
+    assert len(problems) == len(set(problems)), problems
+    ours = [p for p in problems if deploy["run_id"] in p]
+    assert ours == [f"run {deploy['run_id']} version 1: chain mismatch: the stored event was edited, "
+                    "or an earlier one was removed"], problems
+    assert "log head differs from the anchor: events were removed, added or reordered before it" in problems
+
+
+def test_the_log_head_covers_the_events_of_a_broken_run(populated) -> None:
+    cli, _, deploy = populated
+    _edit_byte(_file(cli), deploy["run_id"], 1)  # the run is broken from version 1 on
+    ok(cli("export", "--anchors", "--out", "anchors.json"))  # the auditor anchors the store, broken as it is
+    assert refused(cli("verify", "--anchors", "anchors.json", "--json")).json()["problems"] == [
+        f"run {deploy['run_id']} version 1: chain mismatch: the stored event was edited, or an earlier one was removed"]
+
+    _edit_byte(_file(cli), deploy["run_id"], 3, old=b"worker:", new=b"WORKER:")  # a later event of that run
+    problems = refused(cli("verify", "--anchors", "anchors.json", "--json")).json()["problems"]
+    assert "log head differs from the anchor: events were removed, added or reordered before it" in problems
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "not an anchors file from `runjournal export --anchors`"),
+    ('{"events": 1, "log_head": "00", "runs": {}, "versions": {}}', "log_head: String should match pattern"),
+    ('{"events": "11", "log_head": "' + "0" * 64 + '", "runs": {}, "versions": {}}', "events: Input should be a valid integer"),
+    ('{"events": 1, "log_head": "' + "0" * 64 + '", "runs": {"r": "' + "a" * 64 + '"}, "versions": {}}',
+     "runs and versions must name the same runs; only one of them names r"),
+    ('{"events": 1, "log_head": "' + "0" * 64 + '", "runs": {}, "versions": {}, "note": 1}', "note: Extra inputs"),
+])
+def test_a_wrong_anchors_file_is_one_clear_error(populated, content: str, needle: str) -> None:
+    cli, _, _ = populated
+    (cli.cwd / "anchors.json").write_text(content)
+    result = cli("verify", "--anchors", "anchors.json")
+    assert result.code == 1 and "Traceback" not in result.err + result.out, result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "anchors.json" in errors[0], result.err
+    assert needle in " ".join(result.err.split()), result.err
+    assert "broken" not in result.out and "ok:" not in result.out

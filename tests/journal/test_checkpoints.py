@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from runjournal.domain import InvalidInput, RunNotFound, chain
 
 from runjournal import Journal, audit, checkpoints, merkle
+from runjournal import anchors as anchoring
 from runjournal.verification import expected_link
 
 from .helpers import finished_run
@@ -279,7 +280,7 @@ def test_a_checkpoint_verifies_while_the_log_grows(store) -> None:
 def test_a_consistent_rewrite_of_a_whole_run_passes_verify_but_not_the_checkpoint(store) -> None:
     j, runs, path = store
     doc = checkpoints.checkpoint(j)
-    anchors = audit.anchors(j)
+    anchors = anchoring.take(j)
     victim = runs[2]
 
     def forge(version: int, fields: dict) -> None:
@@ -290,7 +291,7 @@ def test_a_consistent_rewrite_of_a_whole_run_passes_verify_but_not_the_checkpoin
     fresh = _reopen(j)
     assert fresh.get_run(victim).output == {"text": "forged"}
     assert fresh.verify().ok  # every chain verifies: the rewrite is consistent
-    assert audit.check_anchors(fresh, anchors)  # (an anchor of that run's head sees it too)
+    assert anchoring.check(fresh, anchors)  # (an anchor of that run's head sees it too)
     report = checkpoints.verify_checkpoint(fresh, doc)
     assert not report.ok
     (problem,) = report.problems

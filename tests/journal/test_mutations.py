@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjournal import Journal, RunjournalError, audit, checkpoints
+from runjournal import Journal, RunjournalError, checkpoints
+from runjournal import anchors as anchoring
 from runjournal.views_check import check_views
 
 from .helpers import finished_run
@@ -56,7 +57,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         j.catch_up()
         runs = {r.run_id: r.model_dump() for r in j.runs()}
         loaded = {run_id: j.get_run(run_id).model_dump() for run_id in runs}
-        anchor = audit.anchors(j)
+        anchor = anchoring.take(j)
         head = checkpoints.checkpoint(j)
     db = sqlite3.connect(folder / "j.db")
     assert db.execute(f"SELECT count(*) FROM {SNAPSHOTS}").fetchone()[0] >= 1, "the template must hold a snapshot"
@@ -144,7 +145,7 @@ def findings(folder: Path, template: dict[str, Any]) -> tuple[list[str], bool]:
         with Journal.open(f"sqlite:///{folder / 'j.db'}") as j:
             report = j.verify()
             found += [p.problem for p in report.problems]
-            found += audit.check_anchors(j, template["anchor"])
+            found += anchoring.check(j, template["anchor"])
             found += checkpoints.verify_checkpoint(j, template["head"]).problems
             views = check_views(j)
             found += views.differences
