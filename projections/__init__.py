@@ -1,9 +1,10 @@
 """Followed read models derived from the log, and the runner that keeps them caught up."""
 
 from .approvals import ApprovalsView
-from .base import ProjectedEvent, Projection
+from .base import REFUSED, ProjectedEvent, Projection
 from .messages import MessagesView
 from .recovery_intents import INTENTS, RecoveryIntentsView
+from .refused_runs import RefusedRun
 from .runner import ProjectionError, ProjectionFailure, ProjectionRunner, open_views
 from .runs import RunsView
 from .sealing import ViewCipher
@@ -17,6 +18,7 @@ def builtin_projections() -> list[Projection]:
 
 __all__ = [
     "INTENTS",
+    "REFUSED",
     "ApprovalsView",
     "MessagesView",
     "ProjectedEvent",
@@ -25,6 +27,7 @@ __all__ = [
     "ProjectionFailure",
     "ProjectionRunner",
     "RecoveryIntentsView",
+    "RefusedRun",
     "RunsView",
     "ThreadsView",
     "ViewCipher",

@@ -23,6 +23,9 @@ from sqlite_utils import Database
 from .sealing import PLAINTEXT, ViewCipher
 
 
+REFUSED = "UnknownTopic"  # the type of an event whose stored topic is not runjournal's (see refused_runs.py)
+
+
 @dataclass(slots=True)
 class ProjectedEvent:
     """One event of the log as projections see it."""

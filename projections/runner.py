@@ -21,6 +21,7 @@ from sqlite_utils import Database
 
 from ..domain.errors import RunjournalError
 from .base import ProjectedEvent, Projection
+from .refused_runs import RefusedRun, RefusedRuns
 from .run_index import RunIndex
 from .sealing import ViewCipher
 
@@ -75,6 +76,7 @@ class ProjectionRunner:
         self._read_pages = read_pages
         self.cipher = ViewCipher(cipher)
         self._index = RunIndex()
+        self._refused = RefusedRuns()
         self._projections: dict[str, Projection] = {}
         self.failures: dict[str, ProjectionFailure] = {}
         self.wiped = self._match_key()
@@ -83,6 +85,7 @@ class ProjectionRunner:
                 f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, version INTEGER, position INTEGER)"
             )
         self.add(self._index)
+        self.add(self._refused)
 
     @property
     def projections(self) -> dict[str, Projection]:
@@ -160,19 +163,39 @@ class ProjectionRunner:
             raise ProjectionError(list(self.failures.values()))
         return processed
 
+    def forget_refused(self) -> None:
+        """Clear the record of refused runs; the next catch-up finds again those still refused."""
+        with self._transaction():
+            self._refused.reset(self.db)
+            self._set_position(self._refused, 0)
+
+    def refused_runs(self) -> list[RefusedRun]:
+        """Runs the views stopped following at an event whose topic is not runjournal's (see refused_runs.py)."""
+        return self._refused.all(self.db)
+
     def _apply(self, page: list[ProjectedEvent], positions: dict[str, int]) -> None:
         enriched = False
-        for projection in self._projections.values():  # the run index comes first
+        self._refused.refresh(self.db)
+        for projection in self._projections.values():  # the run index and the refused runs come first
             if projection.name in self.failures:
                 continue
             after = positions[projection.name]
             events = page if page[0].position > after else [e for e in page if e.position > after]
             if not events:
                 continue
-            if projection is not self._index and not enriched:
-                self._index.enrich(page, self.db)  # once per page: every view sees the same events
-                enriched = True
-            last = self._handle(projection, events)
+            if projection is not self._index and projection is not self._refused:
+                if not enriched:
+                    self._index.enrich(page, self.db)  # once per page: every view sees the same events
+                    enriched = True
+                followed = self._refused.followed(events)
+                if not followed:  # every event here belongs to refused runs: pass over them
+                    self._set_position(projection, events[-1].position)
+                    continue
+                last = self._handle(projection, followed)
+                if last == followed[-1].position:  # all applied: the skipped tail is passed too
+                    last = events[-1].position
+            else:
+                last = self._handle(projection, events)
             if last is not None:
                 self._set_position(projection, last)
 

@@ -200,6 +200,8 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all of th
     """
     with opened() as journal:
         names = [name] if name else [n for n in journal.runner.projections if not n.startswith("_")]
+        if not name:  # every view from zero: runs refused earlier but since repaired are followed again
+            journal.runner.forget_refused()
         for view in names:
             with progress(journal.max_position(), f"rebuilding {view}") as advance:
                 count = journal.rebuild(view, progress=advance)

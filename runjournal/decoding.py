@@ -18,13 +18,12 @@ import orjson
 from eventsourcing.persistence import Mapper, Notification
 
 from .adapters.storage import codec, topics
-from .projections import ProjectedEvent
+from .projections import REFUSED, ProjectedEvent
 
 _NOT_DATA = ("timestamp", "chain", "actor", "originator_topic")
 RawEvent = tuple[int, str, int, str, bytes]
 
 
-REFUSED = "UnknownTopic"  # the type of a projected event whose stored topic is not ours
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -34,8 +33,9 @@ class EventDecoder:
     A stored event whose topic (or inner aggregate topic) is not one of ours is
     never resolved. ``strict`` decoders (export) raise ``UnknownTopic``; the
     others (the followed views) pass it on as an event of type ``REFUSED`` with
-    no data, which no view applies: one forged row must not stop every view, and
-    so every worker; ``verify`` and the loader report and refuse it.
+    no data: the runner refuses its run from there on (projections/refused_runs.py),
+    since one forged row must not stop every view, and so every worker; ``verify``
+    and the loader report and refuse it.
     """
 
     def __init__(self, mapper: Mapper[Any], *, strict: bool = False) -> None:

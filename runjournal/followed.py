@@ -16,7 +16,15 @@ from .adapters.storage import permissions
 from .decoding import EventDecoder, RawEvent
 from .domain import InvalidInput, RunNotFound
 from .models import RecordedEvent
-from .projections import ProjectedEvent, Projection, ProjectionError, ProjectionRunner, builtin_projections, open_views
+from .projections import (
+    ProjectedEvent,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    RefusedRun,
+    builtin_projections,
+    open_views,
+)
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Cipher
@@ -114,18 +122,28 @@ class FollowedViews:
             self._follower.join()
             self._follower = None
 
+    def _caught_up(self) -> ProjectionRunner:
+        """The runner, its views caught up; a failure of an added (not built-in) projection is not raised here."""
+        runner = self.runner
+        try:
+            runner.catch_up()
+        except ProjectionError as e:
+            builtin = {p.name for p in builtin_projections()}
+            if any(f.name in builtin for f in e.failures):
+                raise  # the view asked for may be stale: say so
+        return runner
+
     def _view(self, view: str, model: type[Any], sql: str, params: list[Any] | None = None) -> list[Any]:
         """Rows of one built-in view, caught up first; its sealed columns are decrypted."""
         with self._views_lock:
-            runner = self.runner
-            try:
-                runner.catch_up()
-            except ProjectionError as e:
-                builtin = {p.name for p in builtin_projections()}
-                if any(f.name in builtin for f in e.failures):
-                    raise  # the view asked for may be stale: say so
+            runner = self._caught_up()
             sealed = getattr(runner.projections[view], "sealed", ())
             return queries.select(runner.db, model, sql, params, cipher=runner.cipher, sealed=sealed)
+
+    def refused_runs(self) -> list[RefusedRun]:
+        """Runs the views stopped following at a stored event whose topic is not runjournal's (log order)."""
+        with self._views_lock:
+            return self._caught_up().refused_runs()
 
     def runs(self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None) -> list[queries.RunRow]:
         """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""

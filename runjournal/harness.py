@@ -615,7 +615,7 @@ class Harness:
 
     def health(self) -> Health:
         """Slots in use, queue depth, waiting approvals, adapter outcomes, oldest queued age, listener errors,
-        quarantined runs."""
+        quarantined runs and runs the views refused."""
         quarantined = self.journal.quarantined_ids()
         queued = [r for r in self.journal.queue() if r.state == "queued"]
         oldest = None
@@ -629,6 +629,7 @@ class Harness:
                 quarantined.add(e.run_id)
         return Health(
             quarantined=len(quarantined),
+            refused_by_views=len(self.journal.refused_runs()),
             worker_id=self.worker_id,
             active_slots=self._slots_held(),
             max_concurrent_runs=self.workspace.concurrency.max_concurrent_runs,

@@ -54,3 +54,4 @@ class Health(BaseModel):
     listener_errors: int = 0
     journal_listener_errors: int = 0
     quarantined: int = 0  # runs whose stored events failed their check on load; `runjournal quarantine` lists them
+    refused_by_views: int = 0  # runs the views stopped following at a stored topic not runjournal's (Journal.refused_runs)

@@ -240,3 +240,26 @@ def test_lease_expiry_skips_a_quarantined_run(sqlite_url: str, clock) -> None:  
         assert j.get_run(run.run_id).state == "claimed"  # untouched
         j.release(run.run_id)
         assert j.expire_leases() == [run.run_id]
+
+
+@sync
+async def test_a_forged_topic_is_refused_by_the_views_and_quarantined_by_the_worker(
+    make_harness: MakeHarness, sqlite_url: str
+) -> None:
+    adapter = Deployer()
+    h = _harness_on(make_harness, sqlite_url, adapter, worker_id="w1")
+    victim = h.submit("hello")  # queued, never claimed
+    h.journal.close()
+    with sqlite3.connect(_path(sqlite_url)) as db:  # its Queued event names code
+        assert db.execute("UPDATE stored_events SET topic = 'tempfile:_TemporaryFileCloser' WHERE originator_id = ?"
+                          " AND originator_version = 2", (_hex(victim.run_id),)).rowcount == 1
+
+    h = _harness_on(make_harness, sqlite_url, adapter)
+    others = [h.submit(f"hello {i}") for i in range(2)]
+    await h.recover()  # reads the views: they refuse the victim and go on
+    await h.work()
+    assert all(h.journal.get_run(r.run_id).state == "completed" for r in others)
+    assert [r.run_id for r in h.journal.refused_runs()] == [victim.run_id]
+    assert [r.run_id for r in h.journal.quarantined()] == [victim.run_id]  # the claim met it: set aside
+    health = h.health()
+    assert (health.refused_by_views, health.quarantined) == (1, 1)

@@ -141,7 +141,8 @@ with contextlib.redirect_stdout(printed), Journal.open(url) as j:
         "status": lambda: j.get_run(run_id).state,
         "history": lambda: len(j.history(run_id)),
         "claim": lambda: [j.claim_next(worker_id="w2") for _ in range(3)] and "claimed",
-        "views": lambda: len(j.runs()),
+        "views": lambda: sorted((r.run_id, r.state) for r in j.runs()),
+        "refused": lambda: [(r.run_id, r.version) for r in j.refused_runs()],
         "export": lambda: len(list(export_events(j))),
         "verify": lambda: [p.problem for p in j.verify().problems],
     }
@@ -182,14 +183,15 @@ def test_a_stored_event_topic_of_this_is_refused_by_every_reader(forged_store) -
     with sqlite3.connect(path) as db:
         assert db.execute("UPDATE stored_events SET topic = 'this' WHERE originator_id = ? AND "
                           "originator_version = 2", (_hex(victim),)).rowcount == 1
-    found = _python(READ, url, victim, "status", "history", "claim", "views", "export")
+    found = _python(READ, url, victim, "status", "history", "claim", "views", "refused", "export")
     assert found["imported"] is False and found["printed"] == ""
     for name in ("status", "history"):
         assert found[name].startswith(("TamperDetected", "UnknownTopic")), found[name]
         assert f"run {victim} at version 2" in found[name]
     assert found["claim"] == "claimed"  # the other runs are claimed; the forged one is set aside
-    # The views stop at the refused row (it is never resolved): a view of a forged log is not shown.
-    assert found["views"].startswith("ProjectionError") and "(UnknownTopic)" in found["views"], found["views"]
+    # The views refuse the run at the forged row (never resolved) and follow every other run.
+    assert found["refused"] == [[victim, 2]], found
+    assert [victim, "created"] in found["views"] and len(found["views"]) == 3, found["views"]
     assert found["export"].startswith("UnknownTopic") and "'this'" in found["export"], found["export"]
 
 
@@ -229,8 +231,9 @@ def test_a_created_event_naming_another_aggregate_is_refused(forged_store) -> No
         db.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = 1",
                    (state.replace(b'"originator_topic":"runjournal.Run"', b'"originator_topic":"this"'),
                     _hex(victim)))
-    found = _python(READ, url, victim, "status", "views", "verify")
+    found = _python(READ, url, victim, "status", "views", "refused", "verify")
     assert found["imported"] is False and found["printed"] == ""
     assert f"run {victim} at version 1" in found["status"]
-    assert found["views"].startswith("ProjectionError") and "(UnknownTopic)" in found["views"], found["views"]
+    assert found["refused"] == [[victim, 1]] and len(found["views"]) == 2, found  # never followed at all
+    assert victim not in {run_id for run_id, _ in found["views"]}
     assert found["verify"], "the edited Created event verified"

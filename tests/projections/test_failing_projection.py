@@ -234,7 +234,7 @@ def test_a_redelivered_page_is_applied_once(tmp_path) -> None:
             (1, "Created", "alpha"), (2, "Queued", "alpha"), (3, "Created", "beta"),
             (4, "Dequeued", "alpha"), (5, "Queued", "beta"),
         ]
-        assert runner.positions() == {"_run_index": 5, "event_log": 5}
+        assert runner.positions() == {"_run_index": 5, "_refused_runs": 5, "event_log": 5}
         assert runner.catch_up() == 0
         assert runner.db["event_log"].count == 5
     finally:

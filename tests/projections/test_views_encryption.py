@@ -195,7 +195,7 @@ def test_a_sealed_views_file_opened_without_its_key_is_rebuilt_not_read(tmp_path
     runner = ProjectionRunner(open_views(views), lambda start: iter(()))
     try:
         assert runner.wiped
-        assert set(runner.db.table_names()) == {"_projection_tracking", "_run_index"}
+        assert set(runner.db.table_names()) == {"_projection_tracking", "_run_index", "_refused_runs"}
         assert runner.db.execute("SELECT COUNT(*) FROM _run_index").fetchone()[0] == 0
     finally:
         runner.close()
