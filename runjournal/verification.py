@@ -8,9 +8,10 @@ with an exported anchor for that.
 ``verify_store`` does more than the chains: it checks the file itself (SQLite's
 ``quick_check``, or ``integrity_check`` when deep), that the events table holds
 no row the log's order does not list (a row at a position <= 0, a row hidden
-from or listed twice in that order), and that each run read the way the loader
+from or listed twice in that order), that each run read the way the loader
 reads it (its events selected by run id) holds exactly the rows, bytes and
-version that were verified. Everyone (verify, export, the views, the loader)
+version that were verified, and that the inline queue and leases hold the rows
+the log gives (``inline_check``). Everyone (verify, export, the views, the loader)
 reads the same rows; whatever lies outside them is reported here. Memory stays
 bounded by the number of runs, never by the number of events.
 """
@@ -86,7 +87,7 @@ def verify_log(
             events += 1
             run_id = str(n.originator_id)
             if reading is not None:
-                reading.add(run_id, n.id, n.state)
+                reading.add(run_id, n.id, n.state, n.topic)
             stored = ""
             if run_id not in broken:
                 problem, stored = _check_one(mapper, n, heads.get(run_id, (0, chain.GENESIS)))
@@ -147,13 +148,17 @@ class LogReading:
 
     def __init__(self) -> None:
         self.runs: dict[str, tuple[int, bytes]] = {}
+        self.first: dict[str, int] = {}  # run -> the position of its first event
+        self.last_topic: dict[str, str] = {}  # run -> the topic of its last event
         self.events = 0
         self.last = 0
         self.error: Exception | None = None  # the log could not be read to its end
 
-    def add(self, run_id: str, position: int, state: bytes) -> None:
+    def add(self, run_id: str, position: int, state: bytes, topic: str = "") -> None:
         count, digest = self.runs.get(run_id, (0, b""))
         self.runs[run_id] = (count + 1, _fold(digest, state))
+        self.first.setdefault(run_id, position)
+        self.last_topic[run_id] = topic
         self.events += 1
         self.last = max(self.last, position)
 
@@ -228,6 +233,8 @@ def verify_store(
         problems += rows_beside_the_log(journal, reading)
     problems += runs_as_loaded(journal, reading, report, progress=progress)
     problems += _snapshot_problems(journal, report)
+    if reading.error is None:
+        problems += _inline_problems(journal, reading, {p.run_id for p in problems})
     problems.sort(key=lambda p: (p.run_id, p.version or 0))
     return report.model_copy(update={"ok": not problems, "problems": problems})
 
@@ -243,6 +250,17 @@ def _snapshot_problems(journal: Journal, report: VerifyReport) -> list[VerifyPro
         return [VerifyProblem(run_id="", version=None, problem=(
             f"the snapshots cannot be checked ({type(e).__name__}: {' '.join(str(e).split())[:200]})"))]
     return [VerifyProblem(run_id=r, version=v, problem=p) for r, v, p in found]
+
+
+def _inline_problems(journal: Journal, reading: LogReading, broken: set[str]) -> list[VerifyProblem]:
+    """Every inline queue or lease row the log does not give (see inline_check.py)."""
+    from .inline_check import inline_problems
+
+    try:
+        return inline_problems(journal, reading, broken)
+    except Exception as e:  # noqa: BLE001 - the store failing here is reported, like any reading
+        return [VerifyProblem(run_id="", version=None, problem=(
+            f"the inline queue and leases cannot be checked ({type(e).__name__}: {' '.join(str(e).split())[:200]})"))]
 
 
 def rows_beside_the_log(journal: Journal, reading: LogReading) -> list[VerifyProblem]:

@@ -109,6 +109,10 @@ class Statements:
         )
 
     @cached_property
+    def all_queue_rows(self) -> str:
+        return self._sql("SELECT run_id, priority, position, state, claimable FROM {queue} ORDER BY run_id")
+
+    @cached_property
     def expired(self) -> str:
         return self._sql(
             "SELECT l.run_id FROM {leases} AS l WHERE l.expires_at <= ? AND NOT EXISTS"
@@ -267,6 +271,8 @@ class InlineViews(Protocol):
     def queue_rows(self) -> list[QueueRow]: ...
 
     def lease_rows(self) -> list[LeaseRow]: ...
+
+    def queue_table(self) -> list[tuple[str, int, int, str, bool]]: ...
 
     def expired_leases(self, now: float, limit: int) -> list[str]: ...
 

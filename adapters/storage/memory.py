@@ -75,6 +75,12 @@ class MemoryRunRecorder(POPOApplicationRecorder):
         with self._database_lock:
             return sorted(self._leases.values(), key=lambda r: r.run_id)
 
+    def queue_table(self) -> list[tuple[str, int, int, str, bool]]:
+        """Every row of the inline queue, claimable or not: (run, priority, position, state, claimable)."""
+        with self._database_lock:
+            return sorted((r.run_id, r.priority, r.position, r.state, r.run_id in self._claimable)
+                          for r in self._queue.values())
+
     def expired_leases(self, now: float, limit: int) -> list[str]:
         """Run ids whose lease ran out at or before ``now``."""
         with self._database_lock:

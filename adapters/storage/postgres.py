@@ -125,6 +125,10 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
         """Every current lease."""
         return [LeaseRow(*r) for r in self._select(self.index_sql.lease_rows)]
 
+    def queue_table(self) -> list[tuple[str, int, int, str, bool]]:
+        """Every row of the inline queue, claimable or not: (run, priority, position, state, claimable)."""
+        return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in self._select(self.index_sql.all_queue_rows)]
+
     def expired_leases(self, now: float, limit: int) -> list[str]:
         """Run ids whose lease ran out at or before ``now``."""
         return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]

@@ -1,6 +1,7 @@
 """One random mutation of one row of the store or its views is reported, refused, or changes nothing.
 
-Hypothesis picks a table (events, snapshots, each built-in view), a row and a
+Hypothesis picks a table (events, snapshots, the inline queue and leases, each
+built-in view), a row and a
 mutation: change a column (flip a byte, another row's value, a version or run
 id moved), delete the row, copy it into another run, or move it in the log
 (rowid to -N or past the end). Then, with the anchors and the checkpoint taken
@@ -8,8 +9,9 @@ before the mutation held outside the store, one of these must hold:
 
 - ``verify`` reports a problem (with the anchors and ``--views``), or the
   checkpoint no longer proves, or loading some run raises;
-- the mutation changed nothing that anyone reads: every run loads as before
-  and the views equal a rebuild from the log.
+- the mutation changed nothing that anyone reads: every run loads as before,
+  the inline queue and leases hold the same rows and the views equal a
+  rebuild from the log.
 """
 
 from __future__ import annotations
@@ -54,7 +56,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         for step in range(55):  # past the snapshot interval (50)
             j.record_step(claim, "message" if step % 5 == 0 else "step", {"role": "assistant", "content": f"s{step}"})
         j.complete(claim, output={"text": "long done"})
+        j.submit(agent_id="a", input={"n": "running"})  # live runs: rows in the inline queue and leases
+        j.start(j.claim_next(worker_id="w2"))
+        j.submit(agent_id="a", input={"n": "queued"}, priority=3)
         j.catch_up()
+        inline = (j.inline_views.queue_table(), j.inline_views.lease_rows())
+        assert len(inline[0]) == 3 and len(inline[1]) >= 1, inline
         runs = {r.run_id: r.model_dump() for r in j.runs()}
         loaded = {run_id: j.get_run(run_id).model_dump() for run_id in runs}
         anchor = anchoring.take(j)
@@ -62,7 +69,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     db = sqlite3.connect(folder / "j.db")
     assert db.execute(f"SELECT count(*) FROM {SNAPSHOTS}").fetchone()[0] >= 1, "the template must hold a snapshot"
     db.close()
-    yield {"folder": folder, "loaded": loaded, "anchor": anchor, "head": head}
+    yield {"folder": folder, "loaded": loaded, "anchor": anchor, "head": head, "inline": inline}
 
 
 def copy_store(template: dict[str, Any], into: Path) -> Path:
@@ -157,12 +164,15 @@ def findings(folder: Path, template: dict[str, Any]) -> tuple[list[str], bool]:
                     found.append(f"loading {run_id}: {e}")
             if len(j.runs()) != len(template["loaded"]):
                 same = False
+            if (j.inline_views.queue_table(), j.inline_views.lease_rows()) != template["inline"]:
+                same = False  # what workers claim and recovery expires
     except RunjournalError as e:
         found.append(f"opening: {e}")
     return found, same
 
 
-TABLES = (EVENTS, EVENTS, EVENTS, SNAPSHOTS, *VIEW_TABLES)
+INLINE_TABLES = ("runjournal_queue", "runjournal_leases")
+TABLES = (EVENTS, EVENTS, EVENTS, SNAPSHOTS, *INLINE_TABLES, *VIEW_TABLES)
 
 
 def test_one_mutation_of_one_row_is_reported_refused_or_harmless(
@@ -176,7 +186,7 @@ def test_one_mutation_of_one_row_is_reported_refused_or_harmless(
            data=st.data())
     def one_mutation(table: str, pick: int, mutation: str, data: st.DataObject) -> None:
         folder = copy_store(template, tmp_path_factory.mktemp("mutated"))
-        target = folder / ("j.db" if table in (EVENTS, SNAPSHOTS) else "j.views.db")
+        target = folder / ("j.db" if table in (EVENTS, SNAPSHOTS, *INLINE_TABLES) else "j.views.db")
         with sqlite3.connect(target) as db:
             done = mutate(db, table, pick, mutation, data)
         if not done:
@@ -187,5 +197,5 @@ def test_one_mutation_of_one_row_is_reported_refused_or_harmless(
 
     one_mutation()
     # The property must reach what it claims: every table mutated, every kind of mutation on events.
-    assert {t for t, _ in seen} == {EVENTS, SNAPSHOTS, *VIEW_TABLES}, seen
+    assert {t for t, _ in seen} == {EVENTS, SNAPSHOTS, *INLINE_TABLES, *VIEW_TABLES}, seen
     assert {m for t, m in seen if t == EVENTS} == set(MUTATIONS), seen
