@@ -39,7 +39,9 @@ def test_claim_next_heals_stale_rows_and_goes_on(tmp_path) -> None:  # type: ign
         assert {row.run_id for row in j.inline_views.lease_rows()} == {got.run_id}
         assert j.get_run(waiting.run_id).state == "waiting_for_approval"
         assert j.claim_many(worker_id="w3", count=4) == []
-        assert j.verify().ok
+        (stale,) = j.verify().problems  # verify names the one row left stale, and nothing else
+        assert stale.run_id == waiting.run_id and stale.problem.startswith("the inline queue row is (0, 6, 'queued', True), the log gives (0, 6, 'waiting_for_approval', False)")
         resolved = j.resolve_approval(f"{waiting.run_id}.a1", decision="approve", actor="bob")
         assert resolved.state == "resuming"
-        assert j.claim_next(worker_id="w4").run_id == waiting.run_id  # its own save set its row right
+        assert j.verify().ok  # its own save set its row right
+        assert j.claim_next(worker_id="w4").run_id == waiting.run_id
