@@ -191,7 +191,7 @@ time.sleep(float(sys.argv[2]))
 conn.execute("COMMIT")
 print("released", flush=True)
 """
-LOCK_HELD_S = 6.0  # longer than lock_wait=2, shorter than the 10 s leases
+LOCK_HELD_S = 10.0  # longer than lock_wait=2 with room for a loaded machine, shorter than the 20 s leases
 
 
 def wait_for(predicate, seconds: float, what: str) -> None:
@@ -205,7 +205,7 @@ def test_a_held_lock_makes_writes_wait_then_say_locked_and_a_running_worker_goes
     workdir = tmp_path / "work"
     db = workdir / "j.db"
     url = f"sqlite:///{db}?lock_wait=2"
-    workspace = write_workspace(workdir, url, sleep=0.4, lease_seconds=10, heartbeat_seconds=0.3,
+    workspace = write_workspace(workdir, url, sleep=0.4, lease_seconds=20, heartbeat_seconds=0.3,
                                 store_outage_seconds=30)
     messages = submit(url, workdir, 12)
     worker = spawn(workspace, "worker", "--worker-id", "w1", name="w1")
