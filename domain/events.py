@@ -225,8 +225,15 @@ class Completed(RunEvent):
 
 class Failed(RunEvent):
     TOPIC = "runjournal.Run.Failed.v1"
+    class_version = 2
     error: str
     previous_state: str
+    stage: str | None  # where an agent failed: "stream" or "invoke" (None: not the agent, or before v2)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Failed events stored before the stage was recorded."""
+        state["stage"] = None
 
     def assign(self, run: Run) -> None:
         run.error = self.error

@@ -367,14 +367,15 @@ class Run(Aggregate):
         actor: str,
         now: datetime,
         worker: tuple[str, int] | None = None,
+        stage: str | None = None,
     ) -> None:
-        """Fail the run; a worker's failure is fenced by its lease."""
+        """Fail the run; a worker's failure is fenced by its lease. ``stage``: where the agent failed."""
         previous = self.state
         self._check("Failed")
         if worker is not None:
             self._fence(*worker)
         self.trigger_event(
-            self.Failed, timestamp=now, actor=actor, error=error, previous_state=str(previous)
+            self.Failed, timestamp=now, actor=actor, error=error, previous_state=str(previous), stage=stage
         )
 
 

@@ -17,7 +17,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .adapters.agents.base import AgentAdapter, AgentFailed, AgentRequest, Chunk, adapter_can_invoke
 from .domain import LEASED_STATES, InvalidTransition, LeaseLost, StoreUnavailable
@@ -64,6 +64,7 @@ class Execution:
         self.emit = emit
         self.cancel_requested = asyncio.Event()
         self._texts: list[str] = []
+        self._tool_errors: list[str] = []  # each failed tool call, rendered: the output when nothing is said
         self.output: Any = None
         self._last_tool: str | None = None
 
@@ -126,32 +127,53 @@ class Execution:
         return work.result() if finished else self._finish_cancel()
 
     async def _consume(self) -> str:
-        produced = False
+        activity = False  # any chunk at all: after one, a failure is the run's, not a reason to invoke
         try:
             async with asyncio.timeout(self.settings.invoke_timeout_seconds):
                 async for chunk in self.adapter.stream(self.request):
-                    produced = True
+                    activity = True
                     if self._cancelled():
                         return self._finish_cancel()
                     if (rest := self._handle(chunk)) is not None:
                         return rest
-        except TimeoutError:
-            return self._fail(f"timed out after {self.settings.invoke_timeout_seconds:g} s")
         except (LeaseLost, StoreUnavailable, TamperDetected, asyncio.CancelledError):
             # Not the agent's failure: a store fault, or a run whose log no longer checks
             # (quarantined by the harness), is the harness's to handle, not a reason to fail.
             raise
         except Exception as e:  # noqa: BLE001 - any agent error ends the run as failed, with its message
-            if produced or not adapter_can_invoke(self.adapter) or self._cancelled(fresh=True):
-                return self._fail(_error_text(e))
+            # A stream that failed (or timed out) before any activity is answered by one
+            # ``invoke`` when the agent has one; only a failure of that fails the run.
+            if activity or not adapter_can_invoke(self.adapter) or self._cancelled(fresh=True):
+                return self._fail(self._agent_error(e), stage="stream")
             if (rest := await self._invoke_once()) is not None:
                 return rest
         if self._cancelled():
             return self._finish_cancel()
+        if not self._texts and self._tool_errors:  # nothing said: the failures are the answer
+            self._say("\n\n".join(self._tool_errors))
+        if not self._texts and adapter_can_invoke(self.adapter) and not self._cancelled(fresh=True):
+            if (rest := await self._invoke_for_text()) is not None:
+                return rest
         # The harness saves this run's Completed together with the other runs that
         # finished in the same moment (a group commit): see Harness._complete.
         self.output = {"text": "".join(self._texts)}
         return COMPLETING
+
+    def _agent_error(self, error: Exception) -> str:
+        if isinstance(error, TimeoutError):
+            return f"timed out after {self.settings.invoke_timeout_seconds:g} s"
+        return _error_text(error)
+
+    async def _invoke(self) -> list[Chunk] | str:
+        """One ``invoke`` with the run's request (its thread history included): its chunks, or the resting state
+        when it failed (a timeout here fails the run)."""
+        try:
+            async with asyncio.timeout(self.settings.invoke_timeout_seconds):
+                return list(await self.adapter.invoke(self.request))  # type: ignore[attr-defined]
+        except (LeaseLost, StoreUnavailable, TamperDetected, asyncio.CancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001 - the fallback failed too: the run fails
+            return self._fail(self._agent_error(e), stage="invoke")
 
     def completion_refused(self, error: Exception) -> str:
         """The group commit refused this run's Completed: why, as the state it rests in."""
@@ -165,14 +187,10 @@ class Execution:
         raise error
 
     async def _invoke_once(self) -> str | None:
-        """The fallback for a stream that failed before any output: one ``invoke``."""
-        try:
-            async with asyncio.timeout(self.settings.invoke_timeout_seconds):
-                chunks = await self.adapter.invoke(self.request)  # type: ignore[attr-defined]
-        except TimeoutError:
-            return self._fail(f"timed out after {self.settings.invoke_timeout_seconds:g} s")
-        except Exception as e:  # noqa: BLE001 - the fallback failed too: the run fails
-            return self._fail(_error_text(e))
+        """The fallback for a stream that failed before any activity: every chunk of one ``invoke`` is handled."""
+        chunks = await self._invoke()
+        if isinstance(chunks, str):
+            return chunks
         for chunk in chunks:
             try:
                 rest = self._handle(chunk)
@@ -184,12 +202,29 @@ class Execution:
                 return rest
         return None
 
+    async def _invoke_for_text(self) -> str | None:
+        """The fallback for a stream that ended saying nothing: the text of one ``invoke``.
+
+        Only its content is taken: the stream's steps and tool results are recorded
+        already, and recording the same calls again would tell a different story.
+        """
+        chunks = await self._invoke()
+        if isinstance(chunks, str):
+            return chunks
+        text = "".join(str(c.content) for c in chunks if c.kind == "content" and c.content is not None)
+        if text:
+            self._say(text)
+        return None
+
+    def _say(self, text: str) -> None:
+        self._texts.append(text)
+        self.emit(StreamEvent(type="content", run_id=self.claim.run_id, data={"text": text}))
+
     def _handle(self, chunk: Chunk) -> str | None:
         """Record and emit one chunk; returns a resting state when the run must stop here."""
         run_id = self.claim.run_id
         if chunk.kind == "content":
-            self._texts.append(str(chunk.content))
-            self.emit(StreamEvent(type="content", run_id=run_id, data={"text": str(chunk.content)}))
+            self._say(str(chunk.content))
         elif chunk.kind == "reasoning":
             self.emit(StreamEvent(type="reasoning", run_id=run_id, data={"text": str(chunk.content)}))
         elif chunk.kind == "step":
@@ -209,6 +244,8 @@ class Execution:
         if key == self._last_tool:
             return None  # the same call's same result, repeated at once: recorded once
         self._last_tool = key
+        if chunk.is_error:
+            self._tool_errors.append(render_tool_failure(chunk.tool_name, chunk.content))
         self.journal.record_step(self.claim, "tool_result", result)
         self.emit(StreamEvent(type="tool_result", run_id=self.claim.run_id, data=result))
         return None
@@ -228,11 +265,11 @@ class Execution:
         self.emit(StreamEvent(type="approval", run_id=self.claim.run_id, data=data))
         return "waiting_for_approval"
 
-    def _fail(self, error: str) -> str:
+    def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> str:
         """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked."""
         if self._cancelled(fresh=True):
             return self._finish_cancel()
-        self.journal.fail(self.claim, error=error)
+        self.journal.fail(self.claim, error=error, stage=stage)
         return "failed"
 
     def _finish_cancel(self) -> str:
@@ -271,6 +308,12 @@ async def _halt(work: asyncio.Task[str]) -> None:
     await asyncio.wait({work})  # unlike awaiting it, never swallows a cancel of the caller
     if not work.cancelled():
         work.exception()  # whatever it raised while stopping, the run ends as cancelled
+
+
+def render_tool_failure(tool_name: str | None, output: Any) -> str:
+    """How a failed tool call reads in a run's output: the tool, then what it returned."""
+    shown = output if isinstance(output, str) else json.dumps(output, sort_keys=True, default=str)
+    return f"Tool {tool_name or '(unnamed tool)'} failed: {shown}"
 
 
 def _error_text(error: BaseException) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import Application
@@ -744,13 +744,15 @@ class Journal(FollowedViews):
         except RunjournalError as e:
             return e
 
-    def fail(self, claim: Claim, *, error: str) -> RunSnapshot:
-        """Fail a run the worker holds."""
+    def fail(self, claim: Claim, *, error: str, stage: Literal["stream", "invoke"] | None = None) -> RunSnapshot:
+        """Fail a run the worker holds; ``stage`` says where the agent failed (recorded in ``Failed``)."""
         req = validate(ErrorInput, error=_clip(error), actor=f"worker:{claim.worker_id}")
+        if stage not in (None, "stream", "invoke"):
+            raise InvalidInput("stage", f"must be 'stream', 'invoke' or None (got {stage!r})")
         run, _ = self._execute(
             claim.run_id,
             lambda run: run.fail(
-                error=req.error, actor=req.actor, now=self._now(), worker=(claim.worker_id, claim.epoch)
+                error=req.error, actor=req.actor, now=self._now(), worker=(claim.worker_id, claim.epoch), stage=stage
             ),
         )
         return RunSnapshot.of(run)
