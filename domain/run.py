@@ -22,6 +22,8 @@ from .transitions import LEASED_STATES, RunState, check
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
 STEP_KINDS = ("step", "tool_result", "message")
 DECISIONS = ("approve", "reject", "edit")
+STALE_NOT_REPLAYABLE = "stale running run cannot be replayed safely"
+STALE_WITHOUT_REQUEST = "missing persisted run request for stale running run recovery"
 
 
 class Run(Aggregate):
@@ -243,9 +245,11 @@ class Run(Aggregate):
             if self.pending_resume and self.pending_resume["decision"] is not None:
                 return RunState.RESUMING, "lease expired before the run resumed", None
             return RunState.QUEUED, "lease expired before the run started", None
-        if can_replay:
-            return RunState.QUEUED, "lease expired while running; replaying", RESUME_KINDS[2]
-        return RunState.FAILED, "stale running run cannot be replayed safely", None
+        if not can_replay:
+            return RunState.FAILED, STALE_NOT_REPLAYABLE, None
+        if self.input is None:  # only runs stored before submit required an input
+            return RunState.FAILED, STALE_WITHOUT_REQUEST, None
+        return RunState.QUEUED, "lease expired while running; replaying", RESUME_KINDS[2]
 
     def expire_lease(self, *, now: datetime, can_replay: bool) -> RunState:
         """Apply an expired lease: requeue, resume or fail as the rules say."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .domain import InvalidInput, Run
 from .payload import PayloadRule, checked
@@ -36,6 +36,13 @@ class SubmitInput(_Input):
     actor: Name
     parent_run_id: Name | None = None
     parent_version: int | None = Field(default=None, ge=1)
+
+    @field_validator("input")
+    @classmethod
+    def _present(cls, value: Any) -> Any:
+        if value is None:  # a worker and recovery must agree on what to run: there is always a request
+            raise ValueError("a run needs an input (any JSON value but null): it is the request workers run")
+        return value
 
 
 class ClaimInput(_Input):

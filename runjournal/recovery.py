@@ -8,8 +8,10 @@ a lost race is a ``ConcurrencyConflict`` that simply means someone else did it.
 Rules (DESIGN.md, Recovery):
 - expired leases first: ``claimed`` -> ``queued`` (or back to ``resuming``);
   stale ``running`` -> replayed if the agent supports replay, else failed
-  "stale running run cannot be replayed safely";
-- ``queued`` with no persisted request -> failed
+  "stale running run cannot be replayed safely" (or "missing persisted run
+  request for stale running run recovery" when it has no request to replay);
+- ``queued`` with no persisted request (``submit`` refuses ``input=None``, so
+  only stores from earlier releases hold one) -> failed
   "missing persisted run request for queued run recovery"; otherwise left for
   the workers, who run it from its persisted request;
 - ``resuming`` -> ``RecoveryAttempted`` (then resumed with

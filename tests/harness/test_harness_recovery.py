@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
-from runjournal import Harness, Journal
+from runjournal import Harness, InvalidInput, Journal
 from runjournal.adapters.agents import AgentRequest, Chunk
-from runjournal.models import Claim
+from runjournal.models import Claim, SubmitInput
 from runjournal.recovery import EXHAUSTED, MISSING_REQUEST
 
 from .conftest import DEPLOYER, ECHO, event, types, workspace
@@ -52,6 +53,15 @@ def claimed(journal: Journal, agent_id: str = "echo", *, start: bool = False, in
     return claim
 
 
+def without_request(journal: Journal, agent_id: str = "echo") -> str:
+    """A queued run with no persisted request, as stores written before submit refused ``input=None`` hold."""
+    req = SubmitInput.model_construct(agent_id=agent_id, input=None, thread_id=None, priority=0, idempotency_key=None,
+                                      actor="old-release", parent_run_id=None, parent_version=None)
+    run = journal._new_run(uuid4(), req, None)
+    journal._save(run)
+    return str(run.id)
+
+
 def waiting_for_approval(journal: Journal) -> tuple[str, str]:
     """A deployer run paused on its deploy tool call: (run_id, approval_id)."""
     claim = claimed(journal, "deployer", start=True, input={"message": "deploy"})
@@ -80,15 +90,36 @@ def work(h: Harness) -> None:
 
 
 def test_a_queued_run_without_a_persisted_request_fails(harness):
-    run = harness.journal.submit(agent_id="echo", input=None)
+    run_id = without_request(harness.journal)
 
     report = recover(harness)
 
-    snapshot = harness.journal.get_run(run.run_id)
+    snapshot = harness.journal.get_run(run_id)
     assert (snapshot.state, snapshot.error) == ("failed", MISSING_REQUEST)
-    assert report.failed == {run.run_id: MISSING_REQUEST}
-    failed = event(harness.journal, run.run_id, "Failed")
+    assert report.failed == {run_id: MISSING_REQUEST}
+    failed = event(harness.journal, run_id, "Failed")
     assert (failed.actor, failed.data["previous_state"]) == ("system:recovery", "queued")
+
+
+def test_a_stale_running_run_without_a_persisted_request_fails_as_the_reference_says(harness, clock):
+    run_id = without_request(harness.journal)
+    claim = harness.journal.claim_next(worker_id="dead", lease_seconds=LEASE, start=True)
+    assert claim is not None and claim.run_id == run_id
+    clock.advance(LEASE + STALE + 1)
+
+    report = recover(harness)
+
+    snapshot = harness.journal.get_run(run_id)
+    assert (snapshot.state, snapshot.error) == ("failed", "missing persisted run request for stale running run recovery")
+    assert report.failed == {run_id: snapshot.error}
+    expired = event(harness.journal, run_id, "LeaseExpired")
+    assert (expired.actor, expired.data["to_state"]) == ("system:lease", "failed")
+
+
+def test_submit_refuses_a_run_without_an_input(harness):
+    with pytest.raises(InvalidInput, match=r"input: a run needs an input \(any JSON value but null\)"):
+        harness.journal.submit(agent_id="echo", input=None)
+    assert harness.journal.max_position() == 0
 
 
 def test_a_queued_run_stays_queued_and_is_run_from_its_persisted_request(harness):
@@ -277,7 +308,7 @@ def every_situation(journal: Journal) -> dict[str, str]:
         "not_replayable": claimed(journal, "python", start=True).run_id,
         "waiting": waiting_for_approval(journal)[0],
         "resuming": resuming(journal),
-        "no_request": journal.submit(agent_id="echo", input=None).run_id,
+        "no_request": without_request(journal),
     }
     assert [journal.get_run(r).state for r in runs.values()] == [
         "claimed", "running", "running", "waiting_for_approval", "resuming", "queued",

@@ -55,6 +55,7 @@ LEASED = frozenset(TABLE["LeaseRenewed"])  # a worker holds the run's lease in t
 # Error messages DESIGN.md fixes.
 STALE_RUNNING = "stale running run cannot be replayed safely"
 MISSING_REQUEST = "missing persisted run request for queued run recovery"
+STALE_WITHOUT_REQUEST = "missing persisted run request for stale running run recovery"
 EXHAUSTED = "recovery attempts exhausted"
 
 
@@ -404,11 +405,11 @@ class Model:
                 decided = run.resume is not None and run.resume[1] is not None
                 self._emit(run, "LeaseExpired", out, "resuming" if decided else "queued")
             elif run.state == "running":
-                if replay:
+                if replay and run.input is not None:
                     run.resume = ("startup-running-recovery", None)
                     self._emit(run, "LeaseExpired", out, "queued")
                 else:
-                    self._fail(run, STALE_RUNNING, out, event="LeaseExpired")
+                    self._fail(run, STALE_RUNNING if not replay else STALE_WITHOUT_REQUEST, out, event="LeaseExpired")
             else:  # cancelling: its worker died before it finished the cancel
                 self._cancelled(run, run.cancel_reason, out)
         return handled, Outcome(events=tuple(out))

@@ -93,7 +93,7 @@ json_values = st.recursive(
 def test_every_accepted_value_survives_export_import_and_verify(tmp_path_factory, value: Any) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("store")
     with Journal.open(f"sqlite:///{folder / 'a.db'}") as j:
-        run = j.submit(agent_id="a", input=value)
+        run = j.submit(agent_id="a", input=[value])  # a run's input is never null; the other payloads may be
         claim = j.claim_next(worker_id="w")
         j.start(claim)
         j.record_step(claim, "tool_result", value)
@@ -106,7 +106,7 @@ def test_every_accepted_value_survives_export_import_and_verify(tmp_path_factory
         report = copy.verify()
         assert report.ok, report.problems
         got = copy.get_run(run.run_id)
-        assert json.dumps(got.input, sort_keys=True) == json.dumps(value, sort_keys=True)
+        assert json.dumps(got.input, sort_keys=True) == json.dumps([value], sort_keys=True)
         assert json.dumps(got.output, sort_keys=True) == json.dumps(value, sort_keys=True)
 
 

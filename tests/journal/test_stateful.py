@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from eventsourcing.utils import resolve_topic
@@ -32,7 +33,8 @@ from hypothesis.stateful import (
 from runjournal.adapters.clock import ManualClock
 from runjournal.domain.transitions import TRANSITIONS, allowed_targets
 
-from runjournal import Claim, InvalidTransition, Journal, LeaseLost, RunjournalError
+from runjournal import Claim, InvalidInput, InvalidTransition, Journal, LeaseLost, RunjournalError
+from runjournal.models import RunSnapshot, SubmitInput
 from runjournal.recovery import recover
 
 from . import model as m
@@ -187,22 +189,37 @@ class JournalMachine(RuleBasedStateMachine):
     @rule(
         target=runs,
         priority=PRIORITIES,
-        request=st.sampled_from(("plain",) * 5 + ("no-request", "refused", "key k1", "key k2")),
+        request=st.sampled_from(("plain",) * 5 + ("no-request", "legacy", "refused", "key k1", "key k2")),
     )
-    def submit(self, priority: int, request: str) -> str:
-        """A plain run, one with no persisted request, one refused by policy, or an idempotent one."""
+    def submit(self, priority: int, request: str) -> Any:
+        """A plain run, one refused by policy, an idempotent one; ``input=None`` is refused (nothing stored),
+        and a ``legacy`` run has no persisted request, as stores from before that refusal hold."""
         key = request.split()[1] if request.startswith("key") else None
-        payload = None if request == "no-request" else {"n": len(self.model.runs), "key": key}
+        payload = None if request in ("no-request", "legacy") else {"n": len(self.model.runs), "key": key}
         refuse = "policy: agent denied" if request == "refused" else None
         before = self.journal.max_position()
-        snap = self.journal.submit(
-            agent_id="a",
-            input=payload,
-            priority=priority,
-            refuse=refuse,
-            idempotency_key=key,
-            actor="alice",
-        )
+        if request == "no-request":
+            with pytest.raises(InvalidInput, match="a run needs an input"):
+                self.journal.submit(agent_id="a", input=None, priority=priority, actor="alice")
+            assert self.journal.max_position() == before
+            REFUSED["InvalidInput"] += 1
+            return multiple()
+        if request == "legacy":
+            req = SubmitInput.model_construct(agent_id="a", input=None, thread_id=None, priority=priority,
+                                              idempotency_key=None, actor="alice", parent_run_id=None,
+                                              parent_version=None)
+            run = self.journal._new_run(uuid4(), req, None)
+            self.journal._save(run)
+            snap = RunSnapshot.of(run)
+        else:
+            snap = self.journal.submit(
+                agent_id="a",
+                input=payload,
+                priority=priority,
+                refuse=refuse,
+                idempotency_key=key,
+                actor="alice",
+            )
         outcome = self.model.submit(
             snap.run_id, input=payload, priority=priority, refuse=refuse, key=key
         )
@@ -210,10 +227,15 @@ class JournalMachine(RuleBasedStateMachine):
         return snap.run_id
 
     @rule(target=runs, parent=runs)
-    def retry(self, parent: str) -> str:
+    def retry(self, parent: str) -> Any:
         """What `runjournal retry` does: a new run with the same request, linked to its parent."""
         old = self.journal.get_run(parent)
         before = self.journal.max_position()
+        if old.input is None:  # a legacy run has no request to retry with
+            with pytest.raises(InvalidInput, match="a run needs an input"):
+                self.journal.submit(agent_id=old.agent_id, input=None, parent_run_id=parent)
+            assert self.journal.max_position() == before
+            return multiple()
         snap = self.journal.submit(
             agent_id=old.agent_id,
             input=old.input,
@@ -563,7 +585,7 @@ def test_random_command_sequences_match_the_model() -> None:
     REFUSED.clear()
     run_state_machine_as_test(JournalMachine, settings=SETTINGS)
     assert STORED == TABLE_EVENTS, f"never stored: {sorted(TABLE_EVENTS - STORED)}"
-    assert REFUSED["InvalidTransition"] and REFUSED["LeaseLost"], REFUSED
+    assert REFUSED["InvalidTransition"] and REFUSED["LeaseLost"] and REFUSED["InvalidInput"], REFUSED
 
 
 def test_recovery_runs_out_of_attempts_as_the_model_says() -> None:
