@@ -84,6 +84,8 @@ class Execution:
             heartbeat.cancel()
 
     async def _heartbeat(self) -> None:
+        if not self.settings.heartbeat_seconds:  # heartbeats off: the lease is never renewed
+            await asyncio.Event().wait()  # (a task that ends would look like a dead heartbeat)
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:

@@ -52,6 +52,7 @@ from .workspace import Workspace, load_workspace
 
 RESTING = frozenset({"completed", "failed", "cancelled", "waiting_for_approval"})
 _POLL_SECONDS = 0.05
+_UNLIMITED_BATCH = 64  # with max_concurrent_runs: 0, claims per save until the queue is empty
 _BACKOFF_MAX_SECONDS = 5.0
 
 _log = logger("runjournal.harness")
@@ -486,8 +487,10 @@ class Harness:
             return self._harness_error(execution.claim, e)
 
     def _expire_leases(self) -> None:
+        if not self.workspace.recovery.enabled:  # the switch covers the loop's pass too
+            return
         now = asyncio.get_running_loop().time()
-        if now - self._last_expiry >= min(self.settings.heartbeat_seconds, 1.0):
+        if now - self._last_expiry >= min(self.settings.heartbeat_seconds or 1.0, 1.0):
             self._last_expiry = now
             # One indexed query for leases already expired; no scan of every lease first.
             grace = timedelta(seconds=self.workspace.recovery.stale_running_after_seconds)
@@ -495,7 +498,7 @@ class Harness:
 
     def _fill_slots(self) -> None:
         limit = self.workspace.concurrency.max_concurrent_runs
-        while (free := limit - self._slots_held()) > 0:
+        while (free := limit - self._slots_held() if limit else _UNLIMITED_BATCH) > 0:
             # Every free slot is claimed (and started) in one save: a group commit.
             claims = self.journal.claim_many(
                 worker_id=self.worker_id, count=free, lease_seconds=self.settings.lease_seconds, start=True

@@ -31,7 +31,7 @@ class SubmitInput(_Input):
     agent_id: Name
     input: JSONValue
     thread_id: Name | None = None
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)  # "3", 1.5 and True alike refused
     idempotency_key: Name | None = None
     actor: Name
     parent_run_id: Name | None = None

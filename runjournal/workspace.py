@@ -192,15 +192,15 @@ class RoutingConfig(_Section):
 class ConcurrencyConfig(_Section):
     """Slots per worker, a claim's lease and its renewal, and how long a store outage is waited out."""
 
-    max_concurrent_runs: int = Field(default=4, ge=1)
+    max_concurrent_runs: int = Field(default=4, ge=0)  # 0: no limit
     lease_seconds: float = Field(default=30.0, gt=0)
-    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, ge=0)  # 0: leases are never renewed
     store_outage_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> ConcurrencyConfig:
-        """A lease must be renewed before it runs out."""
-        if self.heartbeat_seconds >= self.lease_seconds:
+        """A lease must be renewed before it runs out (unless heartbeats are off)."""
+        if self.heartbeat_seconds and self.heartbeat_seconds >= self.lease_seconds:
             got = f"{_show(self.heartbeat_seconds)} >= {_show(self.lease_seconds)}"
             raise _Problem((("heartbeat_seconds",), f"must be < lease_seconds (got {got})"))
         return self
@@ -587,16 +587,18 @@ routing:
   rules:
     - {match: "deploy", agent: deployer}   # Python regex; "(?i)deploy" ignores case
 
-# Per worker: how many runs hold a slot at once; how long a claim's lease lasts;
-# how often the worker renews it (must be less than lease_seconds); how long a worker
-# backs off and retries while the store is unavailable before it exits with one line.
+# Per worker: how many runs hold a slot at once (0: no limit); how long a claim's lease
+# lasts; how often the worker renews it (less than lease_seconds; 0: never, so a run
+# that outlasts its lease may be taken over); how long a worker backs off and retries
+# while the store is unavailable before it exits with one line.
 concurrency:
   max_concurrent_runs: 4
   lease_seconds: 30
   heartbeat_seconds: 10
   store_outage_seconds: 60
 
-# Startup recovery of runs a stopped worker left behind.
+# Recovery of runs a stopped worker left behind: at startup, by `runjournal recover`,
+# and in every worker's loop (expired leases). enabled: false switches all of it off.
 recovery:
   enabled: true
   resume_resuming_runs_on_startup: true   # resume runs whose approval was decided

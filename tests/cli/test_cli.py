@@ -117,11 +117,11 @@ def test_commands_needing_a_workspace_say_so_when_it_is_missing(cli: CLI) -> Non
 
 def test_a_broken_workspace_file_is_reported_with_its_file_and_line(cli: CLI) -> None:
     agents = "agents:\n  echo:\n    adapter: scripted\n    script:\n      - {say: hi}\n"
-    (cli.cwd / "runjournal.yaml").write_text(agents + "concurrency:\n  max_concurrent_runs: 0\n")
+    (cli.cwd / "runjournal.yaml").write_text(agents + "concurrency:\n  max_concurrent_runs: -1\n")
     (cli.cwd / "syntax.yaml").write_text("agents:\n  echo: [\n")
     bad_value, syntax = cli.many(["run", "hello"], ["-w", "syntax.yaml", "worker", "--until-idle"])
     assert domain_error(bad_value) == (
-        "error: runjournal.yaml:7: concurrency.max_concurrent_runs: must be >= 1 (got 0)")
+        "error: runjournal.yaml:7: concurrency.max_concurrent_runs: must be >= 0 (got -1)")
     assert domain_error(syntax) == (
         "error: syntax.yaml:3: invalid YAML: expected the node content, but found '<stream end>'")
 

@@ -124,9 +124,9 @@ BAD_FILES = {
         concurrency:
           lease_seconds: 30
 
-          max_concurrent_runs: 0
+          max_concurrent_runs: -1
         """,
-        "runjournal.yaml:7: concurrency.max_concurrent_runs: must be >= 1 (got 0)",
+        "runjournal.yaml:7: concurrency.max_concurrent_runs: must be >= 0 (got -1)",
     ),
     "negative lease": (
         ECHO + "concurrency: {lease_seconds: -1}\n",
@@ -342,13 +342,13 @@ def test_every_problem_in_the_file_is_reported_each_on_its_line() -> None:
 
 def test_problems_are_listed_in_the_order_of_the_file() -> None:
     text = """\
-    concurrency: {max_concurrent_runs: 0}
+    concurrency: {max_concurrent_runs: -1}
     recovery: {zzz: 1}
     agents:
       echo: {adapter: shell}
     """
     assert problem(text).splitlines() == [
-        "runjournal.yaml:1: concurrency.max_concurrent_runs: must be >= 1 (got 0)",
+        "runjournal.yaml:1: concurrency.max_concurrent_runs: must be >= 0 (got -1)",
         "runjournal.yaml:2: recovery.zzz: unknown key 'zzz' (allowed keys: enabled, "
         "resume_resuming_runs_on_startup, max_recovery_attempts, stale_running_after_seconds)",
         "runjournal.yaml:4: agents.echo.adapter: must be one of: scripted, python (got 'shell')",
@@ -405,19 +405,19 @@ def test_the_cli_prints_every_problem_without_a_traceback(tmp_path: Path) -> Non
 
 def test_error_names_the_given_file_and_its_parts() -> None:
     with pytest.raises(WorkspaceError) as caught:
-        parse_workspace(ECHO + "concurrency: {max_concurrent_runs: 0}\n", "conf/ws.yaml")
+        parse_workspace(ECHO + "concurrency: {max_concurrent_runs: -1}\n", "conf/ws.yaml")
     error = caught.value
     assert isinstance(error, RunjournalError)
     assert (error.file, error.line) == ("conf/ws.yaml", 3)
     assert error.field == "concurrency.max_concurrent_runs"
     assert error.to_dict() == {
         "code": "workspace_error",
-        "message": "conf/ws.yaml:3: concurrency.max_concurrent_runs: must be >= 1 (got 0)",
+        "message": "conf/ws.yaml:3: concurrency.max_concurrent_runs: must be >= 0 (got -1)",
         "file": "conf/ws.yaml",
         "line": 3,
         "field": "concurrency.max_concurrent_runs",
         "problems": [{"file": "conf/ws.yaml", "line": 3, "field": "concurrency.max_concurrent_runs",
-                      "problem": "must be >= 1 (got 0)"}],
+                      "problem": "must be >= 0 (got -1)"}],
     }
 
 
