@@ -67,15 +67,16 @@ class RunNotFound(RunjournalError, LookupError):
 
 
 class ApprovalNotFound(RunNotFound):
-    """Raised when no approval has the given id."""
+    """Raised when no approval has the given id, or a thread has none pending (``thread_id`` set)."""
 
     code = "approval_not_found"
 
-    def __init__(self, approval_id: str) -> None:
+    def __init__(self, approval_id: str = "", *, thread_id: str | None = None) -> None:
         self.approval_id = approval_id
-        RunjournalError.__init__(
-            self, f"approval {approval_id} not found (list them with `runjournal approvals`)"
-        )
+        self.thread_id = thread_id
+        message = (f"thread {thread_id} has no pending approval to resume" if thread_id is not None
+                   else f"approval {approval_id} not found")
+        RunjournalError.__init__(self, f"{message} (list them with `runjournal approvals`)")
         self.run_id = ""
 
 

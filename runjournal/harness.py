@@ -39,7 +39,7 @@ from tenacity import (
 
 from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
 from .adapters.clock import Clock
-from .domain import InvalidInput, RunNotFound, StoreUnavailable
+from .domain import ApprovalNotFound, InvalidInput, RunNotFound, StoreUnavailable
 from .domain.errors import TamperDetected
 from .execution import COMPLETING, Execution, ExecutionSettings
 from .journal import Journal
@@ -311,7 +311,7 @@ class Harness:
                 raise InvalidInput("approval_id", "resume requires either thread_id or approval_id")
             pending = [a for a in self.journal.pending_approvals() if a.thread_id == thread_id]
             if not pending:
-                raise RunNotFound(f"(no pending approval on thread {thread_id})")
+                raise ApprovalNotFound(thread_id=thread_id)
             approval_id = pending[-1].approval_id
         run = self.journal.resolve_approval(approval_id, decision=decision, edits=edits, actor=actor)
         self._emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state}))

@@ -52,12 +52,12 @@ def route(
 def agent_denial(agent_id: str, deny_agents: Sequence[str]) -> str | None:
     """Why policy refuses an agent, or None."""
     if agent_id in deny_agents:
-        return f"Policy blocked agent {agent_id}: listed in policy.deny_agents"
+        return f"Policy evaluation blocked agent {agent_id}: listed in policy.deny_agents"
     return None
 
 
 def tool_denial(tool_name: str | None, deny_tools: Sequence[str]) -> str | None:
     """Why policy refuses a tool call, or None."""
     if tool_name is not None and tool_name in deny_tools:
-        return f"Policy blocked tool {tool_name}: listed in policy.deny_tools"
+        return f"Policy evaluation blocked tool {tool_name}: listed in policy.deny_tools"
     return None

@@ -557,7 +557,7 @@ def test_a_denied_agent_fails_the_run_before_it_starts(make_harness):
     result = asyncio.run(h.run("hi", agent_id="risky"))
 
     assert result.state == "failed"
-    assert result.error is not None and result.error.startswith("Policy blocked agent risky: ")
+    assert result.error is not None and result.error.startswith("Policy evaluation blocked agent risky: ")
     assert types(h.journal, result.run_id) == ["Created", "Failed"]
 
 
@@ -572,7 +572,7 @@ def test_a_denied_tool_fails_the_run_at_that_tool_call(make_harness):
     result = asyncio.run(h.run("go", agent_id="agent"))
 
     assert result.state == "failed"
-    assert result.error is not None and result.error.startswith("Policy blocked tool rm: ")
+    assert result.error is not None and result.error.startswith("Policy evaluation blocked tool rm: ")
     assert types(h.journal, result.run_id) == ["Created", "Queued", "Dequeued", "Started", "Failed"]
 
 
@@ -582,7 +582,7 @@ def test_a_denied_tool_needing_approval_fails_instead_of_asking(make_harness):
     result = asyncio.run(h.run("go", agent_id="deployer"))
 
     assert result.state == "failed"
-    assert result.error is not None and result.error.startswith("Policy blocked tool deploy: ")
+    assert result.error is not None and result.error.startswith("Policy evaluation blocked tool deploy: ")
     assert "ApprovalRequested" not in types(h.journal, result.run_id)
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from runjournal import InvalidInput, WorkspaceError
+from runjournal import ApprovalNotFound, InvalidInput, WorkspaceError
 
 from .conftest import MakeHarness, global_log, types, workspace
 
@@ -59,3 +59,15 @@ def test_a_priority_that_is_not_an_integer_is_refused_alike(make_harness: MakeHa
         h.journal.submit(agent_id="echo", input="x", priority=priority)  # type: ignore[arg-type]
     assert h.journal.max_position() == 0
     assert h.journal.submit(agent_id="echo", input="x", priority=3).priority == 3
+
+
+def test_resuming_a_thread_with_nothing_pending_says_so_plainly(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    done = asyncio.run(h.run("hello"))
+    with pytest.raises(ApprovalNotFound) as raised:
+        asyncio.run(h.resume(thread_id=done.thread_id))
+    assert str(raised.value) == (f"thread {done.thread_id} has no pending approval to resume "
+                                 "(list them with `runjournal approvals`)")
+    assert raised.value.thread_id == done.thread_id and raised.value.code == "approval_not_found"
+    with pytest.raises(InvalidInput, match="resume requires either thread_id or approval_id"):
+        asyncio.run(h.resume())
