@@ -219,13 +219,17 @@ class Harness:
         """Tell listeners the queue positions that changed (a run added ahead shifts the others)."""
         if not self._listeners:
             return
-        rows = [r for r in self.journal.queue() if r.state == "queued"]
+        # Every run waiting for a slot, in claim order: a resuming run waits in the same line as
+        # queued ones, so a queued run is never told "position 1" while a resuming one goes first.
+        rows = self.journal.queue()
         positions = {r.run_id: i for i, r in enumerate(rows, start=1)}
-        for run_id, position in positions.items():
-            if self._positions.get(run_id) != position:
-                data = {"position": position, "active_slots": self._slots_held(),
+        for row in rows:
+            position = positions[row.run_id]
+            if self._positions.get(row.run_id) != position:
+                data = {"position": position, "priority": row.priority, "state": row.state,
+                        "active_slots": self._slots_held(),
                         "max_concurrent_runs": self.workspace.concurrency.max_concurrent_runs}
-                self._emit(StreamEvent(type="queue.position", run_id=run_id, data=data))
+                self._emit(StreamEvent(type="queue.position", run_id=row.run_id, data=data))
         self._positions = positions
 
     # -- submitting -------------------------------------------------------------------
@@ -620,7 +624,7 @@ class Harness:
         """Slots in use, queue depth, waiting approvals, adapter outcomes, oldest queued age, listener errors,
         quarantined runs and runs the views refused."""
         quarantined = self.journal.quarantined_ids()
-        queued = [r for r in self.journal.queue() if r.state == "queued"]
+        queued = self.journal.queue()  # queued and resuming runs: every run waiting for a slot
         oldest = None
         if queued:
             first = min(queued, key=lambda r: r.position)

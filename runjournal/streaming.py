@@ -46,7 +46,7 @@ class Health(BaseModel):
     worker_id: str
     active_slots: int
     max_concurrent_runs: int
-    queued: int
+    queued: int  # runs waiting for a slot: queued and resuming
     waiting_for_approval: int
     adapter_successes: int
     adapter_failures: int
