@@ -154,6 +154,13 @@ class ApprovalRequested(RunEvent):
     args_digest: str
     content: JSON
     checkpoint_ref: str | None
+    output: str | None  # the answer so far, when the agent paused (None: nothing said, or before v2)
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Approval requests stored before the output so far was recorded."""
+        state["output"] = None
 
     def assign(self, run: Run) -> None:
         run.approvals_requested += 1

@@ -20,7 +20,7 @@ from .errors import InvalidTransition, LeaseLost
 from .transitions import LEASED_STATES, RunState, check
 
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
-STEP_KINDS = ("step", "tool_result", "message")
+STEP_KINDS = ("step", "tool_result", "message", "reasoning", "output")
 DECISIONS = ("approve", "reject", "edit")
 STALE_NOT_REPLAYABLE = "stale running run cannot be replayed safely"
 STALE_WITHOUT_REQUEST = "missing persisted run request for stale running run recovery"
@@ -287,8 +287,9 @@ class Run(Aggregate):
         content: Any,
         checkpoint_ref: str | None,
         now: datetime,
+        output: str | None = None,
     ) -> str:
-        """Pause the run for a person's decision; returns the approval id."""
+        """Pause the run for a person's decision (``output``: what the agent said so far); returns the approval id."""
         self._check("ApprovalRequested")
         self._fence(worker_id, epoch)
         approval_id = f"{self.run_id}.a{self.approvals_requested + 1}"
@@ -303,6 +304,7 @@ class Run(Aggregate):
             args_digest=chain.digest(tool_args),
             content=content,
             checkpoint_ref=checkpoint_ref,
+            output=output,
         )
         return approval_id
 

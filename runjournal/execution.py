@@ -65,6 +65,9 @@ class Execution:
         self.cancel_requested = asyncio.Event()
         self._texts: list[str] = []
         self._tool_errors: list[str] = []  # each failed tool call, rendered: the output when nothing is said
+        # Streamed text waiting to be recorded: (kind, pieces). Deltas are kept as one step per stretch
+        # of the same kind, recorded when something else happens, so the log grows per step, not per token.
+        self._stretch: tuple[str, list[str]] | None = None
         self.output: Any = None
         self._last_tool: str | None = None
 
@@ -156,6 +159,7 @@ class Execution:
         if not self._texts and adapter_can_invoke(self.adapter) and not self._cancelled(fresh=True):
             if (rest := await self._invoke_for_text()) is not None:
                 return rest
+        self._record_stretch(keep_output=True)
         # The harness saves this run's Completed together with the other runs that
         # finished in the same moment (a group commit): see Harness._complete.
         self.output = {"text": "".join(self._texts)}
@@ -220,16 +224,40 @@ class Execution:
 
     def _say(self, text: str) -> None:
         self._texts.append(text)
+        self._stream_text("output", text)
         self.emit(StreamEvent(type="content", run_id=self.claim.run_id, data={"text": text}))
+
+    def _stream_text(self, kind: str, text: str) -> None:
+        if self._stretch is not None and self._stretch[0] != kind:
+            self._record_stretch()
+        if self._stretch is None:
+            self._stretch = (kind, [])
+        self._stretch[1].append(text)
+
+    def _record_stretch(self, *, keep_output: bool = False) -> None:
+        """Record the streamed text not yet in the log as one step (``kind`` reasoning or output).
+
+        ``keep_output``: a trailing stretch of output is left out, since ``Completed`` records
+        the whole answer; recording its tail too would store it twice.
+        """
+        stretch, self._stretch = self._stretch, None
+        if stretch is None or (keep_output and stretch[0] == "output"):
+            return
+        kind, pieces = stretch
+        self.journal.record_step(self.claim, kind, {"text": "".join(pieces)})
 
     def _handle(self, chunk: Chunk) -> str | None:
         """Record and emit one chunk; returns a resting state when the run must stop here."""
         run_id = self.claim.run_id
         if chunk.kind == "content":
             self._say(str(chunk.content))
-        elif chunk.kind == "reasoning":
+            return None
+        if chunk.kind == "reasoning":
+            self._stream_text("reasoning", str(chunk.content))
             self.emit(StreamEvent(type="reasoning", run_id=run_id, data={"text": str(chunk.content)}))
-        elif chunk.kind == "step":
+            return None
+        self._record_stretch()  # what was streamed before this chunk comes first in the log
+        if chunk.kind == "step":
             self.journal.record_step(self.claim, "step", chunk.content)
             self.emit(StreamEvent(type="step", run_id=run_id, data={"content": chunk.content}))
         elif chunk.kind == "tool_result":
@@ -262,6 +290,7 @@ class Execution:
             tool_call_id=chunk.tool_call_id,
             content=chunk.content,
             checkpoint_ref=chunk.checkpoint_ref,
+            output="".join(self._texts) or None,
         )
         data = {"approval_id": approval_id, "tool_name": chunk.tool_name, "tool_args": chunk.tool_args}
         self.emit(StreamEvent(type="approval", run_id=self.claim.run_id, data=data))
@@ -271,6 +300,7 @@ class Execution:
         """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked."""
         if self._cancelled(fresh=True):
             return self._finish_cancel()
+        self._record_stretch()  # what the agent said before it failed is part of the record
         self.journal.fail(self.claim, error=error, stage=stage)
         return "failed"
 

@@ -661,8 +661,9 @@ class Journal(FollowedViews):
         tool_call_id: str | None = None,
         content: Any = None,
         checkpoint_ref: str | None = None,
+        output: str | None = None,
     ) -> str:
-        """Pause the run for a person's decision; returns the approval id."""
+        """Pause the run for a person's decision (``output``: the answer so far); returns the approval id."""
         req = validate(
             ApprovalInput,
             self.payload_rule,
@@ -671,6 +672,7 @@ class Journal(FollowedViews):
             tool_call_id=tool_call_id,
             content=content,
             checkpoint_ref=checkpoint_ref,
+            output=output,
         )
         _, approval_id = self._execute(
             claim.run_id,

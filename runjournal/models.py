@@ -52,17 +52,18 @@ class ClaimInput(_Input):
 
 class StepInput(_Input):
     payload_fields = ("content",)
-    kind: Literal["step", "tool_result", "message"]
+    kind: Literal["step", "tool_result", "message", "reasoning", "output"]
     content: JSONValue
 
 
 class ApprovalInput(_Input):
-    payload_fields = ("tool_args", "content")
+    payload_fields = ("tool_args", "content", "output")
     tool_name: Name
     tool_args: JSONValue = Field(default_factory=dict)
     tool_call_id: Name | None = None
     content: JSONValue = None
     checkpoint_ref: Text | None = None
+    output: str | None = None
 
 
 class DecisionInput(_Input):

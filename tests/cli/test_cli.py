@@ -223,24 +223,25 @@ def test_history_replay_and_pending_approvals_of_a_run(populated) -> None:
     run_id = deploy["run_id"]
     history, history_human, at_json, diff, diff_json, pending = cli.many(
         ["history", run_id, "--json"], ["history", run_id],
-        ["replay", run_id, "--at", "3", "--json"], ["replay", run_id, "--diff", "3", "6"],
-        ["replay", run_id, "--diff", "3", "6", "--json"], ["approvals", "--json"])
+        ["replay", run_id, "--at", "3", "--json"], ["replay", run_id, "--diff", "3", "7"],
+        ["replay", run_id, "--diff", "3", "7", "--json"], ["approvals", "--json"])
     events = ok(history).json()
     assert all(EVENT_KEYS <= e.keys() and e["run_id"] == run_id for e in events)
-    assert [e["version"] for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e["version"] for e in events] == [1, 2, 3, 4, 5, 6, 7]
     assert [e["type"] for e in events] == ["Created", "Queued", "Dequeued", "Started", "StepRecorded",
-                                           "ApprovalRequested"]
+                                           "StepRecorded", "ApprovalRequested"]
+    assert (events[4]["data"]["kind"], events[4]["data"]["content"]) == ("reasoning", {"text": "Checking the release before deploying"})
     assert events[0]["actor"] == "tester" and events[0]["data"]["input"] == {"message": "deploy to prod"}
     assert f"history of run {run_id}" in ok(history_human).out and "ApprovalRequested" in history_human.out
 
     then = ok(at_json).json()
     assert RUN_KEYS <= then.keys() and (then["state"], then["version"]) == ("claimed", 3)
     assert then["pending_approval"] is None
-    assert "changes from version 3 to 6:" in ok(diff).out
+    assert "changes from version 3 to 7:" in ok(diff).out
     assert "state: claimed -> waiting_for_approval" in diff.out
     changes = ok(diff_json).json()
     assert changes["state"] == {"from": "claimed", "to": "waiting_for_approval"}
-    assert changes["version"] == {"from": 3, "to": 6}
+    assert changes["version"] == {"from": 3, "to": 7}
     assert changes["pending_approval"]["to"]["approval_id"] == deploy["approval_id"]
     assert all(change.keys() == {"from", "to"} for change in changes.values())
 
@@ -307,7 +308,7 @@ def test_domain_errors_exit_1_with_one_line_and_no_traceback(populated) -> None:
         ["import", "missing.jsonl"], ["run", "hello", "--agent", "nope"])
     domain_error(status, "run nope not found")
     assert status.err.count("\n") == 1  # one line (the short messages; see domain_error)
-    domain_error(replay, f"at_version: run {deploy['run_id']} has versions 1..6 (got 99)")
+    domain_error(replay, f"at_version: run {deploy['run_id']} has versions 1..7 (got 99)")
     domain_error(approve, "approval nope.a1 not found")
     domain_error(import_, "missing.jsonl: file not found")
     domain_error(agent, "unknown agent 'nope' (agents defined: deployer, echo)")
@@ -322,7 +323,7 @@ def test_export_then_import_into_an_empty_store_round_trips(populated) -> None:
         ["export"], ["export", "--out", "log.jsonl"], ["export", "--run", hello["run_id"]],
         ["export", "--since", "8"])
     records = json_lines(ok(full).out)
-    assert len(records) == 11 and [r["position"] for r in records] == list(range(1, 12))
+    assert len(records) == 12 and [r["position"] for r in records] == list(range(1, 13))
     assert all(EXPORT_KEYS <= r.keys() for r in records)
     assert {r["run_id"] for r in records} == {hello["run_id"], deploy["run_id"]}
     log = cli.cwd / "log.jsonl"
@@ -332,7 +333,7 @@ def test_export_then_import_into_an_empty_store_round_trips(populated) -> None:
     assert json_lines(ok(since).out) == records[8:]
 
     copy = f"sqlite:///{cli.cwd / 'copy.db'}"
-    assert "imported 11 events" in ok(cli("--store", copy, "import", log)).out
+    assert "imported 12 events" in ok(cli("--store", copy, "import", log)).out
     lines = log.read_text().splitlines(keepends=True)
     corrupt = cli.cwd / "corrupt.jsonl"
     corrupt.write_text("".join(lines[:2]) + "{not json\n" + "".join(lines[3:]))
@@ -340,7 +341,7 @@ def test_export_then_import_into_an_empty_store_round_trips(populated) -> None:
         ["--store", copy, "verify", "--json"], ["--store", copy, "export"], ["import", log],
         ["--store", f"sqlite:///{cli.cwd / 'empty.db'}", "import", corrupt])
     report = ok(verify).json()
-    assert (report["ok"], report["events_checked"], report["runs_checked"], report["problems"]) == (True, 11, 2, [])
+    assert (report["ok"], report["events_checked"], report["runs_checked"], report["problems"]) == (True, 12, 2, [])
     assert ok(exported).out == full.out  # the copy holds exactly the exported events
     domain_error(into_full, "store: import needs an empty store")
     domain_error(bad_line, "corrupt.jsonl:3: not valid JSON")
@@ -352,7 +353,7 @@ def test_verify_anchors_reveal_a_truncated_tail(populated) -> None:
     ok(cli("export", "--anchors", "--out", "anchors.json"))
     anchors = json.loads((cli.cwd / "anchors.json").read_text())
     assert anchors.keys() == {"events", "log_head", "runs", "versions"}
-    assert anchors["events"] == 11 and anchors["versions"][deploy["run_id"]] == 6
+    assert anchors["events"] == 12 and anchors["versions"][deploy["run_id"]] == 7
     assert "ok: every chain verifies" in ok(cli("verify", "--anchors", "anchors.json")).out
 
     with sqlite3.connect(cli.cwd / "j.db") as db:
@@ -364,8 +365,8 @@ def test_verify_anchors_reveal_a_truncated_tail(populated) -> None:
     assert "every chain verifies" in ok(plain).out  # a removed last event breaks no link...
     assert anchored.code == 1 and "Traceback" not in anchored.err  # ...but the anchors see it
     text = " ".join(anchored.out.split())
-    assert f"broken: run {deploy['run_id']}: missing or truncated before version 6 (anchored)" in text
-    assert "broken: log truncated: 10 events, the anchor saw 11" in text
+    assert f"broken: run {deploy['run_id']}: missing or truncated before version 7 (anchored)" in text
+    assert "broken: log truncated: 11 events, the anchor saw 12" in text
 
 
 def test_verify_names_the_run_and_version_of_an_edited_event(populated) -> None:
@@ -394,11 +395,11 @@ def test_projections_rebuild_all_one_and_an_unknown_name(populated) -> None:
     cli, hello, deploy = populated
     everything = ok(cli("projections", "rebuild"))
     for view in ("runs", "threads", "approvals", "recovery_intents", "messages"):
-        assert f"rebuilt {view} from 11 events" in everything.out
+        assert f"rebuilt {view} from 12 events" in everything.out
     assert "rebuilt the inline queue and leases (1 live runs)" in everything.out
     one, unknown, threads = cli.many(["projections", "rebuild", "threads"], ["projections", "rebuild", "nope"],
                                      ["threads", "--json"])
-    assert ok(one).out == "rebuilt threads from 11 events\n"
+    assert ok(one).out == "rebuilt threads from 12 events\n"
     domain_error(unknown, "no projection named 'nope'", "threads")
     rows = {r["latest_run_id"]: r["status"] for r in ok(threads).json()}
     assert rows == {hello["run_id"]: "completed", deploy["run_id"]: "waiting_for_approval"}
@@ -408,8 +409,8 @@ def test_timeline_writes_a_self_contained_page_for_a_run_and_a_thread(populated)
     cli, _, deploy = populated
     run_page, thread_page = cli.many(["timeline", deploy["run_id"], "--html", "run.html"],
                                      ["timeline", "--thread", deploy["thread_id"]])
-    assert ok(run_page).out == "wrote run.html (6 events)\n"
-    assert ok(thread_page).out == "wrote timeline.html (6 events)\n"  # the default file
+    assert ok(run_page).out == "wrote run.html (7 events)\n"
+    assert ok(thread_page).out == "wrote timeline.html (7 events)\n"  # the default file
     for name, title in (("run.html", f"run {deploy['run_id']}"), ("timeline.html", f"thread {deploy['thread_id']}")):
         page = (cli.cwd / name).read_text()
         assert page.lower().startswith("<!doctype html>") and f"<title>{title}</title>" in page

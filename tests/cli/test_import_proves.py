@@ -150,9 +150,9 @@ REFUSALS: dict[str, tuple[Edit, int, str]] = {
     "edited actor": (_set(4, actor="cfo"), 5, "chain mismatch"),
     "deleted line": (_drop(2), 3, "events are missing"),
     "repeated line": (_repeat_line, 5, "a repeated or reordered line"),
-    "repeated version": (_repeat_version, 12, "a duplicate"),
+    "repeated version": (_repeat_version, 13, "a duplicate"),
     "swapped lines": (_swap, 2, "jumps from version 1"),
-    "forbidden transition": (_forbidden_transition, 8, "the transition table refuses it"),
+    "forbidden transition": (_forbidden_transition, 9, "the transition table refuses it"),
     "tail export": (_tail, 1, "starts at version"),
     "unexpected field": (_data(1, shell="rm -rf /"), 2, "unexpected shell"),
     "reserved field": (_data(1, chain="0" * 64), 2, "data holds chain"),
@@ -161,7 +161,7 @@ REFUSALS: dict[str, tuple[Edit, int, str]] = {
     "bad run id": (_set(0, run_id="../../etc"), 1, "is not a run id"),
     "no time zone": (_set(0, timestamp="2026-01-01T00:00:00"), 1, "has no time zone"),
     "newer class": (_set(0, class_version=9), 1, "class_version 9 of Created is newer"),
-    "last line": (_last_line_bad, 12, "not valid JSON"),
+    "last line": (_last_line_bad, 13, "not valid JSON"),
 }
 
 
@@ -171,7 +171,7 @@ def exported(populated) -> tuple[CLI, list[dict[str, Any]]]:
     out = cli("export")
     assert out.code == 0, out.err
     records = [json.loads(line) for line in out.out.splitlines()]
-    assert len(records) == 11
+    assert len(records) == 12
     return cli, records
 
 
@@ -201,7 +201,7 @@ def test_a_proven_file_imports_and_verifies(exported) -> None:
     log.write_text("".join(_line(r) for r in records))
     copy = f"sqlite:///{cli.cwd / 'copy.db'}"
     done = cli("--store", copy, "import", log)
-    assert done.code == 0 and "imported 11 events" in done.out, done.err
+    assert done.code == 0 and "imported 12 events" in done.out, done.err
     verify, export = cli.many(["--store", copy, "verify", "--json"], ["--store", copy, "export"])
     assert verify.code == 0 and json.loads(verify.out)["ok"] is True, verify.out + verify.err
     assert [json.loads(line) for line in export.out.splitlines()] == records

@@ -573,7 +573,10 @@ def test_a_denied_tool_fails_the_run_at_that_tool_call(make_harness):
 
     assert result.state == "failed"
     assert result.error is not None and result.error.startswith("Policy evaluation blocked tool rm: ")
-    assert types(h.journal, result.run_id) == ["Created", "Queued", "Dequeued", "Started", "Failed"]
+    # what it said before the call is part of the record; nothing of the call is
+    assert types(h.journal, result.run_id) == ["Created", "Queued", "Dequeued", "Started", "StepRecorded", "Failed"]
+    said = event(h.journal, result.run_id, "StepRecorded").data
+    assert (said["kind"], said["content"]) == ("output", {"text": "cleaning up"})
 
 
 def test_a_denied_tool_needing_approval_fails_instead_of_asking(make_harness):
