@@ -22,6 +22,7 @@ def test_a_resuming_run_waiting_for_a_slot_is_in_the_positions_and_the_health(ma
     first = {e.run_id: e.data for e in seen}
     assert first[resuming.run_id]["position"] == 1 and first[resuming.run_id]["state"] == "resuming"
     assert first[queued.run_id]["position"] == 2  # never "1" while the older resuming run goes first
+    assert (first[queued.run_id]["active_slots"], first[queued.run_id]["max_concurrent_runs"]) == (0, 1)
     assert h.health().queued == 2
 
     seen.clear()
