@@ -159,7 +159,7 @@ class Execution:
         if not self._texts and adapter_can_invoke(self.adapter) and not self._cancelled(fresh=True):
             if (rest := await self._invoke_for_text()) is not None:
                 return rest
-        self._record_stretch(keep_output=True)
+        self._record(keep_output=True)
         # The harness saves this run's Completed together with the other runs that
         # finished in the same moment (a group commit): see Harness._complete.
         self.output = {"text": "".join(self._texts)}
@@ -229,22 +229,27 @@ class Execution:
 
     def _stream_text(self, kind: str, text: str) -> None:
         if self._stretch is not None and self._stretch[0] != kind:
-            self._record_stretch()
+            self._record()
         if self._stretch is None:
             self._stretch = (kind, [])
         self._stretch[1].append(text)
 
-    def _record_stretch(self, *, keep_output: bool = False) -> None:
-        """Record the streamed text not yet in the log as one step (``kind`` reasoning or output).
+    def _take_stretch(self, *, keep_output: bool = False) -> list[tuple[str, Any]]:
+        """The streamed text not yet in the log, as the step to record (``kind`` reasoning or output), if any.
 
         ``keep_output``: a trailing stretch of output is left out, since ``Completed`` records
         the whole answer; recording its tail too would store it twice.
         """
         stretch, self._stretch = self._stretch, None
         if stretch is None or (keep_output and stretch[0] == "output"):
-            return
+            return []
         kind, pieces = stretch
-        self.journal.record_step(self.claim, kind, {"text": "".join(pieces)})
+        return [(kind, {"text": "".join(pieces)})]
+
+    def _record(self, *steps: tuple[str, Any], keep_output: bool = False) -> None:
+        """Record the pending streamed text, then ``steps``: one save for what belongs together."""
+        if batch := [*self._take_stretch(keep_output=keep_output), *steps]:
+            self.journal.record_steps(self.claim, batch)
 
     def _handle(self, chunk: Chunk) -> str | None:
         """Record and emit one chunk; returns a resting state when the run must stop here."""
@@ -256,9 +261,8 @@ class Execution:
             self._stream_text("reasoning", str(chunk.content))
             self.emit(StreamEvent(type="reasoning", run_id=run_id, data={"text": str(chunk.content)}))
             return None
-        self._record_stretch()  # what was streamed before this chunk comes first in the log
-        if chunk.kind == "step":
-            self.journal.record_step(self.claim, "step", chunk.content)
+        if chunk.kind == "step":  # what was streamed before a chunk comes first in the log
+            self._record(("step", chunk.content))
             self.emit(StreamEvent(type="step", run_id=run_id, data={"content": chunk.content}))
         elif chunk.kind == "tool_result":
             return self._tool_result(chunk)
@@ -272,17 +276,19 @@ class Execution:
         result = {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error}
         key = _tool_identity(chunk)
         if key == self._last_tool:
+            self._record()
             return None  # the same call's same result, repeated at once: recorded once
         self._last_tool = key
         if chunk.is_error:
             self._tool_errors.append(render_tool_failure(chunk.tool_name, chunk.content))
-        self.journal.record_step(self.claim, "tool_result", result)
+        self._record(("tool_result", result))
         self.emit(StreamEvent(type="tool_result", run_id=self.claim.run_id, data=result))
         return None
 
     def _interrupt(self, chunk: Chunk) -> str:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return self._fail(denial)
+        self._record()
         approval_id = self.journal.request_approval(
             self.claim,
             tool_name=chunk.tool_name or "(unnamed tool)",
@@ -300,7 +306,7 @@ class Execution:
         """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked."""
         if self._cancelled(fresh=True):
             return self._finish_cancel()
-        self._record_stretch()  # what the agent said before it failed is part of the record
+        self._record()  # what the agent said before it failed is part of the record
         self.journal.fail(self.claim, error=error, stage=stage)
         return "failed"
 

@@ -76,8 +76,6 @@ def _expected(journal: Journal, run_id: str, first: int) -> tuple[tuple[Any, ...
 
 
 def _differs(table: str, stored: tuple[Any, ...] | None, expected: tuple[Any, ...] | None) -> str:
-    if stored is not None and expected is not None:
-        stored = (*stored[:-1], bool(stored[-1])) if table == "queue" else stored
     if stored == expected:
         return ""
     if expected is None:

@@ -643,13 +643,19 @@ class Journal(FollowedViews):
 
     def record_step(self, claim: Claim, kind: str, content: Any) -> RunSnapshot:
         """Record a step, tool result or message of the running agent."""
-        req = validate(StepInput, self.payload_rule, kind=kind, content=content)
-        run, _ = self._execute(
-            claim.run_id,
-            lambda run: run.record_step(
-                worker_id=claim.worker_id, epoch=claim.epoch, kind=req.kind, content=req.content, now=self._now()
-            ),
-        )
+        return self.record_steps(claim, [(kind, content)])
+
+    def record_steps(self, claim: Claim, steps: Sequence[tuple[str, Any]]) -> RunSnapshot:
+        """Record several steps of the running agent, in order, in one save."""
+        reqs = [validate(StepInput, self.payload_rule, kind=kind, content=content) for kind, content in steps]
+
+        def record(run: Run) -> None:
+            now = self._now()
+            for req in reqs:
+                run.record_step(worker_id=claim.worker_id, epoch=claim.epoch, kind=req.kind, content=req.content,
+                                now=now)
+
+        run, _ = self._execute(claim.run_id, record)
         return RunSnapshot.of(run)
 
     def request_approval(

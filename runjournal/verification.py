@@ -247,9 +247,14 @@ def _snapshot_problems(journal: Journal, report: VerifyReport) -> list[VerifyPro
     try:
         found = load_check.snapshot_problems(journal._store, (r for r in report.heads if r not in broken))
     except Exception as e:  # noqa: BLE001 - the store failing here is reported, like any reading
-        return [VerifyProblem(run_id="", version=None, problem=(
-            f"the snapshots cannot be checked ({type(e).__name__}: {' '.join(str(e).split())[:200]})"))]
+        return [_cannot_check("the snapshots", e)]
     return [VerifyProblem(run_id=r, version=v, problem=p) for r, v, p in found]
+
+
+def _cannot_check(what: str, error: Exception) -> VerifyProblem:
+    """The store failed while ``what`` was being checked: a finding of the store as a whole."""
+    detail = " ".join(str(error).split())[:200]
+    return VerifyProblem(run_id="", version=None, problem=f"{what} cannot be checked ({type(error).__name__}: {detail})")
 
 
 def _inline_problems(journal: Journal, reading: LogReading, broken: set[str]) -> list[VerifyProblem]:
@@ -259,8 +264,7 @@ def _inline_problems(journal: Journal, reading: LogReading, broken: set[str]) ->
     try:
         return inline_problems(journal, reading, broken)
     except Exception as e:  # noqa: BLE001 - the store failing here is reported, like any reading
-        return [VerifyProblem(run_id="", version=None, problem=(
-            f"the inline queue and leases cannot be checked ({type(e).__name__}: {' '.join(str(e).split())[:200]})"))]
+        return [_cannot_check("the inline queue and leases", e)]
 
 
 def rows_beside_the_log(journal: Journal, reading: LogReading) -> list[VerifyProblem]:

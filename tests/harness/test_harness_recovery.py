@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
 
 import pytest
 
 from runjournal import Harness, InvalidInput, Journal
 from runjournal.adapters.agents import AgentRequest, Chunk
-from runjournal.models import Claim, SubmitInput
+from runjournal.models import Claim
 from runjournal.recovery import EXHAUSTED, MISSING_REQUEST
 
+from ..journal.helpers import legacy_run_without_request
 from .conftest import DEPLOYER, ECHO, event, types, workspace
 
 LEASE = 5
@@ -53,13 +53,8 @@ def claimed(journal: Journal, agent_id: str = "echo", *, start: bool = False, in
     return claim
 
 
-def without_request(journal: Journal, agent_id: str = "echo") -> str:
-    """A queued run with no persisted request, as stores written before submit refused ``input=None`` hold."""
-    req = SubmitInput.model_construct(agent_id=agent_id, input=None, thread_id=None, priority=0, idempotency_key=None,
-                                      actor="old-release", parent_run_id=None, parent_version=None)
-    run = journal._new_run(uuid4(), req, None)
-    journal._save(run)
-    return str(run.id)
+def without_request(journal: Journal) -> str:
+    return legacy_run_without_request(journal, "echo")
 
 
 def waiting_for_approval(journal: Journal) -> tuple[str, str]:

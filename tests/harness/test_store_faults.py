@@ -73,9 +73,9 @@ class FaultyJournal(Journal):
         self._maybe_fail("heartbeat")
         return super().heartbeat(*args, **kwargs)
 
-    def record_step(self, *args: Any, **kwargs: Any) -> Any:
+    def record_steps(self, *args: Any, **kwargs: Any) -> Any:  # record_step comes through here too
         self._maybe_fail("record_step")
-        return super().record_step(*args, **kwargs)
+        return super().record_steps(*args, **kwargs)
 
     def fail(self, *args: Any, **kwargs: Any) -> Any:
         self._maybe_fail("fail")

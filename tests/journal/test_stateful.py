@@ -15,7 +15,6 @@ from collections import Counter
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from eventsourcing.utils import resolve_topic
@@ -34,10 +33,10 @@ from runjournal.adapters.clock import ManualClock
 from runjournal.domain.transitions import TRANSITIONS, allowed_targets
 
 from runjournal import Claim, InvalidInput, InvalidTransition, Journal, LeaseLost, RunjournalError
-from runjournal.models import RunSnapshot, SubmitInput
 from runjournal.recovery import recover
 
 from . import model as m
+from .helpers import legacy_run_without_request
 from .model import Model, Outcome
 
 TABLE_EVENTS = frozenset({"Created", *TRANSITIONS})  # every event type, read off the table
@@ -205,12 +204,7 @@ class JournalMachine(RuleBasedStateMachine):
             REFUSED["InvalidInput"] += 1
             return multiple()
         if request == "legacy":
-            req = SubmitInput.model_construct(agent_id="a", input=None, thread_id=None, priority=priority,
-                                              idempotency_key=None, actor="alice", parent_run_id=None,
-                                              parent_version=None)
-            run = self.journal._new_run(uuid4(), req, None)
-            self.journal._save(run)
-            snap = RunSnapshot.of(run)
+            snap = self.journal.get_run(legacy_run_without_request(self.journal, priority=priority, actor="alice"))
         else:
             snap = self.journal.submit(
                 agent_id="a",
