@@ -8,6 +8,7 @@
     ├── LeaseLost                            a worker command from a lease that is not current
     ├── ConcurrencyConflict                  another writer saved the run first
     ├── UnknownAgent                         routing found no agent of that name
+    ├── ResumeFailedError                    the agent failed a resume; the run is retried
     ├── StoreError                           the store URL is wrong, or the store cannot be read
     │   ├── StoreUnavailable                 a transient fault (locked, disk full, I/O, offline)
     │   └── TamperDetected                   a run's stored events break its hash chain
@@ -134,6 +135,22 @@ class UnknownAgent(RunjournalError):
         self.known = list(known)
         listed = ", ".join(sorted(self.known)) or "none"
         super().__init__(f"unknown agent {agent_id!r} (agents defined: {listed})")
+
+
+class ResumeFailedError(RunjournalError):
+    """Raised to whoever waits on a resume the agent failed; recorded, and the run waits to be retried."""
+
+    code = "resume_failed"
+
+    def __init__(self, run_id: str, error: str, *, attempt: int, retries: int) -> None:
+        self.run_id = run_id
+        self.error = error
+        self.attempt = attempt
+        self.retries = retries
+        super().__init__(
+            f"run {run_id}: the agent failed while resuming: {error} (recorded; the run stays resuming "
+            f"and is retried: retry {attempt} of {retries})"
+        )
 
 
 class StoreError(RunjournalError):

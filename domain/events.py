@@ -66,6 +66,7 @@ class Created(RunEvent, Aggregate.Created):
         run.lease_expires_at = None
         run.pending_approval = None
         run.pending_resume = None
+        run.resumed_with = None
         run.approvals_requested = 0
         run.recovery_attempts = 0
         run.steps = 0
@@ -99,6 +100,9 @@ class Started(RunEvent):
     worker_id: str
     epoch: int
 
+    def assign(self, run: Run) -> None:
+        run.resumed_with = None
+
 
 class Resumed(RunEvent):
     TOPIC = "runjournal.Run.Resumed.v1"
@@ -108,6 +112,7 @@ class Resumed(RunEvent):
     decision: JSON
 
     def assign(self, run: Run) -> None:
+        run.resumed_with = {"resume_kind": self.resume_kind, "decision": self.decision}
         run.pending_resume = None
 
 
@@ -203,6 +208,24 @@ class RecoveryAttempted(RunEvent):
         run.pending_resume = {"resume_kind": self.resume_kind, "decision": decision}
 
 
+class ResumeFailed(RunEvent):
+    """The agent failed while resuming with a decision: recorded, and the run waits to be retried."""
+
+    TOPIC = "runjournal.Run.ResumeFailed.v1"
+    error: str
+    stage: str | None  # where the agent failed: "stream" or "invoke" (None: not the agent)
+    attempt: int  # retries this failure leaves behind it: 1 for the first failed resume
+    resume_kind: str  # what the retry is resumed as
+
+    def assign(self, run: Run) -> None:
+        decision = (run.resumed_with or {}).get("decision")
+        run.recovery_attempts = self.attempt
+        run.error = self.error
+        run.lease_expires_at = None
+        run.pending_resume = {"resume_kind": self.resume_kind, "decision": decision}
+        run.resumed_with = None
+
+
 class CancelRequested(RunEvent):
     TOPIC = "runjournal.Run.CancelRequested.v1"
     reason: str | None
@@ -227,6 +250,7 @@ class Completed(RunEvent):
 
     def assign(self, run: Run) -> None:
         run.output = self.output
+        run.error = None  # a failed resume that a retry completed
         run.lease_expires_at = None
 
 
@@ -262,6 +286,7 @@ EVENT_CLASSES: tuple[type[RunEvent], ...] = (
     ApprovalRequested,
     ApprovalResolved,
     RecoveryAttempted,
+    ResumeFailed,
     CancelRequested,
     Cancelled,
     Completed,

@@ -17,7 +17,7 @@ from eventsourcing.domain import Aggregate
 
 from . import chain, events
 from .errors import InvalidTransition, LeaseLost
-from .transitions import LEASED_STATES, RunState, check
+from .transitions import LEASED_STATES, RunState, check, is_allowed
 
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
 STEP_KINDS = ("step", "tool_result", "message", "reasoning", "output")
@@ -31,6 +31,12 @@ class Run(Aggregate):
 
     TOPIC = "runjournal.Run"
     INITIAL_VERSION = 1
+    class_version = 2  # of the state a snapshot holds
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Snapshots taken before a run remembered the resume it was started with."""
+        state["resumed_with"] = None
 
     Event = events.RunEvent
     Created = events.Created
@@ -44,6 +50,7 @@ class Run(Aggregate):
     ApprovalRequested = events.ApprovalRequested
     ApprovalResolved = events.ApprovalResolved
     RecoveryAttempted = events.RecoveryAttempted
+    ResumeFailed = events.ResumeFailed
     CancelRequested = events.CancelRequested
     Cancelled = events.Cancelled
     Completed = events.Completed
@@ -65,6 +72,7 @@ class Run(Aggregate):
     lease_expires_at: datetime | None
     pending_approval: dict[str, Any] | None
     pending_resume: dict[str, Any] | None
+    resumed_with: dict[str, Any] | None  # the resume this execution was started with (None: Started)
     approvals_requested: int
     recovery_attempts: int
     steps: int
@@ -343,6 +351,38 @@ class Run(Aggregate):
             resume_kind=resume_kind,
         )
         return attempt
+
+    def fail_agent(
+        self, *, worker_id: str, epoch: int, error: str, stage: str | None, retries: int, now: datetime
+    ) -> RunState:
+        """The agent failed: a resumed decision with retries left waits to be retried, else the run fails.
+
+        ``retries`` is how many times a failed resume may be retried (the workspace's
+        ``max_recovery_attempts``); every retry, scheduled here or by startup recovery,
+        counts as one of the run's recovery attempts.
+        """
+        resumed = (self.resumed_with or {}).get("decision") is not None
+        if resumed and self.recovery_attempts < retries and is_allowed(self.state, "ResumeFailed"):
+            self.fail_resume(worker_id=worker_id, epoch=epoch, error=error, stage=stage, now=now)
+            return RunState.RESUMING
+        self.fail(error=error, actor=f"worker:{worker_id}", now=now, worker=(worker_id, epoch), stage=stage)
+        return RunState.FAILED
+
+    def fail_resume(self, *, worker_id: str, epoch: int, error: str, stage: str | None, now: datetime) -> None:
+        """Record that the agent failed while resuming a decision; the run waits, ``resuming``, for a retry."""
+        self._check("ResumeFailed")
+        self._fence(worker_id, epoch)
+        if (self.resumed_with or {}).get("decision") is None:
+            self._check("ResumeFailed", why="the run was not resumed with a decision")
+        self.trigger_event(
+            self.ResumeFailed,
+            timestamp=now,
+            actor=f"worker:{worker_id}",
+            error=error,
+            stage=stage,
+            attempt=self.recovery_attempts + 1,
+            resume_kind=RESUME_KINDS[1],
+        )
 
     def request_cancel(self, *, reason: str | None, actor: str, now: datetime) -> None:
         """Ask the worker that holds the run to stop it."""

@@ -51,6 +51,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "ApprovalRequested",
     "ApprovalResolved",
     "RecoveryAttempted",
+    "ResumeFailed",
     "CancelRequested",
     "Cancelled",
     "Completed",
@@ -82,6 +83,7 @@ TRANSITIONS: Mapping[str, Mapping[RunState, frozenset[RunState]]] = {
     "ApprovalRequested": _to(S.WAITING_FOR_APPROVAL, S.RUNNING),
     "ApprovalResolved": _to(S.RESUMING, S.WAITING_FOR_APPROVAL),
     "RecoveryAttempted": _same(S.RESUMING, S.QUEUED),
+    "ResumeFailed": _to(S.RESUMING, S.RUNNING),  # a failed resume waits to be retried
     "CancelRequested": _to(S.CANCELLING, S.RUNNING, S.CLAIMED, S.RESUMING),
     "Cancelled": _to(S.CANCELLED, S.CREATED, S.QUEUED, S.WAITING_FOR_APPROVAL, S.CANCELLING),
     "Completed": _to(S.COMPLETED, S.RUNNING),

@@ -25,7 +25,7 @@ INTENTS = {
 
 class RecoveryIntentsView(RowProjection):
     name = "recovery_intents"
-    version = 1
+    version = 2  # 2: a failed resume (ResumeFailed) keeps its decision and counts its attempt
     pk = "run_id"
     columns = {  # noqa: RUF012
         "run_id": str, "thread_id": str, "agent_id": str, "state": str, "intent": str, "attempts": int,
@@ -58,13 +58,16 @@ class RecoveryIntentsView(RowProjection):
             row["resume_kind"] = "cross-restart"
             row["resume_payload"] = as_json({"approval_id": d["approval_id"], "decision": d["decision"],
                                              "edits": d["edits"], "edited_args": d["edited_args"]})
-        elif e.type == "RecoveryAttempted":
+        elif e.type in ("RecoveryAttempted", "ResumeFailed"):
             row["attempts"] = d["attempt"]
             row["resume_kind"] = d["resume_kind"]
         elif e.type == "LeaseExpired" and d.get("resume_kind"):
             row["resume_kind"] = d["resume_kind"]
+            row["resume_payload"] = None  # a replay from the request: no decision to resume with
         elif e.type == "Resumed":
+            # The decision stays: a resume the agent fails is retried with it (ResumeFailed).
             row["resume_kind"] = None
+        elif e.type == "Started":
             row["resume_payload"] = None
         row["intent"] = INTENTS[row["state"]]
         row["updated_at"] = e.iso

@@ -24,7 +24,7 @@ def next_state(state: str, event: ProjectedEvent) -> str:
 
 class RunsView(RowProjection):
     name = "runs"
-    version = 1
+    version = 2  # 2: the error of a failed resume (ResumeFailed), cleared when a retry completes
     pk = "run_id"
     columns = {  # noqa: RUF012
         "run_id": str, "thread_id": str, "agent_id": str, "state": str, "priority": int, "version": int,
@@ -56,10 +56,11 @@ class RunsView(RowProjection):
             row["epoch"] = data["epoch"]
         if "lease_expires_at" in data:
             row["lease_expires_at"] = data["lease_expires_at"].isoformat()
-        if e.type in ("Completed", "Failed", "Cancelled", "LeaseExpired", "ApprovalRequested"):
+        if e.type in ("Completed", "Failed", "Cancelled", "LeaseExpired", "ApprovalRequested", "ResumeFailed"):
             row["lease_expires_at"] = None
         if e.type == "Completed":
             row["output"] = as_json(data["output"])
-        if e.type == "Failed" or (e.type == "LeaseExpired" and data["to_state"] == "failed"):
+            row["error"] = None  # a failed resume that a retry completed
+        if e.type in ("Failed", "ResumeFailed") or (e.type == "LeaseExpired" and data["to_state"] == "failed"):
             row["error"] = data.get("error") or data.get("reason")
         return row

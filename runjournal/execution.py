@@ -42,6 +42,7 @@ class ExecutionSettings:
     heartbeat_seconds: float
     invoke_timeout_seconds: float
     deny_tools: tuple[str, ...] = ()
+    resume_retries: int = 0  # how often a resume the agent failed is retried (0: its failure is final)
 
 
 class Execution:
@@ -69,6 +70,7 @@ class Execution:
         # of the same kind, recorded when something else happens, so the log grows per step, not per token.
         self._stretch: tuple[str, list[str]] | None = None
         self.output: Any = None
+        self.error: str | None = None  # the agent's failure, once recorded
         self._last_tool: str | None = None
 
     async def run(self) -> str:
@@ -303,12 +305,17 @@ class Execution:
         return "waiting_for_approval"
 
     def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> str:
-        """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked."""
+        """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked.
+
+        An agent's failure (``stage`` set) while resuming a decision leaves the run
+        ``resuming``, to be retried, while it has retries left; a policy denial is final.
+        """
         if self._cancelled(fresh=True):
             return self._finish_cancel()
         self._record()  # what the agent said before it failed is part of the record
-        self.journal.fail(self.claim, error=error, stage=stage)
-        return "failed"
+        retries = self.settings.resume_retries if stage is not None else 0
+        self.error = error
+        return str(self.journal.fail(self.claim, error=error, stage=stage, retries=retries).state)
 
     def _finish_cancel(self) -> str:
         """Stop: output produced after the request is not recorded as the run's output."""

@@ -39,7 +39,7 @@ from tenacity import (
 
 from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
 from .adapters.clock import Clock
-from .domain import ApprovalNotFound, InvalidInput, RunNotFound, StoreUnavailable
+from .domain import ApprovalNotFound, InvalidInput, ResumeFailedError, RunNotFound, StoreUnavailable
 from .domain.errors import TamperDetected
 from .execution import COMPLETING, Execution, ExecutionSettings
 from .journal import Journal
@@ -51,6 +51,7 @@ from .streaming import Health, RunResult, StreamEvent
 from .workspace import Workspace, load_workspace
 
 RESTING = frozenset({"completed", "failed", "cancelled", "waiting_for_approval"})
+RESUME_FAILED = "resuming"  # what an execution returns when the agent failed a resume that will be retried
 _POLL_SECONDS = 0.05
 _UNLIMITED_BATCH = 64  # with max_concurrent_runs: 0, claims per save until the queue is empty
 _BACKOFF_MAX_SECONDS = 5.0
@@ -107,6 +108,8 @@ class Harness:
             heartbeat_seconds=c.heartbeat_seconds,
             invoke_timeout_seconds=s.invoke_timeout_seconds,
             deny_tools=tuple(workspace.policy.deny_tools),
+            # With recovery off, nothing retries: a failed resume is final.
+            resume_retries=workspace.recovery.max_recovery_attempts if workspace.recovery.enabled else 0,
         )
         # How long the worker keeps backing off while the store is unavailable before it
         # stops with the error. Read from the workspace once it has the setting.
@@ -446,6 +449,8 @@ class Harness:
             state = self._outcome(execution.claim, task)
             if state == COMPLETING:
                 self._completing.append(execution)
+            elif state == RESUME_FAILED:
+                self._resume_failed(execution)
             else:
                 self._rest(run_id, state)
 
@@ -598,6 +603,16 @@ class Harness:
         if state == "lease_lost":
             return  # another worker owns it now; its waiters are woken by the check below
         self._settle(run_id, state)
+
+    def _resume_failed(self, execution: Execution) -> None:
+        """The agent failed a resume that will be retried: its waiters hear the error, a worker retries it."""
+        self.failures += 1
+        run = self.journal.get_run(execution.claim.run_id)
+        error = ResumeFailedError(run.run_id, run.error or str(execution.error), attempt=run.recovery_attempts,
+                                  retries=self.settings.resume_retries)
+        self._emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state, "error": run.error}))
+        self._wake_waiters(run.run_id, error)
+        self._wake.set()
 
     def _check_waiters(self) -> None:
         for run_id in list(self._waiters):

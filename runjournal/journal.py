@@ -752,15 +752,25 @@ class Journal(FollowedViews):
         except RunjournalError as e:
             return e
 
-    def fail(self, claim: Claim, *, error: str, stage: Literal["stream", "invoke"] | None = None) -> RunSnapshot:
-        """Fail a run the worker holds; ``stage`` says where the agent failed (recorded in ``Failed``)."""
+    def fail(
+        self, claim: Claim, *, error: str, stage: Literal["stream", "invoke"] | None = None, retries: int = 0
+    ) -> RunSnapshot:
+        """Fail a run the worker holds; ``stage`` says where the agent failed (recorded in ``Failed``).
+
+        With ``retries`` > 0, a run that failed while resuming a decision is not failed
+        while it has retries left: it records ``ResumeFailed`` and waits, ``resuming``,
+        to be retried (the snapshot's state says which).
+        """
         req = validate(ErrorInput, error=_clip(error), actor=f"worker:{claim.worker_id}")
         if stage not in (None, "stream", "invoke"):
             raise InvalidInput("stage", f"must be 'stream', 'invoke' or None (got {stage!r})")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise InvalidInput("retries", f"must be a whole number >= 0 (got {retries!r})")
         run, _ = self._execute(
             claim.run_id,
-            lambda run: run.fail(
-                error=req.error, actor=req.actor, now=self._now(), worker=(claim.worker_id, claim.epoch), stage=stage
+            lambda run: run.fail_agent(
+                worker_id=claim.worker_id, epoch=claim.epoch, error=req.error, stage=stage, retries=retries,
+                now=self._now(),
             ),
         )
         return RunSnapshot.of(run)

@@ -207,14 +207,22 @@ def state_of(run: Run) -> dict[str, Any]:
     return {k: v for k, v in vars(run).items() if k not in _AGGREGATE_ONLY}
 
 
+def upcast_state(run_class: type[Run], state: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's state as the current class holds it (what eventsourcing does when it mutates one)."""
+    version = state.pop("class_version", 1)
+    while version < getattr(run_class, "class_version", 1):
+        getattr(run_class, f"upcast_v{version}_v{version + 1}")(state)
+        version += 1
+    return state
+
+
 def proves(run: Run | None, snapshot: Any) -> str:
     """Why ``snapshot`` is not the state ``run`` (folded from verified events) had at its version; "" if it is."""
     if run is None or run.version != snapshot.originator_version:
         return "no event at its version"
     if getattr(snapshot, "topic", None) != get_topic(type(run)):
         return "it names another aggregate class"
-    state = dict(snapshot.state)
-    state.pop("class_version", None)
+    state = upcast_state(type(run), dict(snapshot.state))
     if state.get("chain") != run.chain:
         return "its chain head is not the chain of the event at its version"
     if state != state_of(run):

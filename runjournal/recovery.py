@@ -16,7 +16,9 @@ Rules (DESIGN.md, Recovery):
   the workers, who run it from its persisted request;
 - ``resuming`` -> ``RecoveryAttempted`` (then resumed with
   ``resume_kind=startup-recovery``) while attempts < max, else failed
-  "recovery attempts exhausted";
+  "recovery attempts exhausted"; a run whose last event already counted its
+  retry (``RecoveryAttempted``, or ``ResumeFailed``: the agent failed a resume)
+  is left for the workers;
 - ``waiting_for_approval`` -> untouched: it waits for a person.
 """
 
@@ -33,6 +35,8 @@ from .journal import Journal
 
 MISSING_REQUEST = "missing persisted run request for queued run recovery"
 EXHAUSTED = "recovery attempts exhausted"
+# Events after which a resuming run already has its next retry counted.
+RETRY_SCHEDULED = frozenset({"RecoveryAttempted", "ResumeFailed"})
 
 
 class RecoveryReport(BaseModel):
@@ -72,8 +76,8 @@ def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool])
 
 def _recover_resuming(journal: Journal, run_id: str, max_attempts: int, report: RecoveryReport) -> None:
     run = journal.get_run(run_id)
-    if run.state != "resuming" or journal.history(run_id)[-1].type == "RecoveryAttempted":
-        report.left += 1  # already attempted and waiting for a worker: nothing more to append
+    if run.state != "resuming" or journal.history(run_id)[-1].type in RETRY_SCHEDULED:
+        report.left += 1  # a retry is already counted and waits for a worker: nothing more to append
         return
     if run.recovery_attempts >= max_attempts:
         journal.fail_run(run_id, error=EXHAUSTED, actor="system:recovery")

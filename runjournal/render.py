@@ -112,7 +112,8 @@ def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
     if run.parent_run_id:
         console.print(f"retry of {visible(run.parent_run_id)} (version {run.parent_version})")
     if recovery is not None:
-        console.print(f"recovery {visible(recovery)}")
+        attempts = f"  (attempts {run.recovery_attempts})" if run.recovery_attempts else ""
+        console.print(f"recovery {visible(recovery)}{attempts}")
 
 
 def result_lines(console: Console, result: Any) -> None:

@@ -432,3 +432,25 @@ def test_keygen_prints_a_key_that_encrypts_a_store(populated) -> None:
     with sqlite3.connect(cli.cwd / "secret.db") as db:
         blobs = [bytes(row[0]) for row in db.execute("SELECT state FROM stored_events")]
     assert blobs and not any(b"launch code" in blob for blob in blobs)
+
+
+def test_status_shows_a_failed_resumes_attempts_and_its_error(cli: CLI) -> None:
+    from runjournal import Journal
+
+    journal = Journal.open(cli.url)
+    try:
+        journal.submit(agent_id="deployer", input={"message": "deploy"})
+        claim = journal.claim_next(worker_id="w1", start=True)
+        approval_id = journal.request_approval(claim, tool_name="deploy")
+        journal.resolve_approval(approval_id, decision="approve", actor="al")
+        claim = journal.claim_next(worker_id="w1", start=True)
+        assert journal.fail(claim, error="deploy API down", stage="invoke", retries=3).state == "resuming"
+    finally:
+        journal.close()
+
+    shown = cli("status", claim.run_id)
+    as_json = cli("status", claim.run_id, "--json").json()
+
+    assert shown.code == 0, shown.err
+    assert "recovery resume  (attempts 1)" in shown.out and "deploy API down" in shown.out
+    assert (as_json["state"], as_json["recovery_attempts"], as_json["error"]) == ("resuming", 1, "deploy API down")

@@ -33,8 +33,10 @@ def _steps(state: str, *, via_resume: bool = False) -> Run:
     if state == "queued":
         return run
     if via_resume:
-        run = _steps("resuming")
-        return claimed(run)
+        run = claimed(_steps("resuming"))
+        if state == "running":
+            run.resume(worker_id=WORKER, epoch=run.epoch, now=T0)
+        return run
     claimed(run)
     if state == "claimed":
         return run
@@ -64,7 +66,7 @@ def _steps(state: str, *, via_resume: bool = False) -> Run:
 
 
 def run_in(state: str, *, via_resume: bool = False) -> Run:
-    """A run in ``state``; ``via_resume`` claims it with a decision pending."""
+    """A run in ``state``; ``via_resume`` claims it with a decision pending (and resumes it, for ``running``)."""
     run = _steps(state, via_resume=via_resume)
     assert run.state == state, (run.state, state)
     run.collect_events()
@@ -90,6 +92,7 @@ def attempt(run: Run, event: str) -> None:
             decision="approve", edits=None, actor="bob", now=T0,
         ),
         "RecoveryAttempted": lambda: run.attempt_recovery(resume_kind="startup-recovery", now=T0),
+        "ResumeFailed": lambda: run.fail_resume(**w, error="boom", stage="stream", now=T0),
         "CancelRequested": lambda: run.request_cancel(reason="r", actor="bob", now=T0),
         "Cancelled": lambda: run.cancel(reason="r", actor="bob", now=T0),
         "Completed": lambda: run.complete(**w, output={}, now=T0),

@@ -13,8 +13,10 @@ PAIRS = all_pairs()
 
 
 def _run_for(state: RunState, event: str):
-    # Resumed needs a claimed run with a decision pending; Started one without.
-    return run_in(state, via_resume=(event == "Resumed" and state == RunState.CLAIMED))
+    # Resumed needs a claimed run with a decision pending; Started one without; ResumeFailed
+    # a run running a resumed decision.
+    via_resume = (event, state) in (("Resumed", RunState.CLAIMED), ("ResumeFailed", RunState.RUNNING))
+    return run_in(state, via_resume=via_resume)
 
 
 @pytest.mark.parametrize(("state", "event"), PAIRS, ids=[f"{s}-{e}" for s, e in PAIRS])

@@ -43,6 +43,7 @@ TABLE: dict[str, dict[str, frozenset[str]]] = {
     "ApprovalRequested": _to("waiting_for_approval", "running"),
     "ApprovalResolved": _to("resuming", "waiting_for_approval"),
     "RecoveryAttempted": _same("resuming", "queued"),
+    "ResumeFailed": _to("resuming", "running"),
     "CancelRequested": _to("cancelling", "running", "claimed", "resuming"),
     "Cancelled": _to("cancelled", "created", "queued", "waiting_for_approval", "cancelling"),
     "Completed": _to("completed", "running"),
@@ -104,6 +105,7 @@ class ModelRun:
     approval: str | None = None  # the pending approval's id
     approvals: list[str] = field(default_factory=list)  # every approval id it was given
     resume: tuple[str, str | None] | None = None  # (resume_kind, decision) to resume with
+    resumed: str | None = None  # the decision the running run was resumed with
     recovery_attempts: int = 0
     steps: int = 0
     output: Any = None
@@ -167,6 +169,7 @@ class Model:
 
     def _begin(self, run: ModelRun, out: list[tuple[str, str]]) -> None:
         event = self._begin_event(run)
+        run.resumed = run.resume[1] if run.resume is not None else None
         run.resume = None
         self._emit(run, event, out)
 
@@ -307,6 +310,7 @@ class Model:
         if refused:
             return refused
         run.output = output
+        run.error = None  # a failed resume that a retry completed
         run.lease_expires_at = None
         out: list[tuple[str, str]] = []
         self._emit(run, "Completed", out)
@@ -329,6 +333,23 @@ class Model:
             return refused
         out: list[tuple[str, str]] = []
         self._fail(run, error, out)
+        return Outcome(events=tuple(out))
+
+    def fail_agent(self, run_id: str, error: str, worker: tuple[str, int], retries: int) -> Outcome:
+        """The agent failed: a resumed decision with retries left waits, ``resuming``, for a retry."""
+        run = self.runs[run_id]
+        if run.resumed is None or run.recovery_attempts >= retries or run.state != "running":
+            return self.fail(run_id, error, worker=worker)
+        refused = self._refuse(run, "ResumeFailed", *worker)
+        if refused:
+            return refused
+        run.recovery_attempts += 1
+        run.error = error
+        run.lease_expires_at = None
+        run.resume = ("startup-recovery", run.resumed)
+        run.resumed = None
+        out: list[tuple[str, str]] = []
+        self._emit(run, "ResumeFailed", out)
         return Outcome(events=tuple(out))
 
     def _fail(
@@ -421,7 +442,7 @@ class Model:
         for run in self.runs.values():
             if run.state == "queued" and run.input is None:
                 self._fail(run, MISSING_REQUEST, out)
-            elif run.state == "resuming" and run.events[-1] != "RecoveryAttempted":
+            elif run.state == "resuming" and run.events[-1] not in ("RecoveryAttempted", "ResumeFailed"):
                 if run.recovery_attempts >= max_attempts:
                     self._fail(run, EXHAUSTED, out)
                 else:

@@ -18,6 +18,7 @@ SAMPLES: list[RunjournalError] = [
     errors.LeaseLost("r1", "w1", 2, holder="w2"),
     errors.ConcurrencyConflict("r1"),
     errors.UnknownAgent("x", ["a", "b"]),
+    errors.ResumeFailedError("r1", "boom", attempt=1, retries=3),
     errors.StoreError("cannot open"),
     errors.StoreUnavailable("sqlite:///j.db", "disk full", detail="database or disk is full"),
     errors.TamperDetected("r1", 3, "chain mismatch"),

@@ -48,7 +48,7 @@ LEASES = st.sampled_from((30, 5))
 PRIORITIES = st.integers(-1, 2)
 DECISIONS = st.sampled_from(("approve", "reject", "edit"))
 MAX_RECOVERY_ATTEMPTS = 1
-WORKER_VERBS = ("start", "heartbeat", "step", "approval", "complete", "fail", "finish_cancel")
+WORKER_VERBS = ("start", "heartbeat", "step", "approval", "complete", "fail", "fail_agent", "finish_cancel")
 NEXT_VERBS = {  # what a worker holding a run in each state goes on to do
     "claimed": ("start", "start", "heartbeat"),
     "running": (
@@ -60,6 +60,7 @@ NEXT_VERBS = {  # what a worker holding a run in each state goes on to do
         "heartbeat",
         "complete",
         "fail",
+        "fail_agent",
     ),
     "cancelling": ("finish_cancel", "finish_cancel", "heartbeat"),
 }
@@ -179,6 +180,11 @@ class JournalMachine(RuleBasedStateMachine):
         if verb == "fail":
             return self._do(
                 mod.fail(run_id, "boom", worker=(w, e)), lambda: j.fail(claim, error="boom")
+            )
+        if verb == "fail_agent":  # a failed resume is retried while attempts are left
+            return self._do(
+                mod.fail_agent(run_id, "agent broke", (w, e), MAX_RECOVERY_ATTEMPTS),
+                lambda: j.fail(claim, error="agent broke", stage="stream", retries=MAX_RECOVERY_ATTEMPTS),
             )
         assert verb == "finish_cancel"
         return self._do(mod.finish_cancel(run_id, w, e), lambda: j.finish_cancel(claim))
@@ -316,6 +322,15 @@ class JournalMachine(RuleBasedStateMachine):
     def agent_works(self, data: st.DataObject, verb: str) -> None:
         """The agent of a running run records a step or stops to ask a person."""
         self._worker(verb, data.draw(st.sampled_from(self._live("running"))))
+
+    def _resumed(self) -> list[Claim]:
+        return [c for c in self._live("running") if self.model.runs[c.run_id].resumed is not None]
+
+    @precondition(lambda self: self._resumed())
+    @rule(data=st.data())
+    def resumed_agent_fails(self, data: st.DataObject) -> None:
+        """The agent fails a resumed decision: retried while attempts are left (``ResumeFailed``), else final."""
+        self._worker("fail_agent", data.draw(st.sampled_from(self._resumed())))
 
     @precondition(lambda self: self._live("running"))
     @rule(data=st.data())

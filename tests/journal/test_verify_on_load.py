@@ -216,3 +216,17 @@ def test_an_edited_event_after_a_proven_snapshot_is_caught(sqlite_url: str) -> N
         with pytest.raises(TamperDetected) as caught:
             j.get_run(run_id)  # from this process's own (proven) snapshot, then the events after it
         assert caught.value.version == 57
+
+
+def test_a_snapshot_stored_before_the_run_remembered_its_resume_is_upcast_and_proven(sqlite_url: str) -> None:
+    """Snapshot state of class version 1 (no ``resumed_with``) is what earlier releases stored."""
+    run_id = _forged_snapshot_store(sqlite_url)
+    with sqlite3.connect(_path(sqlite_url)) as db:
+        stored = json.loads(db.execute("SELECT CAST(state AS TEXT) FROM stored_snapshots").fetchone()[0])
+        assert (stored["state"].pop("class_version"), stored["state"].pop("resumed_with")) == (2, None)
+        db.execute("UPDATE stored_snapshots SET state = ?", (json.dumps(stored).encode(),))
+    with Journal.open(sqlite_url) as j:
+        assert j.get_run(run_id, at_version=55).version == 55  # replays past the snapshot, proving it
+        assert j._store.snapshot_proofs.refused == 0
+        assert j.get_run(run_id, at_version=52).version == 52  # now used, as proven
+        assert j.verify().ok
