@@ -28,10 +28,10 @@ from .cli import (
 UNSUCCESSFUL = ("failed", "cancelled")
 
 
-def _harness(worker_id: str | None = None):  # noqa: ANN202 - a Harness, imported lazily
+def _harness(worker_id: str | None = None, agents: list[str] | None = None):  # noqa: ANN202 - a Harness, imported lazily
     from .harness import Harness
 
-    return Harness.from_workspace(STATE.workspace, store=store_url(), worker_id=worker_id)
+    return Harness.from_workspace(STATE.workspace, store=store_url(), worker_id=worker_id, agents=agents)
 
 
 @app.command()
@@ -100,14 +100,21 @@ def run_(
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is left to do.")] = False,
     worker_id: Annotated[str | None, typer.Option("--worker-id", help="Name in leases and the log.")] = None,
+    agents: Annotated[str | None, typer.Option(
+        "--agents", help="Claim runs of these agents only (comma-separated; default: every agent of the workspace)."
+    )] = None,
 ) -> None:
     """Recover, then claim and run queued runs (any number of workers may share a store).
 
-    Example: runjournal worker --until-idle
+    A worker claims only runs of agents its workspace has; runs of other agents are
+    left for workers that have them.
+
+    Example: runjournal worker --until-idle --agents echo,deployer
     """
+    served = None if agents is None else [a.strip() for a in agents.split(",") if a.strip()]
 
     async def go() -> None:
-        harness = _harness(worker_id)
+        harness = _harness(worker_id, served)
         try:
             report = await harness.recover()
             out.print(f"worker {harness.worker_id}: recovered {render.recovery_summary(report)}")

@@ -24,7 +24,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,14 @@ from tenacity import (
 
 from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
 from .adapters.clock import Clock
-from .domain import ApprovalNotFound, InvalidInput, ResumeFailedError, RunNotFound, StoreUnavailable
+from .domain import (
+    ApprovalNotFound,
+    InvalidInput,
+    ResumeFailedError,
+    RunNotFound,
+    StoreUnavailable,
+    UnknownAgent,
+)
 from .domain.errors import TamperDetected
 from .execution import COMPLETING, Execution, ExecutionSettings
 from .journal import Journal
@@ -95,11 +102,13 @@ class Harness:
         adapters: dict[str, AgentAdapter] | None = None,
         owns_journal: bool = False,
         store_outage_seconds: float | None = None,
+        agents: Collection[str] | None = None,
     ) -> None:
         self.journal = journal
         self.workspace = workspace
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.adapters = adapters if adapters is not None else build_adapters(workspace)
+        self.agents = _served(agents, self.adapters)
         self._owns_journal = owns_journal
         self._rules = [Rule(re.compile(r.match), r.agent) for r in workspace.routing.rules]
         c, s = workspace.concurrency, workspace.streaming
@@ -135,12 +144,14 @@ class Harness:
     def from_workspace(
         cls, path: str | Path = "runjournal.yaml", *, store: str | None = None, clock: Clock | None = None,
         worker_id: str | None = None, store_outage_seconds: float | None = None,
+        agents: Collection[str] | None = None,
     ) -> Harness:
         """A harness for a workspace file, on its store (or ``store``, or $RUNJOURNAL_URL)."""
         workspace = load_workspace(path)
+        _served(agents, workspace.agents)  # a wrong name is refused before the store is opened
         url = store or os.environ.get("RUNJOURNAL_URL") or workspace.storage.url
         return cls(Journal.open(url, clock=clock), workspace, worker_id=worker_id, owns_journal=True,
-                   store_outage_seconds=store_outage_seconds)
+                   store_outage_seconds=store_outage_seconds, agents=agents)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -320,6 +331,10 @@ class Harness:
             if not pending:
                 raise ApprovalNotFound(thread_id=thread_id)
             approval_id = pending[-1].approval_id
+        with contextlib.suppress(RunNotFound):  # an unknown approval is resolve_approval's to report
+            agent_id = self.journal.get_run(approval_id.rsplit(".a", 1)[0]).agent_id
+            if agent_id not in self.agents:  # this worker could never resume it: nothing is recorded
+                raise UnknownAgent(agent_id, self.agents)
         run = self.journal.resolve_approval(approval_id, decision=decision, edits=edits, actor=actor)
         self._emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state}))
         self._wake.set()
@@ -510,7 +525,8 @@ class Harness:
         while (free := limit - self._slots_held() if limit else _UNLIMITED_BATCH) > 0:
             # Every free slot is claimed (and started) in one save: a group commit.
             claims = self.journal.claim_many(
-                worker_id=self.worker_id, count=free, lease_seconds=self.settings.lease_seconds, start=True
+                worker_id=self.worker_id, count=free, lease_seconds=self.settings.lease_seconds, start=True,
+                agents=self.agents,  # a run of another agent is left for a worker that has it
             )
             if not claims:
                 return
@@ -536,11 +552,7 @@ class Harness:
             raise unavailable
 
     def _launch(self, claim: Claim) -> None:
-        adapter = self.adapters.get(claim.agent_id)
-        if adapter is None:  # the workspace changed since the run was queued
-            self.journal.fail(claim, error=f"unknown agent {claim.agent_id!r} in this worker's workspace")
-            self._settle(claim.run_id, "failed")
-            return
+        adapter = self.adapters[claim.agent_id]  # claims are of this worker's agents only
         execution = Execution(self.journal, claim, adapter, self._request(claim, adapter), self.settings, self._emit)
         self._emit(StreamEvent(type="state", run_id=claim.run_id, data={"state": "running", "worker_id": self.worker_id}))
         self._active[claim.run_id] = (asyncio.create_task(execution.run()), execution)
@@ -663,6 +675,18 @@ class Harness:
             listener_errors=self.listener_errors,
             journal_listener_errors=getattr(self.journal, "listener_errors", 0),
         )
+
+
+def _served(agents: Collection[str] | None, known: Collection[str]) -> tuple[str, ...]:
+    """The agents a worker claims runs of: ``agents`` (each one it has), else every agent it has."""
+    if agents is None:
+        return tuple(sorted(known))
+    if isinstance(agents, str) or not agents:
+        raise InvalidInput("agents", f"name one or more agents of the workspace (got {agents!r})")
+    for agent_id in agents:
+        if agent_id not in known:
+            raise UnknownAgent(agent_id, tuple(known))
+    return tuple(sorted(set(agents)))
 
 
 async def _events_until(

@@ -11,13 +11,14 @@ work, claims, views, audit) behind a thin facade, in one reshaping step.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -210,7 +211,26 @@ class Journal(FollowedViews):
             views_path = _writable_or_memory(default_views_path(url))
         journal = cls(store, url=url, clock=clock, views_path=views_path, payload_rule=rule)
         journal._check_readable()
+        if not read_only:
+            journal._label_queue()
         return journal
+
+    def _label_queue(self) -> None:
+        """Name the agent of queue rows written before rows named it, so claims by agent see them."""
+        try:
+            with self._faults():
+                unlabelled = self.inline_views.unlabelled_rows()
+            labels = []
+            for run_id in unlabelled:
+                with contextlib.suppress(RunNotFound, TamperDetected):  # a claim heals or quarantines these
+                    labels.append((run_id, self._load(run_id).agent_id))
+            if labels:
+                with self._faults():
+                    self.inline_views.label_rows(labels)
+                self._log.info("queue rows labelled with their agent", rows=len(labels))
+        except BaseException:
+            self._store.close()
+            raise
 
     def _check_readable(self) -> None:
         """Decode the first stored event: a wrong or missing cipher key fails here, clearly."""
@@ -517,16 +537,21 @@ class Journal(FollowedViews):
 
     # -- workers -----------------------------------------------------------------
 
-    def claim_next(self, *, worker_id: str, lease_seconds: float = 30, start: bool = False) -> Claim | None:
+    def claim_next(
+        self, *, worker_id: str, lease_seconds: float = 30, start: bool = False, agents: Collection[str] | None = None
+    ) -> Claim | None:
         """Claim the best claimable run (priority, then age); ``None`` when none is left.
 
         ``start=True`` also appends ``Started`` (or ``Resumed``) in the same save: one
-        transaction for a worker that runs what it claims at once.
+        transaction for a worker that runs what it claims at once. ``agents`` claims
+        only runs of those agents (a worker whose workspace has only some of them);
+        the others are left, untouched, for workers that have them.
         """
-        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
         skipped: set[str] = set()  # rows that say claimable while their run is not: look past them
         for _ in range(_CLAIM_ROUNDS):  # each round claims, or lost a race, or meets stale rows
-            candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped)) if r not in skipped]
+            candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped), req.agents)
+                          if r not in skipped]
             if not candidates:
                 return None
             for run_id in candidates:
@@ -536,29 +561,33 @@ class Journal(FollowedViews):
                 skipped.add(run_id)
         return None  # every candidate went to other workers, round after round: try again later
 
-    def _candidates(self, limit: int) -> list[str]:
+    def _candidates(self, limit: int, agents: tuple[str, ...] | None) -> list[str]:
         with self._faults():
             if not self._quarantine_local:  # SQL stores skip quarantined runs in the query itself
-                return self.inline_views.claim_candidates(limit)
+                return self.inline_views.claim_candidates(limit, agents)
             held = self._quarantine_local
-            return [r for r in self.inline_views.claim_candidates(limit + len(held)) if r not in held][:limit]
+            return [r for r in self.inline_views.claim_candidates(limit + len(held), agents) if r not in held][:limit]
 
-    def claim_many(self, *, worker_id: str, count: int, lease_seconds: float = 30, start: bool = False) -> list[Claim]:
+    def claim_many(
+        self, *, worker_id: str, count: int, lease_seconds: float = 30, start: bool = False,
+        agents: Collection[str] | None = None,
+    ) -> list[Claim]:
         """Claim up to ``count`` runs in ONE save (a group commit for a worker filling several slots).
 
         All or nothing: if another worker took any of them meanwhile, this falls
         back to claiming one at a time, so no claim is ever lost or doubled.
+        ``agents``: as in ``claim_next``.
         """
-        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds)
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
         if count < 0:
             raise InvalidInput("count", f"must be >= 0 (got {count})")
         if count == 0:  # no free slot: no lease to hold
             return []
         if count == 1:
-            one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)
+            one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start, agents=agents)
             return [one] if one else []
         prepared = []
-        for run_id in self._candidates(count):
+        for run_id in self._candidates(count, req.agents):
             run = self._claimable(run_id, req.worker_id)
             if run is not None:
                 prepared.append(self._prepare_claim(run, req, start=start))
@@ -568,7 +597,8 @@ class Journal(FollowedViews):
             self._save(*(run for run, _ in prepared))
         except ConcurrencyConflict:
             claims: list[Claim] = []
-            while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start)):
+            while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds,
+                                                                start=start, agents=agents)):
                 claims.append(c)
             return claims
         return [claim for _, claim in prepared]

@@ -48,6 +48,15 @@ class SubmitInput(_Input):
 class ClaimInput(_Input):
     worker_id: Name
     lease_seconds: float = Field(gt=0, le=86_400)
+    agents: tuple[Name, ...] | None = Field(default=None, min_length=1)  # None: runs of every agent
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _agents_as_tuple(cls, value: Any) -> Any:
+        # A set or list of names, kept in a stable order (they become query parameters).
+        if isinstance(value, str):
+            raise ValueError("must be a collection of agent names, not one string")
+        return tuple(sorted(value)) if isinstance(value, (set, frozenset, list, tuple)) else value
 
 
 class StepInput(_Input):

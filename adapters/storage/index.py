@@ -52,7 +52,7 @@ class Statements:
             for s in (
                 "CREATE TABLE IF NOT EXISTS {queue} (run_id TEXT PRIMARY KEY,"
                 " priority INTEGER NOT NULL, position BIGINT NOT NULL, state TEXT NOT NULL,"
-                " claimable INTEGER NOT NULL)",
+                " claimable INTEGER NOT NULL, agent_id TEXT)",
                 f"CREATE INDEX IF NOT EXISTS {QUEUE_TABLE}_claim"
                 " ON {queue} (claimable, priority DESC, position)",
                 "CREATE TABLE IF NOT EXISTS {leases} (run_id TEXT PRIMARY KEY,"
@@ -65,13 +65,27 @@ class Statements:
         )
 
     @cached_property
+    def add_agent_column(self) -> str:
+        """Stores created before a queue row named its run's agent get the column (NULL until labelled)."""
+        return self._sql("ALTER TABLE {queue} ADD COLUMN agent_id TEXT")
+
+    @cached_property
     def upsert_queue(self) -> str:
         return self._sql(
-            "INSERT INTO {queue} (run_id, priority, position, state, claimable)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET"
+            "INSERT INTO {queue} (run_id, priority, position, state, claimable, agent_id)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET"
             " priority = excluded.priority, state = excluded.state,"
-            " claimable = excluded.claimable"
+            " claimable = excluded.claimable, agent_id = excluded.agent_id"
         )
+
+    @cached_property
+    def unlabelled(self) -> str:
+        return self._sql("SELECT run_id FROM {queue} WHERE agent_id IS NULL ORDER BY run_id")
+
+    @cached_property
+    def label(self) -> str:
+        # A run's agent never changes, so a label from any copy of the run is the right one.
+        return self._sql("UPDATE {queue} SET agent_id = ? WHERE run_id = ? AND agent_id IS NULL")
 
     @cached_property
     def delete_queue(self) -> str:
@@ -95,8 +109,15 @@ class Statements:
 
     @cached_property
     def candidates(self) -> str:
+        return self._candidates("")
+
+    def candidates_for(self, agents: int) -> str:
+        """The candidates of ``agents`` agents (parameters: the agent ids, then the limit)."""
+        return self._candidates(f" AND q.agent_id IN ({', '.join('?' * agents)})")
+
+    def _candidates(self, agent_filter: str) -> str:
         return self._sql(
-            "SELECT q.run_id FROM {queue} AS q WHERE q.claimable = 1 AND NOT EXISTS"
+            "SELECT q.run_id FROM {queue} AS q WHERE q.claimable = 1" + agent_filter + " AND NOT EXISTS"
             " (SELECT 1 FROM {quarantine} AS x WHERE x.run_id = q.run_id)"
             " ORDER BY q.priority DESC, q.position LIMIT ?"
         )
@@ -157,6 +178,7 @@ class IndexEntry:
     # ``quarantine`` adds the row, ``release`` removes it.
     quarantine: QuarantineRow | None = None
     release: bool = False
+    agent_id: str = ""  # the run's agent: workers claim only the runs of agents they have
 
     @classmethod
     def of(cls, run: Run) -> IndexEntry:
@@ -171,6 +193,7 @@ class IndexEntry:
             live=not run.is_terminal,
             claimable=run.state in CLAIMABLE_STATES,
             lease=lease,
+            agent_id=run.agent_id,
         )
 
 
@@ -238,6 +261,13 @@ def first_positions(run_ids: Iterable[str], notification_ids: Sequence[int] | No
     return positions
 
 
+def candidates_query(statements: Statements, limit: int, agents: Sequence[str] | None) -> tuple[str, tuple[Any, ...]]:
+    """The candidates statement and its parameters, for every agent or for ``agents`` only."""
+    if agents is None:
+        return statements.candidates, (limit,)
+    return statements.candidates_for(len(agents)), (*agents, limit)
+
+
 def write_entries(
     cursor: Cursor, statements: Statements, entries: Iterable[IndexEntry], positions: Mapping[str, int]
 ) -> None:
@@ -255,7 +285,7 @@ def write_entries(
             cursor.execute(statements.delete_queue, (e.run_id,))
             cursor.execute(statements.delete_lease, (e.run_id,))
             continue
-        row = (e.run_id, e.priority, positions.get(e.run_id, 0), e.state, int(e.claimable))
+        row = (e.run_id, e.priority, positions.get(e.run_id, 0), e.state, int(e.claimable), e.agent_id or None)
         cursor.execute(statements.upsert_queue, row)
         if e.lease is None:
             cursor.execute(statements.delete_lease, (e.run_id,))
@@ -266,7 +296,11 @@ def write_entries(
 class InlineViews(Protocol):
     """What the journal reads from, and rebuilds, the inline views through."""
 
-    def claim_candidates(self, limit: int) -> list[str]: ...
+    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]: ...
+
+    def unlabelled_rows(self) -> list[str]: ...
+
+    def label_rows(self, labels: Sequence[tuple[str, str]]) -> None: ...
 
     def queue_rows(self) -> list[QueueRow]: ...
 
@@ -299,6 +333,13 @@ def write_markers(recorder: Any, entries: Sequence[IndexEntry]) -> None:
         refuse()
     with recorder.datastore.transaction(commit=True) as c:
         write_entries(c, recorder.index_sql, entries, {})
+
+
+def label_rows(recorder: Any, labels: Sequence[tuple[str, str]]) -> None:
+    """Set the agent of queue rows written before rows named it, in one transaction."""
+    with recorder.datastore.transaction(commit=True) as c:
+        for run_id, agent_id in labels:
+            c.execute(recorder.index_sql.label, (agent_id, run_id))
 
 
 def select_quarantine(recorder: Any) -> list[QuarantineRow] | None:

@@ -21,6 +21,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
         self._queue: dict[str, QueueRow] = {}
         self._leases: dict[str, LeaseRow] = {}
         self._claimable: set[str] = set()
+        self._agents: dict[str, str] = {}  # run id -> agent id, for claims of some agents only
 
     def _update_table(
         self,
@@ -43,10 +44,12 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             self._queue.pop(e.run_id, None)
             self._claimable.discard(e.run_id)
             self._leases.pop(e.run_id, None)
+            self._agents.pop(e.run_id, None)
             return
         kept = self._queue.get(e.run_id)
         row = QueueRow(e.run_id, e.priority, kept.position if kept else position, e.state)
         self._queue[e.run_id] = row
+        self._agents[e.run_id] = e.agent_id
         if e.claimable:
             self._claimable.add(e.run_id)
         else:
@@ -59,11 +62,21 @@ class MemoryRunRecorder(POPOApplicationRecorder):
     def _claimable_rows(self) -> list[QueueRow]:
         return [self._queue[run_id] for run_id in self._claimable]
 
-    def claim_candidates(self, limit: int) -> list[str]:
-        """Run ids of the best claimable runs, best first."""
+    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
+        """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
         with self._database_lock:
-            best = heapq.nsmallest(limit, self._claimable_rows(), key=lambda r: (-r.priority, r.position))
+            rows = self._claimable_rows()
+            if agents is not None:
+                rows = [r for r in rows if self._agents.get(r.run_id) in agents]
+            best = heapq.nsmallest(limit, rows, key=lambda r: (-r.priority, r.position))
         return [r.run_id for r in best]
+
+    def unlabelled_rows(self) -> list[str]:
+        """Always empty: this store's rows are as new as the process."""
+        return []
+
+    def label_rows(self, labels: Sequence[tuple[str, str]]) -> None:
+        """Nothing to label (see ``unlabelled_rows``)."""
 
     def queue_rows(self) -> list[QueueRow]:
         """Every claimable run, in claim order."""
@@ -99,6 +112,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             self._queue.clear()
             self._leases.clear()
             self._claimable.clear()
+            self._agents.clear()
             for entry, position in entries:
                 self._apply(entry, position)
 

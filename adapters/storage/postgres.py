@@ -86,6 +86,10 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
             placeholder="%s",
         )
         self.sql_create_statements.extend(SQL(s) for s in self.index_sql.create)  # type: ignore[arg-type]
+        # A store from before queue rows named their run's agent gets the column.
+        self.sql_create_statements.append(SQL(  # type: ignore[arg-type]
+            self.index_sql.add_agent_column.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+        ))
         # The loader reads exactly the rows the log lists (notification ids from 1): a row
         # inserted with an id <= 0 is in no notification, so verify, export and the views
         # never see it; the loader must not apply it either.
@@ -113,9 +117,17 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
             curs.execute(statement, params)  # type: ignore[arg-type]
             return [tuple(r.values()) for r in curs.fetchall()]
 
-    def claim_candidates(self, limit: int) -> list[str]:
-        """Run ids of the best claimable runs, best first."""
-        return [r[0] for r in self._select(self.index_sql.candidates, (limit,))]
+    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
+        """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
+        return [r[0] for r in self._select(*index.candidates_query(self.index_sql, limit, agents))]
+
+    def unlabelled_rows(self) -> list[str]:
+        """Queue rows that do not name their run's agent yet (written before they did)."""
+        return [r[0] for r in self._select(self.index_sql.unlabelled)]
+
+    def label_rows(self, labels: Sequence[tuple[str, str]]) -> None:
+        """Name the agent of each (run id, agent id) row still unlabelled, in one transaction."""
+        index.label_rows(self, labels)
 
     def queue_rows(self) -> list[QueueRow]:
         """Every claimable run, in claim order."""

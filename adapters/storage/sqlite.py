@@ -46,6 +46,12 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *self.index_sql.create]
 
+    def _create_table(self, c: SQLiteCursor) -> None:
+        super()._create_table(c)
+        c.execute(f"SELECT name FROM pragma_table_info('{index.QUEUE_TABLE}')")
+        if "agent_id" not in {row[0] for row in c.fetchall()}:  # a store from before the column
+            c.execute(self.index_sql.add_agent_column)
+
     def _insert_events(
         self,
         c: SQLiteCursor,
@@ -128,9 +134,18 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
             raise StoreError(f"store file {self.file_name} is damaged ({damage}): it cannot be read reliably; "
                              "restore it from a backup") from None
 
-    def claim_candidates(self, limit: int) -> list[str]:
-        """Run ids of the best claimable runs, best first."""
-        return [r[0] for r in self._select(self.index_sql.candidates, (limit,))]
+    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
+        """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
+        return [r[0] for r in self._select(*index.candidates_query(self.index_sql, limit, agents))]
+
+    def unlabelled_rows(self) -> list[str]:
+        """Queue rows that do not name their run's agent yet (written before they did)."""
+        return [r[0] for r in self._select(self.index_sql.unlabelled)]
+
+    def label_rows(self, labels: Sequence[tuple[str, str]]) -> None:
+        """Name the agent of each (run id, agent id) row still unlabelled, in one transaction."""
+        self._refuse_if_read_only()
+        index.label_rows(self, labels)
 
     def queue_rows(self) -> list[QueueRow]:
         """Every claimable run, in claim order."""

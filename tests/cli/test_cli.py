@@ -454,3 +454,19 @@ def test_status_shows_a_failed_resumes_attempts_and_its_error(cli: CLI) -> None:
     assert shown.code == 0, shown.err
     assert "recovery resume  (attempts 1)" in shown.out and "deploy API down" in shown.out
     assert (as_json["state"], as_json["recovery_attempts"], as_json["error"]) == ("resuming", 1, "deploy API down")
+
+
+def test_worker_agents_narrows_the_claims_and_refuses_an_unknown_agent(populated) -> None:
+    cli, _, _ = populated
+    deploy = ok(cli("run", "deploy to staging", "--json")).json()
+    hello = ok(cli("run", "hello", "--json")).json()
+    assert (deploy["agent_id"], hello["agent_id"]) == ("deployer", "echo")
+
+    unknown = cli("worker", "--until-idle", "--agents", "echo,nope")
+    worker = ok(cli("worker", "--until-idle", "--worker-id", "w1", "--agents", "echo"))
+    left, done = cli.many(["status", deploy["run_id"], "--json"], ["status", hello["run_id"], "--json"])
+
+    assert unknown.code == 1 and "Traceback" not in unknown.err
+    assert "unknown agent 'nope' (agents defined: deployer, echo)" in unknown.message
+    assert "worker w1: idle (1 ok, 0 failed)" in worker.out
+    assert (ok(left).json()["state"], ok(done).json()["state"]) == ("queued", "completed")

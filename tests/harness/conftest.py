@@ -68,11 +68,12 @@ def make_harness() -> Iterator[MakeHarness]:
         adapters: dict[str, AgentAdapter] | None = None,
         journal: Journal | None = None,
         worker_id: str = "w1",
+        agents: Any = None,
     ) -> Harness:
         if journal is None:
             journal = Journal.open(url, clock=clock)
             journals.append(journal)
-        return Harness(journal, ws or workspace(), worker_id=worker_id, adapters=adapters)
+        return Harness(journal, ws or workspace(), worker_id=worker_id, adapters=adapters, agents=agents)
 
     yield make
     for journal in journals:

@@ -666,16 +666,6 @@ def test_submitting_twice_with_one_idempotency_key_runs_once(make_harness):
     assert len(h.journal.runs()) == 1
 
 
-def test_a_run_for_an_agent_this_worker_does_not_have_fails_when_claimed(make_harness):
-    h = make_harness()
-    run = h.journal.submit(agent_id="retired", input="x")  # queued by a worker with another workspace
-
-    result = asyncio.run(h.wait(run.run_id))
-
-    assert result.state == "failed"
-    assert result.error == "unknown agent 'retired' in this worker's workspace"
-
-
 def test_a_python_agent_that_cannot_be_imported_fails_the_run_with_the_import_error(make_harness):
     h = make_harness(workspace({"ghost": {"adapter": "python", "callable": "no_such_module_here:agent"}}))
 

@@ -281,3 +281,28 @@ def test_claim_many_with_no_free_slot_claims_nothing(any_journal: Journal) -> No
     with pytest.raises(InvalidInput, match="count"):
         any_journal.claim_many(worker_id="w", count=-1)
     assert any_journal.max_position() == before
+
+
+def test_claims_of_some_agents_leave_the_other_agents_runs_untouched(any_journal: Journal) -> None:
+    deploy = any_journal.submit(agent_id="deployer", input="d", priority=5)
+    echo = any_journal.submit(agent_id="echo", input="e")
+    end = any_journal.max_position()
+
+    assert any_journal.claim_next(worker_id="w1", agents=["nobody"]) is None
+    assert any_journal.max_position() == end  # nothing of the other agent's run was touched
+    claims = any_journal.claim_many(worker_id="w1", count=3, agents={"echo"}, start=True)
+
+    assert [c.run_id for c in claims] == [echo.run_id]
+    assert any_journal.get_run(deploy.run_id).state == "queued"
+    assert [r.run_id for r in any_journal.queue()] == [deploy.run_id]
+    claim = any_journal.claim_next(worker_id="w2", agents=("deployer", "echo"))
+    assert claim is not None and claim.run_id == deploy.run_id
+
+
+@pytest.mark.parametrize("agents", [[], "echo", [""]])
+def test_claims_refuse_a_list_of_agents_that_names_none(any_journal: Journal, agents: object) -> None:
+    any_journal.submit(agent_id="echo", input="e")
+    end = any_journal.max_position()
+    with pytest.raises(InvalidInput, match="agents"):
+        any_journal.claim_next(worker_id="w1", agents=agents)  # type: ignore[arg-type]
+    assert any_journal.max_position() == end
