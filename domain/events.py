@@ -42,20 +42,34 @@ class RunEvent(Aggregate.Event):
 
 class Created(RunEvent, Aggregate.Created):
     TOPIC = "runjournal.Run.Created.v1"
+    class_version = 2
     thread_id: str
-    agent_id: str
+    agent_id: str  # the agent selected to run it
+    requested_agent_id: str | None  # what the caller asked for ("auto": routing chose); None before v2
+    execution_mode: str | None  # the selected agent's adapter kind; None when not known, or before v2
     input: JSON
+    invocation: JSON  # the envelope beside the input: context, inputs, attachments (None: none given)
     priority: int
     idempotency_key: str | None
     parent_run_id: str | None
     parent_version: int | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Runs created before the request was recorded as asked: none of it was kept."""
+        state["requested_agent_id"] = None
+        state["execution_mode"] = None
+        state["invocation"] = None
 
     def apply(self, run: Run) -> None:
         run.state = transitions.RunState.CREATED
         run.chain = self.chain
         run.thread_id = self.thread_id
         run.agent_id = self.agent_id
+        run.requested_agent_id = self.requested_agent_id
+        run.execution_mode = self.execution_mode
         run.input = self.input
+        run.invocation = self.invocation
         run.priority = self.priority
         run.idempotency_key = self.idempotency_key
         run.parent_run_id = self.parent_run_id

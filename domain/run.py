@@ -31,12 +31,19 @@ class Run(Aggregate):
 
     TOPIC = "runjournal.Run"
     INITIAL_VERSION = 1
-    class_version = 2  # of the state a snapshot holds
+    class_version = 3  # of the state a snapshot holds
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         """Snapshots taken before a run remembered the resume it was started with."""
         state["resumed_with"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """Snapshots taken before a run kept its request as asked (see ``Created.upcast_v1_v2``)."""
+        state["requested_agent_id"] = None
+        state["execution_mode"] = None
+        state["invocation"] = None
 
     Event = events.RunEvent
     Created = events.Created
@@ -61,7 +68,10 @@ class Run(Aggregate):
     chain: str
     thread_id: str
     agent_id: str
+    requested_agent_id: str | None
+    execution_mode: str | None
     input: Any
+    invocation: dict[str, Any] | None
     priority: int
     idempotency_key: str | None
     parent_run_id: str | None
@@ -160,8 +170,15 @@ class Run(Aggregate):
         now: datetime,
         parent_run_id: str | None = None,
         parent_version: int | None = None,
+        requested_agent_id: str | None = None,
+        execution_mode: str | None = None,
+        invocation: dict[str, Any] | None = None,
     ) -> Run:
-        """Record a new run with its persisted request (state ``created``)."""
+        """Record a new run with its persisted request (state ``created``).
+
+        ``requested_agent_id`` is what the caller asked for (default: ``agent_id``),
+        ``invocation`` the envelope the agent gets beside ``input``.
+        """
         run: Run = cls._create(
             cls.Created,
             id=run_id,
@@ -169,7 +186,10 @@ class Run(Aggregate):
             actor=actor,
             thread_id=thread_id,
             agent_id=agent_id,
+            requested_agent_id=requested_agent_id or agent_id,
+            execution_mode=execution_mode,
             input=input,
+            invocation=invocation,
             priority=priority,
             idempotency_key=idempotency_key,
             parent_run_id=parent_run_id,

@@ -65,24 +65,38 @@ def demo() -> None:
 @app.command("run")
 def run_(
     message: Annotated[str, typer.Argument(help="The request's message.")],
-    agent: Annotated[str | None, typer.Option("--agent", help="Agent to run (else routing decides).")] = None,
+    agent: Annotated[str | None, typer.Option(
+        "--agent", help="Agent to run; 'auto' (the default) lets routing decide.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Thread to continue.")] = None,
     priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
+    context: Annotated[str | None, typer.Option(
+        "--context", help="Invocation context for the agent: a JSON object.")] = None,
+    inputs: Annotated[str | None, typer.Option(
+        "--inputs", help="Named inputs (state) for the agent: a JSON object.")] = None,
+    attachment: Annotated[list[str] | None, typer.Option(
+        "--attachment", help="An attachment for the agent, as JSON (repeatable), e.g. '{\"uri\": \"s3://b/k\"}'.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Work the run here until it rests.")] = False,
     actor: ActorOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a run; with --wait, run it in this process until it completes, fails or waits for approval.
 
-    With --wait the exit status is 1 when the run failed or was cancelled.
+    With --wait the exit status is 1 when the run failed or was cancelled. --context,
+    --inputs and --attachment are kept beside the message and reach the agent.
 
-    Example: runjournal run "deploy to prod" --wait
+    Example: runjournal run "deploy to prod" --agent auto --context '{"ticket": "CHG-7"}' --wait
     """
 
     async def go() -> object:
+        envelope = {
+            "context": parse_json(context, "--context"),
+            "inputs": parse_json(inputs, "--inputs"),
+            "attachments": [parse_json(a, "--attachment") for a in attachment] if attachment else None,
+        }
         harness = _harness()
         try:
-            run = harness.submit({"message": message}, agent_id=agent, thread_id=thread, priority=priority, actor=actor)
+            run = harness.submit({"message": message}, agent_id=agent, thread_id=thread, priority=priority, actor=actor,
+                                 **envelope)
             return await harness.wait(run.run_id) if wait else run
         finally:
             await harness.close()
@@ -256,7 +270,7 @@ def recover(as_json: JsonOption = False) -> None:
 
 @app.command()
 def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -> None:
-    """Submit a new run with the same request as RUN, linked to it (parent_run_id).
+    """Submit a new run with the same request as RUN (input, invocation, agent), linked to it (parent_run_id).
 
     Example: runjournal retry RUN_ID
     """
@@ -264,7 +278,8 @@ def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -
         old = journal.get_run(run_id)
         new = journal.submit(
             agent_id=old.agent_id, input=old.input, thread_id=old.thread_id, priority=old.priority,
-            actor=actor, parent_run_id=old.run_id, parent_version=old.version,
+            actor=actor, parent_run_id=old.run_id, parent_version=old.version, invocation=old.invocation,
+            requested_agent_id=old.requested_agent_id, execution_mode=old.execution_mode,
         )
         emit(as_json, new.model_dump(mode="json"),
              lambda: out.print(f"run {new.run_id} retries {old.run_id} (version {old.version}); it is {new.state}"))

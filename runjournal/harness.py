@@ -37,7 +37,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .adapters.agents import AgentAdapter, AgentRequest, build_adapter
+from .adapters.agents import AgentAdapter, AgentRequest, adapter_kind, build_adapter
 from .adapters.clock import Clock
 from .domain import (
     ApprovalNotFound,
@@ -53,7 +53,7 @@ from .journal import Journal
 from .logs import logger
 from .models import Claim, RunSnapshot
 from .recovery import RecoveryReport, recover
-from .routing import Rule, agent_denial, route
+from .routing import AUTO_AGENT, Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
 from .workspace import Workspace, load_workspace
 
@@ -251,9 +251,17 @@ class Harness:
     def submit(
         self, input: Any, *, agent_id: str | None = None, thread_id: str | None = None,  # noqa: A002
         priority: int = 0, actor: str | None = None, idempotency_key: str | None = None,
+        context: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
+        attachments: list[Any] | None = None,
     ) -> RunSnapshot:
-        """Route, check policy and queue a run (a denied run is recorded as failed at once)."""
-        request = self._routed(input, agent_id=agent_id, thread_id=thread_id, priority=priority, actor=actor)
+        """Route, check policy and queue a run (a denied run is recorded as failed at once).
+
+        ``agent_id=None`` or ``"auto"`` lets routing choose; the run records what was asked.
+        ``context``, ``inputs`` and ``attachments`` are kept beside the input and reach the
+        agent's ``AgentRequest``.
+        """
+        request = self._routed(input, agent_id=agent_id, thread_id=thread_id, priority=priority, actor=actor,
+                               context=context, inputs=inputs, attachments=attachments)
         run = self.journal.submit(**request, idempotency_key=idempotency_key)
         self._submitted([run])
         return run
@@ -266,18 +274,23 @@ class Harness:
 
     def _routed(
         self, input: Any, *, agent_id: str | None = None, thread_id: str | None = None,  # noqa: A002
-        priority: int = 0, actor: str | None = None,
+        priority: int = 0, actor: str | None = None, context: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None, attachments: list[Any] | None = None,
     ) -> dict[str, Any]:
+        requested = agent_id or AUTO_AGENT
         agent = route(
             input,
             agents=list(self.adapters),
-            explicit=agent_id,
+            explicit=None if requested == AUTO_AGENT else requested,
             thread_agent=lambda: self._thread_agent(thread_id),
             rules=self._rules,
             default=self.workspace.routing.default_agent,
         )
-        return {"agent_id": agent, "input": input, "thread_id": thread_id, "priority": priority, "actor": actor,
-                "refuse": agent_denial(agent, self.workspace.policy.deny_agents)}
+        parts = {"context": context, "inputs": inputs, "attachments": attachments}
+        invocation = {k: v for k, v in parts.items() if v is not None} or None
+        return {"agent_id": agent, "requested_agent_id": requested, "execution_mode": adapter_kind(self.adapters[agent]),
+                "input": input, "invocation": invocation, "thread_id": thread_id, "priority": priority,
+                "actor": actor, "refuse": agent_denial(agent, self.workspace.policy.deny_agents)}
 
     def _submitted(self, runs: list[RunSnapshot]) -> None:
         for run in runs:
@@ -566,9 +579,12 @@ class Harness:
                 if m.run_id != claim.run_id
             )
         resume = claim.resume or {}
+        invocation = claim.invocation or {}
         return AgentRequest(
             run_id=claim.run_id, thread_id=claim.thread_id, agent_id=claim.agent_id, input=claim.input,
             messages=messages, resume=resume.get("decision"), resume_kind=resume.get("resume_kind"),
+            context=invocation.get("context"), inputs=invocation.get("inputs"),
+            attachments=tuple(invocation.get("attachments") or ()),
         )
 
     def _outcome(self, claim: Claim, task: asyncio.Task[str]) -> str | None:

@@ -395,11 +395,17 @@ class Journal(FollowedViews):
         parent_run_id: str | None = None,
         parent_version: int | None = None,
         refuse: str | None = None,
+        invocation: dict[str, Any] | None = None,
+        requested_agent_id: str | None = None,
+        execution_mode: str | None = None,
     ) -> RunSnapshot:
         """Create and queue a run (one save); with an idempotency key, a repeat returns the first.
 
         ``refuse="reason"`` records the request and fails it at once instead of queueing it
         (a policy denial: the log shows what was asked and why it never ran).
+        ``invocation`` (``context``, ``inputs``, ``attachments``) is kept beside the input and
+        reaches the agent; ``requested_agent_id`` and ``execution_mode`` record how the agent
+        was chosen (a harness fills them in).
         """
         req = validate(
             SubmitInput,
@@ -412,6 +418,9 @@ class Journal(FollowedViews):
             actor=actor or default_actor(),
             parent_run_id=parent_run_id,
             parent_version=parent_version,
+            invocation=invocation,
+            requested_agent_id=requested_agent_id,
+            execution_mode=execution_mode,
         )
         if req.idempotency_key is not None:
             run_id = uuid5(_IDEMPOTENCY_NAMESPACE, req.idempotency_key)
@@ -462,7 +471,10 @@ class Journal(FollowedViews):
             run_id=run_id,
             thread_id=req.thread_id or str(uuid4()),
             agent_id=req.agent_id,
+            requested_agent_id=req.requested_agent_id,
+            execution_mode=req.execution_mode,
             input=req.input,
+            invocation=req.invocation.recorded() if req.invocation else None,
             priority=req.priority,
             idempotency_key=req.idempotency_key,
             actor=req.actor,
@@ -636,7 +648,8 @@ class Journal(FollowedViews):
         epoch = run.dequeue(worker_id=req.worker_id, lease_expires_at=expires, now=now)
         claim = Claim(
             run_id=run.run_id, worker_id=req.worker_id, epoch=epoch, lease_expires_at=expires,
-            agent_id=run.agent_id, thread_id=run.thread_id, input=run.input, resume=run.pending_resume,
+            agent_id=run.agent_id, thread_id=run.thread_id, input=run.input, invocation=run.invocation,
+            resume=run.pending_resume,
         )
         if start:
             _begin(run, req.worker_id, epoch, now)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .domain import InvalidInput, Run
 from .payload import PayloadRule, checked
+from .routing import AUTO_AGENT
 
 T = TypeVar("T", bound=BaseModel)
 MAX_TEXT = 64 * 1024  # reasons and error messages
@@ -26,10 +27,33 @@ class _Input(BaseModel):
     payload_fields: ClassVar[tuple[str, ...]] = ()
 
 
+class Invocation(_Input):
+    """The envelope an agent gets beside the input: context, named inputs (state) and attachments."""
+
+    context: dict[str, JSONValue] | None = None
+    inputs: dict[str, JSONValue] | None = None
+    attachments: list[JSONValue] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_parts(cls, value: Any) -> Any:
+        if isinstance(value, dict) and (unknown := sorted(set(value) - set(cls.model_fields), key=str)):
+            raise ValueError(f"unknown part {unknown[0]!r}: an invocation has context, inputs and attachments")
+        return value
+
+    def recorded(self) -> dict[str, Any] | None:
+        """What ``Created`` keeps: the parts given, or None when none was."""
+        parts = self.model_dump(exclude_none=True)
+        return parts or None
+
+
 class SubmitInput(_Input):
-    payload_fields = ("input",)
+    payload_fields = ("input", "invocation")
     agent_id: Name
+    requested_agent_id: Name | None = None  # None: the caller named agent_id itself
+    execution_mode: Name | None = None
     input: JSONValue
+    invocation: Invocation | None = None
     thread_id: Name | None = None
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)  # "3", 1.5 and True alike refused
     idempotency_key: Name | None = None
@@ -42,6 +66,13 @@ class SubmitInput(_Input):
     def _present(cls, value: Any) -> Any:
         if value is None:  # a worker and recovery must agree on what to run: there is always a request
             raise ValueError("a run needs an input (any JSON value but null): it is the request workers run")
+        return value
+
+    @field_validator("agent_id")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if value == AUTO_AGENT:  # the journal records runs; choosing their agent is the harness's routing
+            raise ValueError(f"{AUTO_AGENT!r} asks routing to choose: submit through a Harness, or name the agent")
         return value
 
 
@@ -141,6 +172,7 @@ class Claim(BaseModel):
     agent_id: str
     thread_id: str
     input: Any
+    invocation: dict[str, Any] | None = None
     resume: dict[str, Any] | None = None
 
 
@@ -152,10 +184,13 @@ class RunSnapshot(BaseModel):
     run_id: str
     thread_id: str
     agent_id: str
+    requested_agent_id: str | None = None  # None: created before it was recorded
+    execution_mode: str | None = None
     state: str
     version: int
     priority: int
     input: Any
+    invocation: dict[str, Any] | None = None
     output: Any = None
     error: str | None = None
     epoch: int
@@ -186,10 +221,13 @@ class RunSnapshot(BaseModel):
             run_id=run.run_id,
             thread_id=run.thread_id,
             agent_id=run.agent_id,
+            requested_agent_id=run.requested_agent_id,
+            execution_mode=run.execution_mode,
             state=str(run.state),
             version=run.version,
             priority=run.priority,
             input=run.input,
+            invocation=run.invocation,
             output=run.output,
             error=run.error,
             epoch=run.epoch,

@@ -98,7 +98,10 @@ def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
     """One run in detail (and what recovery would do with it)."""
     console.print(f"run      {run.run_id}")
     console.print(f"state    {state(run.state)}  (version {run.version}, epoch {run.epoch})")
-    console.print(f"agent    {visible(run.agent_id)}   thread {visible(run.thread_id)}   priority {run.priority}")
+    console.print(f"agent    {visible(run.agent_id)}{_asked(run)}   thread {visible(run.thread_id)}   "
+                  f"priority {run.priority}")
+    if run.invocation:
+        console.print(f"invoked  {_short(run.invocation, 120)}")
     if run.worker_id and run.lease_expires_at is not None and not run.is_terminal:
         console.print(f"lease    {visible(run.worker_id)} until {run.lease_expires_at}")
     if run.pending_approval:
@@ -114,6 +117,13 @@ def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
     if recovery is not None:
         attempts = f"  (attempts {run.recovery_attempts})" if run.recovery_attempts else ""
         console.print(f"recovery {visible(recovery)}{attempts}")
+
+
+def _asked(run: RunSnapshot) -> str:
+    """How the agent was chosen, when it was not asked for by name: "(routed; python)"."""
+    parts = ["routed"] if run.requested_agent_id not in (None, run.agent_id) else []
+    parts += [visible(run.execution_mode)] if run.execution_mode else []
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def result_lines(console: Console, result: Any) -> None:

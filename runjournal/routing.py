@@ -1,6 +1,6 @@
 """Which agent runs a request, and whether the workspace policy allows it.
 
-Order: an explicit agent, else the thread's agent, else the first routing rule
+Order: an explicit agent (``auto`` is none), else the thread's agent, else the first routing rule
 whose regex matches the message, else the default agent. An agent that is not
 defined is an ``UnknownAgent`` error before anything is appended.
 """
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .domain import UnknownAgent
+
+AUTO_AGENT = "auto"  # what a run records as asked for when routing chose (a name no workspace may define)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from .domain import WorkspaceError
+from .routing import AUTO_AGENT
 
 __all__ = [
     "EXAMPLE_WORKSPACE", "AgentConfig", "ConcurrencyConfig", "PolicyConfig", "RecoveryConfig",
@@ -238,6 +239,8 @@ def _plain_agent_name(name: str) -> str:
     """An agent name of letters, digits, '_', '.' and '-'."""
     if not AGENT_NAME.match(name):
         raise ValueError("agent names may use only letters, digits, '_', '.', '-'")
+    if name == AUTO_AGENT:
+        raise ValueError(f"{AUTO_AGENT!r} is reserved: `--agent {AUTO_AGENT}` asks routing to choose (rename the agent)")
     return name
 
 

@@ -15,6 +15,7 @@ from .base import (
     Chunk,
     ChunkKind,
     adapter_can_invoke,
+    adapter_kind,
     collect,
 )
 from .python import PythonAgent, to_chunk
@@ -49,6 +50,7 @@ __all__ = [
     "PythonAgent",
     "ScriptedAgent",
     "adapter_can_invoke",
+    "adapter_kind",
     "build_adapter",
     "collect",
     "to_chunk",

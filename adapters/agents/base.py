@@ -108,7 +108,11 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class AgentRequest:
-    """What an agent gets: the run's persisted input, thread history and any resume payload."""
+    """What an agent gets: the run's persisted input and invocation, thread history and any resume payload.
+
+    ``context``, ``inputs`` and ``attachments`` are the invocation envelope the run was
+    submitted with (persisted beside the input, so a recovered run gets them too).
+    """
 
     run_id: str
     thread_id: str
@@ -117,10 +121,15 @@ class AgentRequest:
     messages: tuple[dict[str, str], ...] = ()
     resume: dict[str, Any] | None = None
     resume_kind: str | None = None
+    context: Mapping[str, Any] | None = None
+    inputs: Mapping[str, Any] | None = None
+    attachments: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.messages, tuple):
             object.__setattr__(self, "messages", tuple(self.messages))
+        if not isinstance(self.attachments, tuple):
+            object.__setattr__(self, "attachments", tuple(self.attachments))
 
     @property
     def message(self) -> str:
@@ -137,7 +146,11 @@ class AgentRequest:
 
 @runtime_checkable
 class AgentAdapter(Protocol):
-    """An agent: ``stream`` yields chunks; ``supports_replay`` says a rerun from scratch is safe."""
+    """An agent: ``stream`` yields chunks; ``supports_replay`` says a rerun from scratch is safe.
+
+    An adapter may name its ``kind`` (``"scripted"``, ``"python"``): a run records it as
+    its execution mode (see ``adapter_kind``).
+    """
 
     supports_replay: bool
 
@@ -163,6 +176,12 @@ def adapter_can_invoke(adapter: object) -> bool:
         return bool(getattr(adapter, "can_invoke", True))
     except AgentLoadError:
         return False
+
+
+def adapter_kind(adapter: object) -> str:
+    """What a run records as its execution mode: the adapter's ``kind``, else its class name."""
+    kind = getattr(adapter, "kind", None)
+    return kind if isinstance(kind, str) and kind else type(adapter).__name__
 
 
 async def collect(chunks: AsyncIterable[Chunk]) -> list[Chunk]:

@@ -62,6 +62,8 @@ class PythonAgent:
     ``<callable>_invoke`` next to it provides ``invoke``.
     """
 
+    kind = "python"
+
     def __init__(self, target: str, *, supports_replay: bool = False) -> None:
         self.target = target
         self.supports_replay = supports_replay

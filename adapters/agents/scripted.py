@@ -51,6 +51,8 @@ def _result(step: Mapping[str, Any]) -> Any:
 class ScriptedAgent:
     """An agent that plays a script: says, reasoning, steps, tool calls, failures and sleeps."""
 
+    kind = "scripted"
+
     def __init__(
         self, script: Sequence[Mapping[str, Any]], *, supports_replay: bool = True
     ) -> None:

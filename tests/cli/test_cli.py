@@ -176,6 +176,31 @@ def test_run_wait_routes_deploy_to_the_deployer_which_waits_for_approval(populat
     assert deploy["approval_id"] == f"{deploy['run_id']}.a1"
 
 
+def test_run_records_the_request_as_asked_and_refuses_a_bad_envelope_appending_nothing(populated) -> None:
+    cli, _, _ = populated
+    run = ok(cli("run", "hello", "--agent", "auto", "--context", '{"ticket": "CHG-7"}', "--inputs", '{"n": 1}',
+                 "--attachment", '{"uri": "s3://b/k"}', "--attachment", '"notes.txt"', "--json")).json()
+    created, queued = ok(cli("history", run["run_id"], "--json")).json()
+    assert (created["data"]["requested_agent_id"], created["data"]["agent_id"], created["data"]["execution_mode"]) == (
+        "auto", "echo", "scripted")
+    assert queued["type"] == "Queued" and created["data"]["invocation"] == {"context": {"ticket": "CHG-7"}, "inputs": {"n": 1},
+                                             "attachments": [{"uri": "s3://b/k"}, "notes.txt"]}
+    shown = ok(cli("status", run["run_id"])).out
+    assert "echo (routed; scripted)" in shown and '"ticket": "CHG-7"' in shown
+    again = ok(cli("retry", run["run_id"], "--json")).json()
+    assert (again["invocation"], again["requested_agent_id"], again["parent_run_id"]) == (
+        created["data"]["invocation"], "auto", run["run_id"])
+    named = ok(cli("run", "hello", "--agent", "echo", "--json")).json()
+    assert ok(cli("history", named["run_id"], "--json")).json()[0]["data"]["requested_agent_id"] == "echo"
+
+    before = ok(cli("export")).out
+    domain_error(cli("run", "hello", "--context", "{oops"), "--context", "not valid JSON")
+    domain_error(cli("run", "hello", "--attachment", "bare words"), "--attachment", "not valid JSON")
+    domain_error(cli("run", "hello", "--inputs", "[1, 2]"), "invocation.inputs", "dictionary")
+    domain_error(cli("run", "hello", "--agent", "nobody"), "nobody")
+    assert ok(cli("export")).out == before
+
+
 def test_approve_approve_with_edits_and_reject_then_a_worker_finishes_all(populated) -> None:
     cli, _, deploy = populated
     run_id, approval = deploy["run_id"], deploy["approval_id"]

@@ -27,7 +27,7 @@ def test_submit_creates_and_queues_in_two_events_chained_from_genesis() -> None:
     assert (type(created).__name__, type(queued).__name__) == ("Created", "Queued")
     assert created.chain == chain.link(
         chain.GENESIS, event_type="Created", run_id=run.run_id, version=1, timestamp=T0,
-        class_version=1, data={k: v for k, v in vars(created).items()
+        class_version=type(created).class_version, data={k: v for k, v in vars(created).items()
                                if k not in ("originator_id", "originator_version")},
     )
     assert queued.chain != created.chain and run.chain == queued.chain

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "docs" / "reference-fidelity.md"
-STATUSES = {"same", "same (untested)", "different by design", "not applicable", "pending (issue 14)"}
+STATUSES = {"same", "same (untested)", "different by design", "not applicable"}
 
 
 def _rows() -> list[list[str]]:

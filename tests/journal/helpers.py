@@ -35,3 +35,43 @@ def legacy_run_without_request(j: Journal, agent_id: str = "a", *, priority: int
     run = j._new_run(uuid4(), req, None)
     j._save(run)
     return str(run.id)
+
+
+def store_as_v1(path: str, run_id: str, version: int, *fields: str) -> None:
+    """Rewrite event ``version`` of a run as release 1 stored it: without ``fields``, class_version 1.
+
+    Every later event of the run, and any snapshot of it, is re-chained from the rewritten
+    event, so the run verifies as such a store would (an SQLite file at ``path``).
+    """
+    import json
+    import sqlite3
+    import uuid
+
+    from runjournal.domain import chain
+    from runjournal.verification import decode_stored, expected_link
+
+    with Journal.open(f"sqlite:///{path}") as j:
+        mapper = j._store.mapper
+        events = [n for page in j.notifications() for n in page if str(n.originator_id) == run_id]
+    previous, heads, rows = chain.GENESIS, {}, []
+    for n in events:
+        stored = decode_stored(mapper, n)
+        if n.originator_version == version:
+            for field in fields:
+                stored.pop(field)
+            assert stored["class_version"] == 2
+            stored["class_version"] = 1
+        if n.originator_version >= version:
+            stored["chain"] = expected_link(previous, n, stored)
+            rows.append((mapper.transcoder.encode(stored), n.id))
+        previous = heads[n.originator_version] = stored["chain"]
+    originator = uuid.UUID(run_id).hex
+    with sqlite3.connect(path) as db:
+        assert db.executemany("UPDATE stored_events SET state = ? WHERE rowid = ?", rows).rowcount == len(rows)
+        snapshots = db.execute("SELECT originator_version, CAST(state AS TEXT) FROM stored_snapshots "
+                               "WHERE originator_id = ?", (originator,)).fetchall()
+        for snapshot_version, state in snapshots:
+            snapshot = json.loads(state)
+            snapshot["state"]["chain"] = heads[snapshot_version]
+            db.execute("UPDATE stored_snapshots SET state = ? WHERE originator_id = ? AND originator_version = ?",
+                       (json.dumps(snapshot).encode(), originator, snapshot_version))

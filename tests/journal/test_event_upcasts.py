@@ -5,24 +5,9 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from runjournal.verification import decode_stored, expected_link
-
 from runjournal import Journal
 
-
-def _store_as_v1(path: str, run_id: str, field: str) -> None:
-    """Rewrite a run's last event as release 1 stored it: without ``field``, class_version 1, its own chain."""
-    with Journal.open(f"sqlite:///{path}") as j:
-        mapper = j._store.mapper
-        *_, before, last = [n for page in j.notifications() for n in page if str(n.originator_id) == run_id]
-        fields = decode_stored(mapper, last)
-        fields.pop(field)
-        assert fields["class_version"] == 2
-        fields["class_version"] = 1
-        fields["chain"] = expected_link(decode_stored(mapper, before)["chain"], last, fields)
-        state = mapper.transcoder.encode(fields)
-    with sqlite3.connect(path) as db:
-        assert db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state, last.id)).rowcount == 1
+from .helpers import store_as_v1
 
 
 def test_a_failed_event_stored_without_a_stage_loads_with_none(tmp_path) -> None:
@@ -30,7 +15,7 @@ def test_a_failed_event_stored_without_a_stage_loads_with_none(tmp_path) -> None
     with Journal.open(f"sqlite:///{path}") as j:
         run = j.submit(agent_id="a", input={"n": 1})
         j.fail_run(run.run_id, error="gave up", actor="ops")
-    _store_as_v1(path, run.run_id, "stage")
+    store_as_v1(path, run.run_id, 3, "stage")
     with Journal.open(f"sqlite:///{path}") as j:
         assert j.verify().ok, j.verify().problems
         assert (j.get_run(run.run_id).state, j.get_run(run.run_id).error) == ("failed", "gave up")
@@ -49,10 +34,32 @@ def test_an_approval_request_stored_without_the_output_so_far_loads_with_none(tm
         run = j.submit(agent_id="a", input={"n": 1})
         claim = j.claim_next(worker_id="w", start=True)
         j.request_approval(claim, tool_name="deploy", tool_args={"env": "prod"}, output="so far")
-    _store_as_v1(path, run.run_id, "output")
+    store_as_v1(path, run.run_id, 5, "output")
     with Journal.open(f"sqlite:///{path}") as j:
         assert j.verify().ok, j.verify().problems
         asked = j.history(run.run_id)[-1]
         assert asked.type == "ApprovalRequested" and asked.data["output"] is None
         assert j.get_run(run.run_id).state == "waiting_for_approval"
         assert [a.tool_name for a in j.pending_approvals()] == ["deploy"]
+
+
+def test_a_run_created_before_the_request_was_recorded_as_asked_loads_with_none(tmp_path) -> None:
+    path = str(tmp_path / "j.db")
+    with Journal.open(f"sqlite:///{path}") as j:
+        run = j.submit(agent_id="a", input={"n": 1}, invocation={"context": {"user": "u1"}})
+        claim = j.claim_next(worker_id="w", start=True)
+        j.complete(claim, output={"text": "done"})
+    store_as_v1(path, run.run_id, 1, "requested_agent_id", "execution_mode", "invocation")
+    with Journal.open(f"sqlite:///{path}") as j:
+        assert j.verify().ok, j.verify().problems
+        created = j.history(run.run_id)[0]
+        assert created.type == "Created"
+        assert (created.data["requested_agent_id"], created.data["execution_mode"], created.data["invocation"]) == (
+            None, None, None)
+        shown = j.get_run(run.run_id)
+        assert (shown.state, shown.agent_id, shown.requested_agent_id, shown.invocation) == ("completed", "a", None, None)
+        assert [r.run_id for r in j.runs()] == [run.run_id]
+        with sqlite3.connect(path) as db:
+            (state,) = db.execute("SELECT state FROM stored_events WHERE originator_id = ? ORDER BY rowid",
+                                  (uuid.UUID(run.run_id).hex,)).fetchone()
+        assert b'"invocation"' not in state and b'"class_version":1' in state

@@ -11,6 +11,8 @@ from runjournal.domain.errors import StoreError, TamperDetected
 
 from runjournal import Journal
 
+from .helpers import store_as_v1
+
 
 def _path(url: str) -> str:
     return url.removeprefix("sqlite:///")
@@ -218,12 +220,25 @@ def test_an_edited_event_after_a_proven_snapshot_is_caught(sqlite_url: str) -> N
         assert caught.value.version == 57
 
 
-def test_a_snapshot_stored_before_the_run_remembered_its_resume_is_upcast_and_proven(sqlite_url: str) -> None:
-    """Snapshot state of class version 1 (no ``resumed_with``) is what earlier releases stored."""
+# What each earlier class version of a Run snapshot lacked, newest last.
+_SNAPSHOT_FIELDS_SINCE = {2: ("resumed_with",), 3: ("requested_agent_id", "execution_mode", "invocation")}
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_a_snapshot_stored_by_an_earlier_release_is_upcast_and_proven(sqlite_url: str, old_version: int) -> None:
+    """Snapshot state of class version 1 (no ``resumed_with``) or 2 (no request as asked) is what earlier releases stored."""
     run_id = _forged_snapshot_store(sqlite_url)
+    # Such a release also stored its Created without the request as asked (see test_event_upcasts.py).
+    store_as_v1(_path(sqlite_url), run_id, 1, *_SNAPSHOT_FIELDS_SINCE[3])
     with sqlite3.connect(_path(sqlite_url)) as db:
         stored = json.loads(db.execute("SELECT CAST(state AS TEXT) FROM stored_snapshots").fetchone()[0])
-        assert (stored["state"].pop("class_version"), stored["state"].pop("resumed_with")) == (2, None)
+        assert stored["state"]["class_version"] == 3
+        stored["state"]["class_version"] = old_version
+        for since, fields in _SNAPSHOT_FIELDS_SINCE.items():
+            if since > old_version:
+                for field in fields:
+                    assert field in stored["state"]
+                    del stored["state"][field]
         db.execute("UPDATE stored_snapshots SET state = ?", (json.dumps(stored).encode(),))
     with Journal.open(sqlite_url) as j:
         assert j.get_run(run_id, at_version=55).version == 55  # replays past the snapshot, proving it
