@@ -15,10 +15,11 @@ from .errors import (
     UnknownAgent,
     WorkspaceError,
 )
-from .run import DECISIONS, RESUME_KINDS, STEP_KINDS, Run
+from .run import AUTO_AGENT, DECISIONS, RESUME_KINDS, STEP_KINDS, Run
 from .transitions import CLAIMABLE_STATES, LEASED_STATES, TRANSITIONS, RunState
 
 __all__ = [
+    "AUTO_AGENT",
     "CLAIMABLE_STATES",
     "DECISIONS",
     "LEASED_STATES",

@@ -22,6 +22,8 @@ from .transitions import LEASED_STATES, RunState, check, is_allowed
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
 STEP_KINDS = ("step", "tool_result", "message", "reasoning", "output")
 DECISIONS = ("approve", "reject", "edit")
+# What a run records as the agent asked for when routing chose it (a name no workspace may define).
+AUTO_AGENT = "auto"
 STALE_NOT_REPLAYABLE = "stale running run cannot be replayed safely"
 STALE_WITHOUT_REQUEST = "missing persisted run request for stale running run recovery"
 

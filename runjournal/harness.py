@@ -40,6 +40,7 @@ from tenacity import (
 from .adapters.agents import AgentAdapter, AgentRequest, adapter_kind, build_adapter
 from .adapters.clock import Clock
 from .domain import (
+    AUTO_AGENT,
     ApprovalNotFound,
     InvalidInput,
     ResumeFailedError,
@@ -53,7 +54,7 @@ from .journal import Journal
 from .logs import logger
 from .models import Claim, RunSnapshot
 from .recovery import RecoveryReport, recover
-from .routing import AUTO_AGENT, Rule, agent_denial, route
+from .routing import Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
 from .workspace import Workspace, load_workspace
 

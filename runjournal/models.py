@@ -7,9 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .domain import InvalidInput, Run
+from .domain import AUTO_AGENT, InvalidInput, Run
 from .payload import PayloadRule, checked
-from .routing import AUTO_AGENT
 
 T = TypeVar("T", bound=BaseModel)
 MAX_TEXT = 64 * 1024  # reasons and error messages

@@ -14,8 +14,6 @@ from typing import Any
 
 from .domain import UnknownAgent
 
-AUTO_AGENT = "auto"  # what a run records as asked for when routing chose (a name no workspace may define)
-
 
 @dataclass(frozen=True)
 class Rule:

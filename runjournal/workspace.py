@@ -30,8 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from .domain import WorkspaceError
-from .routing import AUTO_AGENT
+from .domain import AUTO_AGENT, WorkspaceError
 
 __all__ = [
     "EXAMPLE_WORKSPACE", "AgentConfig", "ConcurrencyConfig", "PolicyConfig", "RecoveryConfig",
