@@ -68,7 +68,7 @@ from typing import Any
 import yaml
 
 from runjournal import Journal
-from runjournal.recovery import EXHAUSTED, MISSING_REQUEST
+from runjournal.runtime.recovery import EXHAUSTED, MISSING_REQUEST
 
 from .common import RESULTS_DIR, write_results
 

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from runjournal import Journal
-from runjournal.harness import Harness
-from runjournal.workspace import Workspace
+from runjournal.config.workspace import Workspace
+from runjournal.runtime.harness import Harness
 
 from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
 

@@ -34,8 +34,9 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from runjournal.adapters.clock import ManualClock
 
-from runjournal import Journal, load_check
-from runjournal import journal as journal_module
+from runjournal import Journal
+from runjournal.app import journal as journal_module
+from runjournal.app import load_check
 
 from .common import RESULTS_DIR, fresh_dir, rate, timer, write_results
 

@@ -35,12 +35,22 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from runjournal import Journal
 from runjournal.domain import Run
-from runjournal.journal import CATCH_UP_PAGE_SIZE as PAGE_SIZE
 
-from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
-from .common import Ticker, child_case, profile_tables
+from runjournal import Journal
+from runjournal.app.journal import CATCH_UP_PAGE_SIZE as PAGE_SIZE
+
+from .common import (
+    RESULTS_DIR,
+    Ticker,
+    child_case,
+    fresh_dir,
+    peak_rss_mb,
+    profile_tables,
+    rate,
+    timer,
+    write_results,
+)
 
 BENCH = "projections"
 DEFAULT_SIZES = (10_000, 100_000)

@@ -46,8 +46,8 @@ import argparse
 import asyncio
 import cProfile
 import json
-import random
 import os
+import random
 import shutil
 import statistics
 import time
@@ -58,13 +58,23 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from runjournal import Journal
 from runjournal.domain import Run
-from runjournal.harness import Harness
-from runjournal.workspace import Workspace
 
-from .common import RESULTS_DIR, fresh_dir, peak_rss_mb, rate, timer, write_results
-from .common import Ticker, child_case, profile_tables
+from runjournal import Journal
+from runjournal.config.workspace import Workspace
+from runjournal.runtime.harness import Harness
+
+from .common import (
+    RESULTS_DIR,
+    Ticker,
+    child_case,
+    fresh_dir,
+    peak_rss_mb,
+    profile_tables,
+    rate,
+    timer,
+    write_results,
+)
 
 BENCH = "recovery"
 DEFAULT_COMPLETED = 100_000

@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runjournal.adapters.clock import ManualClock
+from runjournal.projections import ProjectedEvent, Projection
 from sqlite_utils import Database
 from sqlite_utils.db import NotFoundError
 
 from runjournal import Journal
-from runjournal.adapters.clock import ManualClock
-from runjournal.projections import ProjectedEvent, Projection
 
 
 class RunsPerAgent(Projection):

@@ -1,5 +1,9 @@
 """runjournal: a durable run engine for agents on an append-only event log."""
 
+from .adapters.agents import AgentFailed, AgentLoadError
+from .app.journal import Journal
+from .app.models import Claim, RecordedEvent, RunSnapshot, VerifyProblem, VerifyReport
+from .config.workspace import Workspace, load_workspace
 from .domain import (
     ApprovalNotFound,
     ConcurrencyConflict,
@@ -16,13 +20,9 @@ from .domain import (
     UnknownAgent,
     WorkspaceError,
 )
-from .adapters.agents import AgentFailed, AgentLoadError
-from .harness import Harness
-from .journal import Journal
 from .projections import Projection, ProjectionError
-from .streaming import Health, RunResult, StreamEvent
-from .workspace import Workspace, load_workspace
-from .models import Claim, RecordedEvent, RunSnapshot, VerifyProblem, VerifyReport
+from .runtime.harness import Harness
+from .runtime.streaming import Health, RunResult, StreamEvent
 
 __all__ = [
     "ApprovalNotFound",

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from runjournal.adapters.clock import ManualClock
 
 from runjournal import Journal
-from runjournal.adapters.clock import ManualClock
 
 POSTGRES_URL = os.environ.get("RUNJOURNAL_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("RUNJOURNAL_REQUIRE_POSTGRES") == "1"

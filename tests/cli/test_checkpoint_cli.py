@@ -11,6 +11,7 @@ import pytest
 
 from .conftest import CLI
 
+
 @pytest.fixture
 def rj(populated) -> tuple[CLI, dict[str, Any], Path]:
     cli, hello, _deploy = populated

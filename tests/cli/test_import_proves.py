@@ -24,7 +24,7 @@ import pytest
 from runjournal.domain import chain
 
 from runjournal import InvalidInput, Journal
-from runjournal.audit import ImportRefused, export_events, import_events, prove_import
+from runjournal.app.audit import ImportRefused, export_events, import_events, prove_import
 
 from .conftest import CLI, Result
 

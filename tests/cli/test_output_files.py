@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runjournal import InvalidInput, Journal
-from runjournal.outputs import atomic_output
+from runjournal.cli.outputs import atomic_output
 
 
 def mode(path: Path) -> int:

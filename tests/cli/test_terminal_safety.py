@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from runjournal.render import plain, visible
 
 from runjournal import Journal
+from runjournal.cli.render import plain, visible
 
 # Clears the line, hides the rest, reverses it, and styles it, if a terminal acted on it.
 HOSTILE = "ok\x1b[2K\x1b[8mhidden[bold]loud[/bold]\u202eevil\x07"

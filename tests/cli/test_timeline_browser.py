@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runjournal.adapters.clock import ManualClock
 
 from runjournal import Journal
-from runjournal.adapters.clock import ManualClock
 
 REQUIRE_BROWSER = os.environ.get("RUNJOURNAL_REQUIRE_BROWSER") == "1"
 SKIP_BROWSER = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runjournal.tables import END, START, generated_block
+from runjournal.cli.tables import END, START, generated_block
 
 CONCEPTS = Path(__file__).resolve().parents[2] / "docs" / "concepts.md"
 
@@ -12,7 +12,7 @@ CONCEPTS = Path(__file__).resolve().parents[2] / "docs" / "concepts.md"
 def test_the_concepts_page_holds_the_generated_table() -> None:
     text = CONCEPTS.read_text()
     start, end = text.index(START), text.index(END) + len(END)
-    assert text[start:end] == generated_block(), "run: python -m runjournal.tables docs/concepts.md"
+    assert text[start:end] == generated_block(), "run: python -m runjournal.cli.tables docs/concepts.md"
 
 
 def test_the_generated_table_lists_every_transition() -> None:

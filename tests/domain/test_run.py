@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
-from runjournal.domain import InvalidTransition, LeaseLost, Run, RunState
-from runjournal.domain import chain
+from runjournal.domain import InvalidTransition, LeaseLost, Run, RunState, chain
 
 from .builders import LATER, T0, WORKER, new_run, run_in
 

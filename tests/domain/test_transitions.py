@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from runjournal.domain import InvalidTransition, LeaseLost, RunState
-from runjournal.domain.transitions import LEASED_STATES, TRANSITIONS, all_pairs, allowed_targets, check
+from runjournal.domain.transitions import (
+    LEASED_STATES,
+    TRANSITIONS,
+    all_pairs,
+    allowed_targets,
+    check,
+)
 
 from .builders import attempt, run_in
 

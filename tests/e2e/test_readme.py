@@ -19,7 +19,7 @@ def python_examples() -> list[str]:
 def test_the_readme_examples_run(tmp_path: Path) -> None:
     examples = python_examples()
     assert len(examples) == 2
-    from runjournal.workspace import write_example
+    from runjournal.config.workspace import write_example
 
     write_example(tmp_path / "runjournal.yaml")
     for code in examples:

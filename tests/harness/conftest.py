@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-
-from runjournal import Harness, Journal, RecordedEvent, Workspace
 from runjournal.adapters.agents import AgentAdapter, AgentRequest, Chunk
 from runjournal.adapters.clock import Clock
-from runjournal.journal import recorded
+
+from runjournal import Harness, Journal, RecordedEvent, Workspace
+from runjournal.app.journal import recorded
 
 ECHO = {"adapter": "scripted", "script": [{"say": "echo: {message}"}]}
 DEPLOYER = {

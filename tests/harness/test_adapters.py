@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-
 from runjournal.adapters.agents import (
     ADAPTERS,
     AgentAdapter,
@@ -209,8 +208,8 @@ def test_scripted_resume_reject_answers_the_steps_rejected_text():
 
 @pytest.mark.parametrize("source", ["demo", "init"])
 def test_the_shipped_deployer_reports_a_rejected_deploy_as_not_deployed(make_harness, source):
-    from runjournal.demo import DEMO_WORKSPACE
-    from runjournal.workspace import EXAMPLE_WORKSPACE, Workspace, parse_workspace
+    from runjournal.cli.demo import DEMO_WORKSPACE
+    from runjournal.config.workspace import EXAMPLE_WORKSPACE, Workspace, parse_workspace
 
     ws = Workspace.from_dict(DEMO_WORKSPACE) if source == "demo" else parse_workspace(EXAMPLE_WORKSPACE)
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
-from runjournal import InvalidTransition, RunNotFound, StreamEvent, UnknownAgent
 from runjournal.adapters.agents import AgentFailed, AgentRequest, Chunk, ScriptedAgent
 from runjournal.adapters.clock import ManualClock
+
+from runjournal import InvalidTransition, RunNotFound, StreamEvent, UnknownAgent
 
 from .conftest import DEPLOYER, ECHO, Gated, event, global_log, types, workspace
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from runjournal.adapters.agents import AgentRequest, Chunk
 
 from runjournal import Harness, InvalidInput, Journal
-from runjournal.adapters.agents import AgentRequest, Chunk
-from runjournal.models import Claim
-from runjournal.recovery import EXHAUSTED, MISSING_REQUEST
+from runjournal.app.models import Claim
+from runjournal.runtime.recovery import EXHAUSTED, MISSING_REQUEST
 
 from ..journal.helpers import legacy_run_without_request
 from .conftest import DEPLOYER, ECHO, event, types, workspace

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runjournal.streaming import StreamEvent
+from runjournal.runtime.streaming import StreamEvent
 
 from .conftest import MakeHarness, workspace
 

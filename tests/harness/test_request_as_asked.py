@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from runjournal.adapters.agents import AgentRequest, Chunk, ScriptedAgent
 
 from runjournal import InvalidInput, Journal, UnknownAgent, WorkspaceError
-from runjournal.adapters.agents import AgentRequest, Chunk, ScriptedAgent
 
 from .conftest import ECHO, event, workspace
 

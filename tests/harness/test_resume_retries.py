@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from runjournal.adapters.agents import AgentFailed, AgentRequest, Chunk
 
 from runjournal import Claim, Harness, InvalidInput, Journal, ResumeFailedError
-from runjournal.adapters.agents import AgentFailed, AgentRequest, Chunk
 
 from .conftest import event, types, workspace
 

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-
-from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable, WorkspaceError
 from runjournal.adapters.agents import AgentRequest
 from runjournal.adapters.clock import ManualClock
+
+from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable, WorkspaceError
 
 from .conftest import ECHO, global_log, types, workspace
 from .conftest import Gated as SharedGated

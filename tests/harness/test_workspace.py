@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from runjournal.domain import RunjournalError, WorkspaceError
-from runjournal.workspace import (
+
+from runjournal.config.workspace import (
     EXAMPLE_WORKSPACE,
     AgentConfig,
     ScriptStep,

@@ -28,7 +28,7 @@ def legacy_run_without_request(j: Journal, agent_id: str = "a", *, priority: int
     """A queued run with no persisted request, as stores written before submit refused ``input=None`` hold; its id."""
     from uuid import uuid4
 
-    from runjournal.models import SubmitInput
+    from runjournal.app.models import SubmitInput
 
     req = SubmitInput.model_construct(agent_id=agent_id, input=None, thread_id=None, priority=priority,
                                       idempotency_key=None, actor=actor, parent_run_id=None, parent_version=None)
@@ -48,7 +48,8 @@ def store_as_v1(path: str, run_id: str, version: int, *fields: str) -> None:
     import uuid
 
     from runjournal.domain import chain
-    from runjournal.verification import decode_stored, expected_link
+
+    from runjournal.app.verification import decode_stored, expected_link
 
     with Journal.open(f"sqlite:///{path}") as j:
         mapper = j._store.mapper

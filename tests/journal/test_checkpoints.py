@@ -1,7 +1,7 @@
 """Merkle checkpoints over the log: proofs against an independent RFC 9162 implementation, and forgeries caught.
 
 The naive functions below are RFC 9162's definitions (section 2.1) written as
-recursion over the leaf data, sharing no code with ``runjournal.merkle``.
+recursion over the leaf data, sharing no code with ``runjournal.app.merkle``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from runjournal.domain import InvalidInput, RunNotFound, chain
 
-from runjournal import Journal, audit, checkpoints, merkle
-from runjournal import anchors as anchoring
-from runjournal.verification import expected_link
+from runjournal import Journal
+from runjournal.app import anchors as anchoring
+from runjournal.app import audit, checkpoints, merkle
+from runjournal.app.verification import expected_link
 
 from .helpers import finished_run
 

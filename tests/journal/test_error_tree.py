@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pickle
 
-import runjournal
-from runjournal import RunjournalError
 from runjournal.adapters.agents import AgentFailed, AgentLoadError
 from runjournal.domain import errors
 from runjournal.projections import ProjectionError, ProjectionFailure
+
+import runjournal
+from runjournal import RunjournalError
 
 SAMPLES: list[RunjournalError] = [
     errors.InvalidInput("input", "bad"),

@@ -26,9 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runjournal import Journal, RunjournalError, checkpoints
-from runjournal import anchors as anchoring
-from runjournal.views_check import check_views
+from runjournal import Journal, RunjournalError
+from runjournal.app import anchors as anchoring
+from runjournal.app import checkpoints
+from runjournal.app.views_check import check_views
 
 from .helpers import finished_run
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runjournal import InvalidInput, Journal
-from runjournal.audit import export_events, import_events
-from runjournal.payload import MAX_DEPTH, MAX_SAFE_INTEGER
+from runjournal.app.audit import export_events, import_events
+from runjournal.app.payload import MAX_DEPTH, MAX_SAFE_INTEGER
 
 from .helpers import running_claim
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from eventsourcing.application import Application
+from runjournal.adapters.storage.urls import store_env
 
 from runjournal import Journal
-from runjournal.audit import export_events, import_events
-from runjournal.journal import RunStore
-from runjournal.adapters.storage.urls import store_env
+from runjournal.app.audit import export_events, import_events
+from runjournal.app.journal import RunStore
 
 POISONS: list[Any] = [
     {"_type_": "no_such_type", "_data_": 1},

@@ -33,7 +33,7 @@ from runjournal.adapters.clock import ManualClock
 from runjournal.domain.transitions import TRANSITIONS, allowed_targets
 
 from runjournal import Claim, InvalidInput, InvalidTransition, Journal, LeaseLost, RunjournalError
-from runjournal.recovery import recover
+from runjournal.runtime.recovery import recover
 
 from . import model as m
 from .helpers import legacy_run_without_request

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import OperationalError
+from runjournal.adapters.storage.sqlite import SQLiteRunRecorder
 
 from runjournal import Journal, StoreUnavailable
-from runjournal.adapters.storage.sqlite import SQLiteRunRecorder
 
 from .helpers import running_claim
 

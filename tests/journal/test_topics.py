@@ -133,7 +133,7 @@ print(json.dumps({"runs": runs, "long": claim.run_id}))
 READ = """
 import contextlib, io, json, sys
 from runjournal import Journal
-from runjournal.audit import export_events
+from runjournal.app.audit import export_events
 url, run_id = sys.argv[1], sys.argv[2]
 printed, found = io.StringIO(), {}
 with contextlib.redirect_stdout(printed), Journal.open(url) as j:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from runjournal import Journal, audit
-from runjournal.verification import verify_store
-from runjournal.views_check import check_views
+from runjournal import Journal
+from runjournal.app import audit
+from runjournal.app.verification import verify_store
+from runjournal.app.views_check import check_views
 
 
 def _awaiting_approval(j: Journal) -> tuple[str, str]:

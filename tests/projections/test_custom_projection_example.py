@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from runjournal.adapters.clock import ManualClock
 
 from runjournal import Journal
-from runjournal.adapters.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "custom_projection.py"

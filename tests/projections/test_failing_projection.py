@@ -10,9 +10,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
-from sqlite_utils import Database
-
-from runjournal import InvalidInput, Journal, RecordedEvent
 from runjournal.adapters.clock import ManualClock
 from runjournal.projections import (
     ProjectedEvent,
@@ -22,7 +19,10 @@ from runjournal.projections import (
     ProjectionRunner,
     open_views,
 )
-from runjournal.queries import RunRow, select
+from sqlite_utils import Database
+
+from runjournal import InvalidInput, Journal, RecordedEvent
+from runjournal.app.queries import RunRow, select
 
 BUILTIN = ("runs", "threads", "approvals", "recovery_intents", "messages")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from runjournal import Journal, RunjournalError
 from runjournal.adapters.clock import ManualClock
 from runjournal.projections import builtin_projections
+
+from runjournal import Journal, RunjournalError
 
 VIEWS = [p.name for p in builtin_projections()]
 # Progressing commands appear more than once so that logs reach every state.

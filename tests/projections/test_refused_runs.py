@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlite_utils import Database
-
 from runjournal.projections import (
     REFUSED,
     ProjectedEvent,
@@ -21,6 +19,7 @@ from runjournal.projections import (
     builtin_projections,
     open_views,
 )
+from sqlite_utils import Database
 
 
 class Seen(Projection):

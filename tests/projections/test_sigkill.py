@@ -26,11 +26,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-
-from runjournal import Journal
 from runjournal.domain import Run
-from runjournal.journal import PAGE_SIZE
+
 from bench.common import Ticker
+from runjournal import Journal
+from runjournal.app.journal import PAGE_SIZE
 
 EVENTS = 50_000
 BATCH = 200  # runs per batch; each batch is saved in three transactions (one per phase)

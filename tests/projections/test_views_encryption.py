@@ -13,19 +13,24 @@ import json
 import sqlite3
 from pathlib import Path
 from typing import Any
-
-from sqlite_utils import Database
 from uuid import uuid4
 
 import pytest
 from eventsourcing.cryptography import AESCipher
-from typer.testing import CliRunner
-
-from runjournal import Journal, cli_commands  # noqa: F401 - cli_commands registers the verbs on the app
-from runjournal.cli import app
-from runjournal.projections import ProjectedEvent, Projection, ProjectionRunner, builtin_projections, open_views
+from runjournal.projections import (
+    ProjectedEvent,
+    Projection,
+    ProjectionRunner,
+    builtin_projections,
+    open_views,
+)
 from runjournal.projections.rows import Row, RowProjection, as_json
 from runjournal.projections.sealing import ViewCipher
+from sqlite_utils import Database
+from typer.testing import CliRunner
+
+from runjournal import Journal
+from runjournal.cli import app
 
 SECRET = f"s3cr3t-canary-{uuid4().hex}"
 VIEWS = [p.name for p in builtin_projections()]

@@ -11,12 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import queries
-from .adapters.storage import permissions
-from .decoding import EventDecoder, RawEvent
-from .domain import InvalidInput, RunNotFound
-from .models import RecordedEvent
-from .projections import (
+from ..adapters.storage import permissions
+from ..domain import InvalidInput, RunNotFound
+from ..projections import (
     ProjectedEvent,
     Projection,
     ProjectionError,
@@ -25,6 +22,9 @@ from .projections import (
     builtin_projections,
     open_views,
 )
+from . import queries
+from .decoding import EventDecoder, RawEvent
+from .models import RecordedEvent
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Cipher

@@ -30,8 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .domain import ConcurrencyConflict, InvalidTransition, RunNotFound
-from .journal import Journal
+from ..app.journal import Journal
+from ..domain import ConcurrencyConflict, InvalidTransition, RunNotFound
 
 MISSING_REQUEST = "missing persisted run request for queued run recovery"
 EXHAUSTED = "recovery attempts exhausted"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .domain import InvalidInput
+from ..domain import InvalidInput
 
 PUBLIC_MODE = 0o644
 PRIVATE_MODE = 0o600

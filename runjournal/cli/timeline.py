@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from .domain.transitions import RunState, allowed_targets
-from .models import RecordedEvent
+from ..app.models import RecordedEvent
+from ..domain.transitions import RunState, allowed_targets
 
 COLOURS = {
     "created": "#9aa5b1", "queued": "#5b8def", "claimed": "#7f6df2", "running": "#1fb8cd",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .domain import UnknownAgent
+from ..domain import UnknownAgent
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, TopicError
 
-from . import load_check, logs
-from .adapters.clock import Clock, SystemClock
-from .adapters.storage import faults, index
-from .adapters.storage.codec import RunTranscoder
-from .adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QuarantineRow, QueueRow
-from .adapters.storage.urls import resolve_url, sqlite_path, store_env
-from .decoding import EventDecoder, RawEvent, raw
-from .domain import (
+from ..adapters.clock import Clock, SystemClock
+from ..adapters.storage import faults, index
+from ..adapters.storage.codec import RunTranscoder
+from ..adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QuarantineRow, QueueRow
+from ..adapters.storage.urls import resolve_url, sqlite_path, store_env
+from ..domain import (
     ApprovalNotFound,
     ConcurrencyConflict,
     InvalidInput,
@@ -58,9 +56,14 @@ from .domain import (
     StoreError,
     StoreUnavailable,
 )
-from .domain.errors import TamperDetected
-from .domain.transitions import is_allowed
-from .followed import FollowedViews
+from ..domain.errors import TamperDetected
+from ..domain.transitions import is_allowed
+from ..projections import (
+    ProjectionError,
+    ProjectionRunner,
+)
+from . import load_check, logs
+from .decoding import EventDecoder, RawEvent, raw
 from .models import (
     MAX_TEXT,
     ApprovalInput,
@@ -78,11 +81,8 @@ from .models import (
     validate,
 )
 from .payload import DEFAULT_MAX_BYTES, PayloadRule
-from .projections import (
-    ProjectionError,
-    ProjectionRunner,
-)
 from .verification import verify_store
+from .views import FollowedViews
 
 # What a stored event that cannot be read as one raises while decoding (never a store fault).
 UNDECODABLE = (

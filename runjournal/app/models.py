@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .domain import AUTO_AGENT, InvalidInput, Run
+from ..domain import AUTO_AGENT, InvalidInput, Run
 from .payload import PayloadRule, checked
 
 T = TypeVar("T", bound=BaseModel)

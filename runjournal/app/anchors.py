@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .domain import InvalidInput
+from ..domain import InvalidInput
 
 if TYPE_CHECKING:
     from .journal import Journal

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlite_utils import Database
 
-from .projections.sealing import ViewCipher
+from ..projections.sealing import ViewCipher
 
 
 class _Row(BaseModel):

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .models import RecordedEvent, RunSnapshot
+from ..app.models import RecordedEvent, RunSnapshot
 
 STATE_STYLES = {
     "completed": "green",

@@ -23,19 +23,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ..app.journal import Journal
+from ..domain import InvalidInput, RunjournalError
 from . import render
-from .domain import InvalidInput, RunjournalError
-from .journal import Journal
 
-app = typer.Typer(
-    help="runjournal: durable agent runs on an append-only, hash-chained event log.\n\n"
-    "Examples:\n\n  runjournal demo\n\n  runjournal init && runjournal run 'deploy to prod' --wait\n\n"
-    "  runjournal history RUN_ID --json",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
-)
 # Piped output is for machines and copy-paste: never wrap it at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 1000)
@@ -57,7 +48,6 @@ class Context:
 STATE = Context()
 
 
-@app.callback()
 def global_options(
     store: Annotated[
         str | None,
@@ -70,6 +60,53 @@ def global_options(
 ) -> None:
     """Global options."""
     STATE.store, STATE.workspace = store, workspace
+
+
+class Verbs:
+    """A module's verbs: its decorators record them, and ``register`` adds them to an app.
+
+    Recording, not registering, keeps importing a verb module free of effects on
+    any app; the one app is built by ``runjournal.cli.build_app``.
+    """
+
+    def __init__(self) -> None:
+        self._commands: list[tuple[str | None, Callable[..., Any]]] = []
+        self._groups: list[tuple[str, typer.Typer]] = []
+
+    def command(self, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Record a verb (named after the function unless ``name`` is given)."""
+        def record(function: Callable[..., Any]) -> Callable[..., Any]:
+            self._commands.append((name, function))
+            return function
+
+        return record
+
+    def group(self, name: str, group: typer.Typer) -> typer.Typer:
+        """Record a group of verbs (``runjournal NAME VERB``)."""
+        self._groups.append((name, group))
+        return group
+
+    def register(self, app: typer.Typer) -> None:
+        """Add the recorded groups and verbs to ``app``."""
+        for name, group in self._groups:
+            app.add_typer(group, name=name)
+        for command_name, function in self._commands:
+            app.command(command_name)(function)
+
+
+def new_app() -> typer.Typer:
+    """The bare ``runjournal`` app: its help and its global options, no verbs yet."""
+    app = typer.Typer(
+        help="runjournal: durable agent runs on an append-only, hash-chained event log.\n\n"
+        "Examples:\n\n  runjournal demo\n\n  runjournal init && runjournal run 'deploy to prod' --wait\n\n"
+        "  runjournal history RUN_ID --json",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(global_options)
+    return app
 
 
 def fail(error: Exception) -> None:
@@ -85,7 +122,7 @@ def store_url() -> str | None:
     if STATE.store or os.environ.get("RUNJOURNAL_URL"):
         return STATE.store or os.environ["RUNJOURNAL_URL"]
     if Path(STATE.workspace).exists():
-        from .workspace import load_workspace
+        from ..config.workspace import load_workspace
 
         return load_workspace(STATE.workspace).storage.url
     return None
@@ -126,7 +163,8 @@ def opened(*, read_only: bool = False, create: bool = False) -> Iterator[Journal
 
 def require_store() -> None:
     """Refuse a store that does not exist (for verbs that act on what is in it)."""
-    from .adapters.storage.urls import require_store as check, resolve_url
+    from ..adapters.storage.urls import require_store as check
+    from ..adapters.storage.urls import resolve_url
 
     with guarded():
         check(resolve_url(store_url()))
@@ -153,12 +191,3 @@ def parse_json(text: str | None, option: str) -> Any:
 def run_async(coroutine: Any) -> Any:
     """Run a coroutine to completion."""
     return asyncio.run(coroutine)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    from . import cli_audit, cli_checkpoint, cli_commands  # noqa: F401 - registers the verbs
-    from . import logs
-
-    logs.configure()  # the CLI owns its process; the library never configures logging
-    app()

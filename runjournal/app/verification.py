@@ -25,8 +25,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification
 
-from .adapters.storage import topics
-from .domain import chain
+from ..adapters.storage import topics
+from ..domain import chain
 from .models import VerifyProblem, VerifyReport
 
 if TYPE_CHECKING:

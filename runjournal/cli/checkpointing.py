@@ -13,17 +13,18 @@ from typing import Annotated
 
 import typer
 
-from . import checkpoints, outputs
-from .cli import JsonOption, app, emit, err, guarded, opened, out
+from ..app import checkpoints
+from . import outputs
+from .common import JsonOption, Verbs, emit, err, guarded, opened, out
 from .render import visible
 
-checkpoint_app = typer.Typer(
+verbs = Verbs()
+checkpoint_app = verbs.group("checkpoint", typer.Typer(
     help="Signed Merkle tree heads of the log, for auditors to hold.\n\n"
     "Examples:\n\n  runjournal checkpoint keygen --out signing.pem\n\n"
     "  runjournal checkpoint --sign signing.pem --out checkpoint-2026-11-24.json\n\n"
     "  runjournal verify --checkpoint checkpoint-2026-11-24.json",
-)
-app.add_typer(checkpoint_app, name="checkpoint")
+))
 
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace the --out file if it exists.")]
 PublicKeyOption = Annotated[
@@ -120,7 +121,7 @@ def checkpoint_lines(report: checkpoints.CheckpointReport) -> None:
         out.print(f"broken: {visible(problem)}", markup=False)
 
 
-@app.command()
+@verbs.command()
 def prove(
     run_id: Annotated[str, typer.Argument(help="The run whose event to prove.")],
     version: Annotated[int | None, typer.Option("--version", help="The event's version (default: the run's last).")] = None,
@@ -147,7 +148,7 @@ def prove(
                   f"{proof['leaf_index']} of {proof['tree_size']}: wrote {out_file}", markup=False)
 
 
-@app.command("verify-proof")
+@verbs.command("verify-proof")
 def verify_proof(
     proof_file: Annotated[Path, typer.Argument(help="A proof written by `runjournal prove`.")],
     checkpoint_file: Annotated[

@@ -19,12 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .adapters.agents.base import AgentAdapter, AgentFailed, AgentRequest, Chunk, adapter_can_invoke
-from .domain import LEASED_STATES, InvalidTransition, LeaseLost, StoreUnavailable
-from .domain.errors import TamperDetected
-from .journal import Journal
-from .logs import logger
-from .models import Claim
+from ..adapters.agents.base import (
+    AgentAdapter,
+    AgentFailed,
+    AgentRequest,
+    Chunk,
+    adapter_can_invoke,
+)
+from ..app.journal import Journal
+from ..app.logs import logger
+from ..app.models import Claim
+from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, StoreUnavailable
+from ..domain.errors import TamperDetected
 from .routing import tool_denial
 from .streaming import StreamEvent
 

@@ -37,9 +37,13 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .adapters.agents import AgentAdapter, AgentRequest, adapter_kind, build_adapter
-from .adapters.clock import Clock
-from .domain import (
+from ..adapters.agents import AgentAdapter, AgentRequest, adapter_kind, build_adapter
+from ..adapters.clock import Clock
+from ..app.journal import Journal
+from ..app.logs import logger
+from ..app.models import Claim, RunSnapshot
+from ..config.workspace import Workspace, load_workspace
+from ..domain import (
     AUTO_AGENT,
     ApprovalNotFound,
     InvalidInput,
@@ -48,15 +52,11 @@ from .domain import (
     StoreUnavailable,
     UnknownAgent,
 )
-from .domain.errors import TamperDetected
+from ..domain.errors import TamperDetected
 from .execution import COMPLETING, Execution, ExecutionSettings
-from .journal import Journal
-from .logs import logger
-from .models import Claim, RunSnapshot
 from .recovery import RecoveryReport, recover
 from .routing import Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
-from .workspace import Workspace, load_workspace
 
 RESTING = frozenset({"completed", "failed", "cancelled", "waiting_for_approval"})
 RESUME_FAILED = "resuming"  # what an execution returns when the agent failed a resume that will be retried

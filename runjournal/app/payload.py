@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from .domain import InvalidInput
+from ..domain import InvalidInput
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 128

@@ -13,17 +13,18 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
-from . import anchors as anchoring
-from . import audit, outputs, render
-from .cli import JsonOption, app, emit, err, guarded, opened, out
-from .domain import InvalidInput, StoreError
+from ..app import anchors as anchoring
+from ..app import audit
+from ..domain import InvalidInput, StoreError
+from . import outputs, render
+from .common import JsonOption, Verbs, emit, err, guarded, opened, out
 
-projections_app = typer.Typer(
+verbs = Verbs()
+projections_app = verbs.group("projections", typer.Typer(
     help="Followed views (runs, threads, approvals, recovery_intents, messages).\n\n"
     "Example: runjournal projections rebuild threads",
     no_args_is_help=True,
-)
-app.add_typer(projections_app, name="projections")
+))
 
 
 @contextmanager
@@ -37,7 +38,7 @@ def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
-@app.command()
+@verbs.command()
 def history(run_id: str, as_json: JsonOption = False) -> None:
     """Every event of a run in order: version, time, type, actor, key fields.
 
@@ -49,7 +50,7 @@ def history(run_id: str, as_json: JsonOption = False) -> None:
              lambda: out.print(render.history_table(run_id, events)))
 
 
-@app.command()
+@verbs.command()
 def replay(
     run_id: str,
     at: Annotated[int | None, typer.Option("--at", help="Show the run as it was after this version.")] = None,
@@ -73,7 +74,7 @@ def replay(
         emit(as_json, run.model_dump(mode="json"), lambda: render.run_panel(out, run, None))
 
 
-@app.command()
+@verbs.command()
 def export(
     run: Annotated[str | None, typer.Option("--run", help="Only this run's events.")] = None,
     since: Annotated[int, typer.Option("--since", help="Only events after this log position.")] = 0,
@@ -102,7 +103,7 @@ def export(
                     advance(1)
 
 
-@app.command("import")
+@verbs.command("import")
 def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjournal export`.")]) -> None:
     """Load an export into an empty store (every line is checked before anything is written).
 
@@ -119,7 +120,7 @@ def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjou
         out.print(f"imported {count} events; run `runjournal verify` to check them")
 
 
-@app.command()
+@verbs.command()
 def verify(
     anchors: Annotated[Path | None, typer.Option("--anchors", help="Also compare with anchors from `export --anchors`.")] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Check the store file with SQLite's integrity_check (slower) instead of quick_check.")] = False,
@@ -136,7 +137,7 @@ def verify(
     Example: runjournal verify --anchors anchors.json      runjournal verify --deep --views
              runjournal verify --checkpoint head.json --public-key signer.pub.pem
     """
-    from . import verification
+    from ..app import verification
 
     with guarded():  # a wrong anchors file is refused before the store is read
         anchored = anchoring.parse(_read_json(anchors), str(anchors)) if anchors is not None else None
@@ -153,7 +154,7 @@ def verify(
             problems += anchoring.compare(anchored, report)
         proven = None
         if checkpoint is not None:
-            from . import checkpoints
+            from ..app import checkpoints
 
             key = checkpoints.load_public_key(public_key) if public_key is not None else None
             proven = checkpoints.verify_checkpoint(journal, checkpoint, public_key=key)
@@ -164,7 +165,7 @@ def verify(
         if proven is not None:
             payload["checkpoint"] = proven.as_dict()
         if views:
-            from .views_check import check_views
+            from ..app.views_check import check_views
 
             found = check_views(journal)
             payload["views_rows_checked"] = found.rows_checked
@@ -210,7 +211,7 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all of th
             out.print(f"rebuilt the inline queue and leases ({journal.rebuild_index()} live runs)")
 
 
-@app.command()
+@verbs.command()
 def timeline(
     run_id: Annotated[str | None, typer.Argument(help="The run to draw.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Draw every run of a thread.")] = None,
@@ -241,7 +242,7 @@ def timeline(
         out.print(f"wrote {html_file} ({sum(len(v) for v in runs.values())} events)")
 
 
-@app.command()
+@verbs.command()
 def keygen() -> None:
     """Print a new key for encryption at rest (export it as RUNJOURNAL_CIPHER_KEY).
 

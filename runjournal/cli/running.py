@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from . import render
-from .cli import (
+from .common import (
     STATE,
     ActorOption,
     JsonOption,
-    app,
+    Verbs,
     emit,
     err,
     guarded,
@@ -24,17 +24,18 @@ from .cli import (
     store_url,
 )
 
+verbs = Verbs()
 # Where `run --wait` may see a run rest: these make it exit 1 (completed and waiting_for_approval: 0).
 UNSUCCESSFUL = ("failed", "cancelled")
 
 
 def _harness(worker_id: str | None = None, agents: list[str] | None = None):  # noqa: ANN202 - a Harness, imported lazily
-    from .harness import Harness
+    from ..runtime.harness import Harness
 
     return Harness.from_workspace(STATE.workspace, store=store_url(), worker_id=worker_id, agents=agents)
 
 
-@app.command()
+@verbs.command()
 def init(
     path: Annotated[str, typer.Argument(help="Where to write the workspace.")] = "runjournal.yaml",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -43,14 +44,14 @@ def init(
 
     Example: runjournal init && runjournal run "deploy to prod" --wait
     """
-    from .workspace import write_example
+    from ..config.workspace import write_example
 
     with guarded():
         written = write_example(path, force=force)
     out.print(f"wrote {written}: edit the agents, then `runjournal run \"hello\" --wait`")
 
 
-@app.command()
+@verbs.command()
 def demo() -> None:
     """A guided tour on the embedded SQLite store; leaves the journal for the other commands.
 
@@ -62,7 +63,7 @@ def demo() -> None:
         run_async(run_demo(store_url(), out))
 
 
-@app.command("run")
+@verbs.command("run")
 def run_(
     message: Annotated[str, typer.Argument(help="The request's message.")],
     agent: Annotated[str | None, typer.Option(
@@ -110,7 +111,7 @@ def run_(
         raise typer.Exit(1)
 
 
-@app.command()
+@verbs.command()
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Stop when nothing is left to do.")] = False,
     worker_id: Annotated[str | None, typer.Option("--worker-id", help="Name in leases and the log.")] = None,
@@ -144,7 +145,7 @@ def worker(
             out.print("worker stopped")
 
 
-@app.command()
+@verbs.command()
 def status(run_id: str, as_json: JsonOption = False) -> None:
     """A run's state now, and what startup recovery would do with it.
 
@@ -158,7 +159,7 @@ def status(run_id: str, as_json: JsonOption = False) -> None:
         emit(as_json, payload, lambda: render.run_panel(out, run, recovery))
 
 
-@app.command()
+@verbs.command()
 def threads(as_json: JsonOption = False) -> None:
     """Thread summaries: latest run, status, counts.
 
@@ -169,7 +170,7 @@ def threads(as_json: JsonOption = False) -> None:
         emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.threads_table(rows)))
 
 
-@app.command()
+@verbs.command()
 def queue(as_json: JsonOption = False) -> None:
     """Claimable runs in claim order (priority, then age).
 
@@ -181,7 +182,7 @@ def queue(as_json: JsonOption = False) -> None:
         emit(as_json, rows, lambda: out.print(render.queue_table(rows)))
 
 
-@app.command()
+@verbs.command()
 def approvals(
     show_all: Annotated[bool, typer.Option("--all", help="Decided approvals too.")] = False,
     as_json: JsonOption = False,
@@ -203,7 +204,7 @@ def _decide(approval_id: str, decision: str, edits: object, actor: str | None, a
                                " (a worker resumes it)"))
 
 
-@app.command()
+@verbs.command()
 def approve(
     approval_id: str,
     edit: Annotated[str | None, typer.Option("--edit", help="Edited tool arguments, as JSON.")] = None,
@@ -219,7 +220,7 @@ def approve(
     _decide(approval_id, "edit" if edits is not None else "approve", edits, actor, as_json)
 
 
-@app.command()
+@verbs.command()
 def reject(approval_id: str, actor: ActorOption = None, as_json: JsonOption = False) -> None:
     """Reject a pending tool call; the agent continues without it.
 
@@ -228,7 +229,7 @@ def reject(approval_id: str, actor: ActorOption = None, as_json: JsonOption = Fa
     _decide(approval_id, "reject", None, actor, as_json)
 
 
-@app.command()
+@verbs.command()
 def cancel(
     run_id: str,
     reason: Annotated[str | None, typer.Option("--reason", help="Why, for the log.")] = None,
@@ -244,13 +245,13 @@ def cancel(
         emit(as_json, run.model_dump(mode="json"), lambda: out.print(f"run {run.run_id} is {run.state}"))
 
 
-@app.command()
+@verbs.command()
 def recover(as_json: JsonOption = False) -> None:
     """Run startup recovery now (workers also run it when they start).
 
     Example: runjournal recover --json
     """
-    from .workspace import load_workspace
+    from ..config.workspace import load_workspace
 
     with guarded():
         load_workspace(STATE.workspace)  # a missing workspace is said first
@@ -268,7 +269,7 @@ def recover(as_json: JsonOption = False) -> None:
     emit(as_json, report.model_dump(mode="json"), lambda: out.print(f"recovered {render.recovery_summary(report)}"))
 
 
-@app.command()
+@verbs.command()
 def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -> None:
     """Submit a new run with the same request as RUN (input, invocation, agent), linked to it (parent_run_id).
 
@@ -285,7 +286,7 @@ def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -
              lambda: out.print(f"run {new.run_id} retries {old.run_id} (version {old.version}); it is {new.state}"))
 
 
-@app.command()
+@verbs.command()
 def quarantine(
     release: Annotated[
         str | None, typer.Option("--release", metavar="RUN", help="Give RUN back to the workers (its events must check).")

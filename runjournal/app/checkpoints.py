@@ -44,8 +44,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..domain import InvalidInput, RunNotFound
 from . import merkle
-from .domain import InvalidInput, RunNotFound
 from .journal import Journal
 
 CHECKPOINT_FORMAT = "runjournal-checkpoint/1"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from ..app.journal import Journal
+from ..config.workspace import Workspace
+from ..runtime.harness import Harness
+from ..runtime.streaming import StreamEvent
 from . import render
-from .harness import Harness
-from .journal import Journal
-from .streaming import StreamEvent
-from .workspace import Workspace
 
 DEMO_WORKSPACE = {
     "agents": {

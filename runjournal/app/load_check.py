@@ -39,9 +39,9 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
+from ..domain import Run, chain
+from ..domain.errors import TamperDetected
 from . import logs
-from .domain import Run, chain
-from .domain.errors import TamperDetected
 from .verification import decode_stored, expected_link
 
 PROOFS_KEPT = 8192  # proven snapshots remembered per process

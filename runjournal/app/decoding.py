@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Mapper, Notification
 
-from .adapters.storage import codec, topics
-from .projections import REFUSED, ProjectedEvent
+from ..adapters.storage import codec, topics
+from ..projections import REFUSED, ProjectedEvent
 
 _NOT_DATA = ("timestamp", "chain", "actor", "originator_topic")
 RawEvent = tuple[int, str, int, str, bytes]

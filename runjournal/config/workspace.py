@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from .domain import AUTO_AGENT, WorkspaceError
+from ..domain import AUTO_AGENT, WorkspaceError
 
 __all__ = [
     "EXAMPLE_WORKSPACE", "AgentConfig", "ConcurrencyConfig", "PolicyConfig", "RecoveryConfig",

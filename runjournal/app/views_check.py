@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .decoding import EventDecoder
-from .projections import (
+from ..projections import (
     ProjectedEvent,
     Projection,
     ProjectionError,
@@ -24,7 +23,8 @@ from .projections import (
     builtin_projections,
     open_views,
 )
-from .projections.sealing import ViewCipher
+from ..projections.sealing import ViewCipher
+from .decoding import EventDecoder
 
 if TYPE_CHECKING:
     from .journal import Journal

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from .adapters.storage import topics
-from .adapters.storage.index import IndexEntry
-from .domain import TRANSITIONS, RunjournalError
-from .domain.transitions import TERMINAL_STATES
+from ..adapters.storage import topics
+from ..adapters.storage.index import IndexEntry
+from ..domain import TRANSITIONS, RunjournalError
+from ..domain.transitions import TERMINAL_STATES
 from .models import VerifyProblem
 
 if TYPE_CHECKING:

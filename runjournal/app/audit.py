@@ -25,9 +25,9 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from .adapters.storage import faults, topics
+from ..adapters.storage import faults, topics
+from ..domain import InvalidInput, InvalidTransition, RunState, chain, transitions
 from .decoding import EventDecoder, typed_fields
-from .domain import InvalidInput, InvalidTransition, RunState, chain, transitions
 from .journal import Journal
 
 EXPORT_FIELDS = ("position", "run_id", "version", "topic", "type", "timestamp", "actor", "data", "chain")

@@ -1,0 +1,1 @@
+"""Running agents: the harness, its worker loop, execution, recovery, routing and streaming."""
