@@ -1,11 +1,22 @@
-"""PythonAgent: an agent written in Python, named ``module:callable`` and imported on first use."""
+"""PythonAgent: an agent written in Python, named ``module:callable`` and imported on first use.
+
+The module is looked for in the agent's ``folder`` (the workspace file's) first, then
+where Python finds installed modules. The folder is never added to ``sys.path``: a
+host's imports stay its own. A module found there is imported once under its name,
+like any import; its own imports of files beside it should be relative (make the
+folder a package) or of installed modules.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .base import AgentLoadError, AgentRequest, Chunk
@@ -27,13 +38,39 @@ def to_chunk(item: object, *, source: str = "agent") -> Chunk:
     )
 
 
-def _resolve(target: str) -> tuple[object, object, str]:
+def _import(module_name: str, folder: Path | None) -> ModuleType:
+    """``module_name``, its top-level module taken from ``folder`` when it is there."""
+    top = module_name.partition(".")[0]
+    source = _source_in(folder, top) if folder is not None and top not in sys.modules else None
+    if source is not None:
+        package = [str(source.parent)] if source.name == "__init__.py" else None
+        spec = importlib.util.spec_from_file_location(top, source, submodule_search_locations=package)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {source}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[top] = module  # as an import does: its submodules and the module itself find it there
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[top]
+            raise
+    return importlib.import_module(module_name)
+
+
+def _source_in(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / f"{name}.py", folder / name / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _resolve(target: str, folder: Path | None = None) -> tuple[object, object, str]:
     """(the object named by ``target``, the object holding it, its name)."""
     module_name, colon, path = target.partition(":")
     if not colon or not module_name or not path:
         raise AgentLoadError(f"cannot load agent {target!r}: expected 'module:callable'")
     try:
-        holder: object = importlib.import_module(module_name)
+        holder: object = _import(module_name, folder)
     except ImportError as e:
         raise AgentLoadError(f"cannot import agent {target!r}: {e}") from e
     except Exception as e:  # the module itself raised while being imported
@@ -64,9 +101,10 @@ class PythonAgent:
 
     kind = "python"
 
-    def __init__(self, target: str, *, supports_replay: bool = False) -> None:
+    def __init__(self, target: str, *, supports_replay: bool = False, folder: str | Path | None = None) -> None:
         self.target = target
         self.supports_replay = supports_replay
+        self.folder = Path(folder) if folder is not None else None  # looked in first for the module
         self._stream: Callable[[AgentRequest], Any] | None = None
         self._invoke: Callable[[AgentRequest], Any] | None = None
 
@@ -77,7 +115,7 @@ class PythonAgent:
         """Import the target now (otherwise it happens on first use); raises AgentLoadError."""
         if self._stream is not None:
             return
-        obj, holder, name = _resolve(self.target)
+        obj, holder, name = _resolve(self.target, self.folder)
         invoke = None
         if inspect.isclass(obj):
             try:

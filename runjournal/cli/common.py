@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 
 from ..app.journal import Journal
+from ..bootstrap import Setup
 from ..domain import InvalidInput, RunjournalError
 from . import render
 
@@ -39,10 +40,9 @@ ActorOption = Annotated[
 
 @dataclass
 class Context:
-    """What the global options chose."""
+    """What the global options chose, for the one command this process runs."""
 
-    store: str | None = None
-    workspace: str = "runjournal.yaml"
+    setup: Setup = field(default_factory=Setup)
 
 
 STATE = Context()
@@ -59,7 +59,7 @@ def global_options(
     ] = "runjournal.yaml",
 ) -> None:
     """Global options."""
-    STATE.store, STATE.workspace = store, workspace
+    STATE.setup = Setup(store=store, workspace_path=workspace)
 
 
 class Verbs:
@@ -115,17 +115,9 @@ def fail(error: Exception) -> None:
     raise typer.Exit(1)
 
 
-def store_url() -> str | None:
-    """--store, else $RUNJOURNAL_URL, else the workspace's storage.url if a workspace file exists."""
-    import os
-
-    if STATE.store or os.environ.get("RUNJOURNAL_URL"):
-        return STATE.store or os.environ["RUNJOURNAL_URL"]
-    if Path(STATE.workspace).exists():
-        from ..config.workspace import load_workspace
-
-        return load_workspace(STATE.workspace).storage.url
-    return None
+def store_url() -> str:
+    """The command's store (decided by ``bootstrap.store_url``)."""
+    return STATE.setup.url()
 
 
 @contextmanager
@@ -164,10 +156,9 @@ def opened(*, read_only: bool = False, create: bool = False) -> Iterator[Journal
 def require_store() -> None:
     """Refuse a store that does not exist (for verbs that act on what is in it)."""
     from ..adapters.storage.urls import require_store as check
-    from ..adapters.storage.urls import resolve_url
 
     with guarded():
-        check(resolve_url(store_url()))
+        check(store_url())
 
 
 def emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:

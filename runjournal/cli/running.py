@@ -30,9 +30,7 @@ UNSUCCESSFUL = ("failed", "cancelled")
 
 
 def _harness(worker_id: str | None = None, agents: list[str] | None = None):  # noqa: ANN202 - a Harness, imported lazily
-    from ..runtime.harness import Harness
-
-    return Harness.from_workspace(STATE.workspace, store=store_url(), worker_id=worker_id, agents=agents)
+    return STATE.setup.harness(worker_id=worker_id, agents=agents)
 
 
 @verbs.command()
@@ -251,10 +249,8 @@ def recover(as_json: JsonOption = False) -> None:
 
     Example: runjournal recover --json
     """
-    from ..config.workspace import load_workspace
-
     with guarded():
-        load_workspace(STATE.workspace)  # a missing workspace is said first
+        STATE.setup.workspace()  # a missing workspace is said first
     require_store()  # recovery of a store that does not exist is a mistyped path
 
     async def go() -> object:

@@ -23,7 +23,6 @@ import contextlib
 import os
 import re
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import timedelta
 from pathlib import Path
@@ -37,12 +36,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..adapters.agents import AgentAdapter, AgentRequest, adapter_kind, build_adapter
+from ..adapters.agents import AgentAdapter, AgentRequest, adapter_kind
 from ..adapters.clock import Clock
 from ..app.journal import Journal
 from ..app.logs import logger
 from ..app.models import Claim, RunSnapshot
-from ..config.workspace import Workspace, load_workspace
+from ..config.workspace import Workspace
 from ..domain import (
     AUTO_AGENT,
     ApprovalNotFound,
@@ -67,25 +66,6 @@ _BACKOFF_MAX_SECONDS = 5.0
 _log = logger("runjournal.harness")
 
 
-def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
-    """One adapter per agent of the workspace (python agents may live beside the workspace file)."""
-    if workspace.path is not None:
-        folder = str(Path(workspace.path).resolve().parent)
-        if folder not in sys.path:
-            sys.path.append(folder)
-    adapters: dict[str, AgentAdapter] = {}
-    for name, agent in workspace.agents.items():
-        if agent.adapter == "scripted":
-            steps = [s.model_dump(exclude_none=True, exclude_defaults=True) for s in agent.script or []]
-            options: dict[str, Any] = {"script": steps}
-        else:
-            options = {"target": agent.callable}
-        if agent.supports_replay is not None:
-            options["supports_replay"] = agent.supports_replay
-        adapters[name] = build_adapter(agent.adapter, **options)
-    return adapters
-
-
 def _listener_name(listener: Callable[..., Any]) -> str:
     name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
     return f"{getattr(listener, '__module__', None) or type(listener).__module__}.{name}"
@@ -108,8 +88,14 @@ class Harness:
         self.journal = journal
         self.workspace = workspace
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.adapters = adapters if adapters is not None else build_adapters(workspace)
-        self.agents = _served(agents, self.adapters)
+        if adapters is None:
+            from ..bootstrap import (
+                build_adapters,  # the composition root builds what a workspace names
+            )
+
+            adapters = build_adapters(workspace)
+        self.adapters = adapters
+        self.agents = served_agents(agents, self.adapters)
         self._owns_journal = owns_journal
         self._rules = [Rule(re.compile(r.match), r.agent) for r in workspace.routing.rules]
         c, s = workspace.concurrency, workspace.streaming
@@ -143,16 +129,18 @@ class Harness:
 
     @classmethod
     def from_workspace(
-        cls, path: str | Path = "runjournal.yaml", *, store: str | None = None, clock: Clock | None = None,
+        cls, path: str | Path | Workspace = "runjournal.yaml", *, store: str | None = None, clock: Clock | None = None,
         worker_id: str | None = None, store_outage_seconds: float | None = None,
         agents: Collection[str] | None = None,
     ) -> Harness:
-        """A harness for a workspace file, on its store (or ``store``, or $RUNJOURNAL_URL)."""
-        workspace = load_workspace(path)
-        _served(agents, workspace.agents)  # a wrong name is refused before the store is opened
-        url = store or os.environ.get("RUNJOURNAL_URL") or workspace.storage.url
-        return cls(Journal.open(url, clock=clock), workspace, worker_id=worker_id, owns_journal=True,
-                   store_outage_seconds=store_outage_seconds, agents=agents)
+        """A harness for a workspace file (or one already read), on its store (or ``store``, or $RUNJOURNAL_URL).
+
+        The same as ``runjournal.bootstrap.open_harness``, where the wiring lives.
+        """
+        from ..bootstrap import open_harness
+
+        return open_harness(path, store=store, clock=clock, worker_id=worker_id,
+                            store_outage_seconds=store_outage_seconds, agents=agents)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -694,7 +682,7 @@ class Harness:
         )
 
 
-def _served(agents: Collection[str] | None, known: Collection[str]) -> tuple[str, ...]:
+def served_agents(agents: Collection[str] | None, known: Collection[str]) -> tuple[str, ...]:
     """The agents a worker claims runs of: ``agents`` (each one it has), else every agent it has."""
     if agents is None:
         return tuple(sorted(known))

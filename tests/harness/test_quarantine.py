@@ -14,7 +14,7 @@ from runjournal.adapters.agents import AgentRequest, Chunk
 from runjournal.domain.errors import TamperDetected
 
 from runjournal import Journal
-from runjournal.runtime.harness import build_adapters
+from runjournal.bootstrap import build_adapters
 
 from .conftest import ECHO, MakeHarness, workspace
 

@@ -1,0 +1,110 @@
+"""The composition root: where the store is, which workspace, and what is built from them.
+
+Every configuration choice is made here and nowhere else:
+
+- the store URL: ``--store`` (or ``store=``), else ``$RUNJOURNAL_URL``, else the
+  workspace's ``storage.url``, else ``sqlite:///.runjournal/journal.db``;
+- the workspace file, read at most once per command (``Setup``);
+- the agents it names, built as adapters (a ``python`` agent's module is looked
+  for beside the workspace file first, without touching ``sys.path``);
+- the journal and the harness wired on them (clock and cipher key come from the
+  caller and ``$RUNJOURNAL_CIPHER_KEY``, read by the store adapter).
+
+The CLI builds everything through a ``Setup``; ``Harness.from_workspace`` and
+``Harness(journal, workspace)`` call ``open_harness`` and ``build_adapters``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .adapters.agents import AgentAdapter, build_adapter
+from .adapters.clock import Clock
+from .adapters.storage.urls import DEFAULT_URL
+from .app.journal import Journal
+from .config.workspace import DEFAULT_FILENAME, Workspace, load_workspace
+
+if TYPE_CHECKING:
+    from .runtime.harness import Harness
+
+
+def store_url(
+    given: str | None,
+    workspace: Workspace | Callable[[], Workspace | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The store to open: ``given``, else $RUNJOURNAL_URL, else the workspace's storage.url, else the default.
+
+    ``workspace`` may be a function, called only when neither of the first two is set
+    (so a broken workspace file does not stop a command that names its store).
+    """
+    environ = os.environ if environ is None else environ
+    if given or environ.get("RUNJOURNAL_URL"):
+        return given or environ["RUNJOURNAL_URL"]
+    chosen = workspace() if callable(workspace) else workspace
+    return (chosen.storage.url if chosen is not None else None) or DEFAULT_URL
+
+
+def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
+    """One adapter per agent of the workspace; python agents are looked for beside its file first."""
+    folder = Path(workspace.path).resolve().parent if workspace.path is not None else None
+    adapters: dict[str, AgentAdapter] = {}
+    for name, agent in workspace.agents.items():
+        if agent.adapter == "scripted":
+            steps = [s.model_dump(exclude_none=True, exclude_defaults=True) for s in agent.script or []]
+            options: dict[str, Any] = {"script": steps}
+        else:
+            options = {"target": agent.callable, "folder": folder}
+        if agent.supports_replay is not None:
+            options["supports_replay"] = agent.supports_replay
+        adapters[name] = build_adapter(agent.adapter, **options)
+    return adapters
+
+
+def open_harness(
+    workspace: Workspace | str | Path = DEFAULT_FILENAME,
+    *,
+    store: str | None = None,
+    clock: Clock | None = None,
+    worker_id: str | None = None,
+    store_outage_seconds: float | None = None,
+    agents: Collection[str] | None = None,
+) -> Harness:
+    """A harness for a workspace (a file, or one already read) on its store, owning its journal."""
+    from .runtime.harness import Harness, served_agents
+
+    if not isinstance(workspace, Workspace):
+        workspace = load_workspace(workspace)
+    served_agents(agents, workspace.agents)  # a wrong name is refused before the store is opened
+    journal = Journal.open(store_url(store, workspace), clock=clock)
+    return Harness(journal, workspace, worker_id=worker_id, owns_journal=True,
+                   store_outage_seconds=store_outage_seconds, agents=agents)
+
+
+@dataclass
+class Setup:
+    """What one command chose: its ``--store`` and its workspace file, the file read at most once."""
+
+    store: str | None = None
+    workspace_path: str = DEFAULT_FILENAME
+    _workspace: Workspace | None = field(default=None, init=False, repr=False)
+
+    def workspace(self) -> Workspace:
+        """The workspace, read on first use; raises WorkspaceError for a missing or broken file."""
+        if self._workspace is None:
+            self._workspace = load_workspace(self.workspace_path)
+        return self._workspace
+
+    def url(self) -> str:
+        """The store URL (the workspace is read only when neither --store nor $RUNJOURNAL_URL says)."""
+        return store_url(self.store, lambda: self.workspace() if Path(self.workspace_path).exists() else None)
+
+    def harness(
+        self, *, worker_id: str | None = None, agents: Collection[str] | None = None
+    ) -> Harness:
+        """A harness for this command's workspace, on its store."""
+        return open_harness(self.workspace(), store=self.url(), worker_id=worker_id, agents=agents)
