@@ -16,15 +16,17 @@ from .errors import (
     WorkspaceError,
 )
 from .run import AUTO_AGENT, DECISIONS, RESUME_KINDS, STEP_KINDS, Run
-from .transitions import CLAIMABLE_STATES, LEASED_STATES, TRANSITIONS, RunState
+from .transitions import CLAIMABLE_STATES, LEASED_STATES, RESTING_STATES, TERMINAL_STATES, TRANSITIONS, RunState
 
 __all__ = [
     "AUTO_AGENT",
     "CLAIMABLE_STATES",
     "DECISIONS",
     "LEASED_STATES",
+    "RESTING_STATES",
     "RESUME_KINDS",
     "STEP_KINDS",
+    "TERMINAL_STATES",
     "TRANSITIONS",
     "ApprovalNotFound",
     "ConcurrencyConflict",

@@ -9,7 +9,7 @@ always arrives as ``now``; the aggregate never reads a clock.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +17,7 @@ from eventsourcing.domain import Aggregate
 
 from . import chain, events
 from .errors import InvalidTransition, LeaseLost
-from .transitions import LEASED_STATES, RunState, check, is_allowed
+from .transitions import GRACED_STATES, LEASED_STATES, RunState, check, is_allowed
 
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
 STEP_KINDS = ("step", "tool_result", "message", "reasoning", "output")
@@ -405,6 +405,39 @@ class Run(Aggregate):
             attempt=self.recovery_attempts + 1,
             resume_kind=RESUME_KINDS[1],
         )
+
+    @property
+    def can_be_cancelled(self) -> bool:
+        """True when ``cancel_as_asked`` has something to do (the run is not over, nor cancelling already)."""
+        return (self.lease_holder is None and is_allowed(self.state, "Cancelled")) or is_allowed(
+            self.state, "CancelRequested")
+
+    def cancel_as_asked(self, *, reason: str | None, actor: str, now: datetime) -> None:
+        """Cancel: at once when no worker holds the run, else ask its worker to stop it."""
+        held = self.lease_holder is not None
+        if not held and is_allowed(self.state, "Cancelled"):
+            self.cancel(reason=reason, actor=actor, now=now)
+            return
+        self.request_cancel(reason=reason, actor=actor, now=now)
+        if not held:  # nobody will stop it (claimed or resuming, its lease gone): finish in the same save
+            self.cancel(reason=reason, actor=actor, now=now)
+
+    def expire_if_due(self, *, now: datetime, running_grace: timedelta, can_replay: bool) -> bool:
+        """Act on a lease that ran out (on a run that may fail of it, once ``running_grace`` passed too).
+
+        The run is requeued, resumed or failed as ``lease_outcome`` says; a run whose worker
+        died while cancelling it is cancelled. False when nothing is due.
+        """
+        expires = self.lease_expires_at
+        if expires is None or expires > now or (self.state in GRACED_STATES and expires + running_grace > now):
+            return False
+        if is_allowed(self.state, "LeaseExpired"):
+            self.expire_lease(now=now, can_replay=can_replay)
+        elif is_allowed(self.state, "Cancelled"):
+            self.cancel(reason=self.cancel_reason, actor="system:lease", now=now)
+        else:
+            return False
+        return True
 
     def request_cancel(self, *, reason: str | None, actor: str, now: datetime) -> None:
         """Ask the worker that holds the run to stop it."""

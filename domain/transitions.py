@@ -94,6 +94,10 @@ TRANSITIONS: Mapping[str, Mapping[RunState, frozenset[RunState]]] = {
 # both read off the table rather than listed again.
 CLAIMABLE_STATES = frozenset(TRANSITIONS["Dequeued"])
 LEASED_STATES = frozenset(TRANSITIONS["LeaseRenewed"])
+# States where a run rests: no worker acts on it (it is over, or waits for a person).
+RESTING_STATES = frozenset(s for s in S if s not in CLAIMABLE_STATES | LEASED_STATES | {S.CREATED})
+# States whose expired lease may fail the run (a stale running run): recovery's grace applies first.
+GRACED_STATES = frozenset(s for s, targets in TRANSITIONS["LeaseExpired"].items() if S.FAILED in targets)
 
 
 def allowed_targets(state: str, event: str) -> frozenset[RunState]:

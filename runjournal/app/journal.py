@@ -842,22 +842,11 @@ class Journal(FollowedViews):
         """Cancel a run: at once when no worker holds it, else ask its worker to stop."""
         req = validate(CancelInput, reason=reason, actor=actor or default_actor())
 
-        def cancel(run: Run) -> None:
-            now = self._now()
-            held = run.lease_holder is not None
-            if not held and is_allowed(run.state, "Cancelled"):
-                run.cancel(reason=req.reason, actor=req.actor, now=now)
-            elif is_allowed(run.state, "CancelRequested"):
-                run.request_cancel(reason=req.reason, actor=req.actor, now=now)
-                if not held:  # nobody will stop it: finish now, in the same save
-                    run.cancel(reason=req.reason, actor=req.actor, now=now)
-
         run = self._load(run_id, fresh=True)
-        if run.lease_holder is not None and not is_allowed(run.state, "CancelRequested"):
-            return RunSnapshot.of(run)  # already cancelling: its worker will finish it
-        if run.is_terminal:
+        if not run.can_be_cancelled:  # over, or cancelling already (its worker will finish it)
             return RunSnapshot.of(run)
-        return RunSnapshot.of(self._execute(run_id, cancel)[0])
+        return RunSnapshot.of(self._execute(
+            run_id, lambda run: run.cancel_as_asked(reason=req.reason, actor=req.actor, now=self._now()))[0])
 
     def expire_leases(
         self,
@@ -879,16 +868,8 @@ class Journal(FollowedViews):
         for run_id in expired:
             try:
                 run = self._load(run_id, fresh=True)
-                if run.lease_expires_at is None or run.lease_expires_at > now:
-                    continue
-                if run.state == "running" and run.lease_expires_at + running_grace > now:
-                    continue
-                if is_allowed(run.state, "LeaseExpired"):
-                    replay = bool(can_replay and can_replay(run.agent_id))
-                    run.expire_lease(now=now, can_replay=replay)
-                elif is_allowed(run.state, "Cancelled"):  # its worker died while cancelling
-                    run.cancel(reason=run.cancel_reason, actor="system:lease", now=now)
-                else:
+                replay = bool(can_replay and can_replay(run.agent_id))
+                if not run.expire_if_due(now=now, running_grace=running_grace, can_replay=replay):
                     continue
                 self._save(run)
             except (ConcurrencyConflict, RunNotFound, LeaseLost):

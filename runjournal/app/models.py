@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..domain import AUTO_AGENT, InvalidInput, Run
+from ..domain import AUTO_AGENT, InvalidInput, Run, RunState
 from .payload import PayloadRule, checked
 
 T = TypeVar("T", bound=BaseModel)
@@ -211,7 +211,7 @@ class RunSnapshot(BaseModel):
     @property
     def is_terminal(self) -> bool:
         """True when the run can change no more."""
-        return self.state in ("completed", "failed", "cancelled")
+        return RunState(self.state).is_terminal
 
     @classmethod
     def of(cls, run: Run) -> RunSnapshot:

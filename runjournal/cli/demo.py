@@ -9,6 +9,7 @@ from ..app.journal import Journal
 from ..config.workspace import Workspace
 from ..runtime.harness import Harness
 from ..runtime.streaming import StreamEvent
+from ..domain import TERMINAL_STATES
 from . import render
 
 DEMO_WORKSPACE = {
@@ -48,7 +49,7 @@ async def run_demo(url: str | None, console: Console) -> list[str]:
             console.print(f"  queue: run {event.run_id[:8]} is #{event.data['position']}")
         elif event.type == "approval":
             console.print(f"  run {event.run_id[:8]} asks approval for {event.data['tool_name']} {event.data['tool_args']}")
-        elif event.type == "state" and event.data["state"] in ("completed", "failed", "cancelled"):
+        elif event.type == "state" and event.data["state"] in TERMINAL_STATES:
             console.print(f"  run {event.run_id[:8]} {render.state(event.data['state'])}")
 
     harness.subscribe(show)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..domain import TERMINAL_STATES, RunState
 from . import render
 from .common import (
     STATE,
@@ -26,7 +27,7 @@ from .common import (
 
 verbs = Verbs()
 # Where `run --wait` may see a run rest: these make it exit 1 (completed and waiting_for_approval: 0).
-UNSUCCESSFUL = ("failed", "cancelled")
+UNSUCCESSFUL = TERMINAL_STATES - {RunState.COMPLETED}
 
 
 def _harness(worker_id: str | None = None, agents: list[str] | None = None):  # noqa: ANN202 - a Harness, imported lazily

@@ -17,6 +17,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Literal
 
 from ..adapters.agents.base import (
@@ -29,13 +30,26 @@ from ..adapters.agents.base import (
 from ..app.journal import Journal
 from ..app.logs import logger
 from ..app.models import Claim
-from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, StoreUnavailable
+from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, RunState, StoreUnavailable
 from ..domain.errors import TamperDetected
 from .routing import tool_denial
 from .streaming import StreamEvent
 
-CANCELLING = "cancelling"
-COMPLETING = "completing"  # the agent finished; Completed is saved by the harness, grouped
+class Outcome(Enum):
+    """How an execution ended: what the harness does next with the run."""
+
+    COMPLETING = "completing"  # the agent finished: the harness saves its Completed, grouped with others
+    COMPLETED = "completed"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RESUME_FAILED = "resume_failed"  # the agent failed a resume that will be retried
+    LEASE_LOST = "lease_lost"  # another worker has the run now (it expired, or was taken over)
+
+    @property
+    def succeeded(self) -> bool:
+        """True for what counts as an adapter success: an answer, or a pause for a person."""
+        return self in (Outcome.COMPLETED, Outcome.WAITING_FOR_APPROVAL)
 
 _log = logger("runjournal.execution")
 
@@ -79,17 +93,17 @@ class Execution:
         self.error: str | None = None  # the agent's failure, once recorded
         self._last_tool: str | None = None
 
-    async def run(self) -> str:
-        """Drive the run; returns the state it rests in ("lease_lost" if it was taken over)."""
+    async def run(self) -> Outcome:
+        """Drive the run; returns how it ended."""
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             return await self._run(heartbeat)
         except LeaseLost:
-            return "lease_lost"
+            return Outcome.LEASE_LOST
         except InvalidTransition:
             # A run another worker took over and ended refuses our events as transitions.
             if self._taken_over():
-                return "lease_lost"
+                return Outcome.LEASE_LOST
             raise
         finally:
             heartbeat.cancel()
@@ -110,7 +124,7 @@ class Execution:
     def _beat(self) -> None:
         """Renew the lease, and notice a cancel written by another process."""
         self.claim = self.journal.heartbeat(self.claim, lease_seconds=self.settings.lease_seconds)
-        if self.journal.get_run(self.claim.run_id).state == CANCELLING:
+        if self.journal.get_run(self.claim.run_id).state == RunState.CANCELLING:
             self.cancel_requested.set()
 
     def _taken_over(self) -> bool:
@@ -121,11 +135,11 @@ class Execution:
 
     def _cancelled(self, *, fresh: bool = False) -> bool:
         if not self.cancel_requested.is_set() and fresh:
-            if self.journal.get_run(self.claim.run_id).state == CANCELLING:
+            if self.journal.get_run(self.claim.run_id).state == RunState.CANCELLING:
                 self.cancel_requested.set()
         return self.cancel_requested.is_set()
 
-    async def _run(self, heartbeat: asyncio.Task[None]) -> str:
+    async def _run(self, heartbeat: asyncio.Task[None]) -> Outcome:
         # No fresh read of the run first: it was claimed and started in the save just made.
         # The agent runs as its own task so that a cancel stops it even in the middle
         # of a long call, not only at its next chunk.
@@ -139,7 +153,7 @@ class Execution:
             await _halt(work)
         return work.result() if finished else self._finish_cancel()
 
-    async def _consume(self) -> str:
+    async def _consume(self) -> Outcome:
         activity = False  # any chunk at all: after one, a failure is the run's, not a reason to invoke
         try:
             async with asyncio.timeout(self.settings.invoke_timeout_seconds):
@@ -171,14 +185,14 @@ class Execution:
         # The harness saves this run's Completed together with the other runs that
         # finished in the same moment (a group commit): see Harness._complete.
         self.output = {"text": "".join(self._texts)}
-        return COMPLETING
+        return Outcome.COMPLETING
 
     def _agent_error(self, error: Exception) -> str:
         if isinstance(error, TimeoutError):
             return f"timed out after {self.settings.invoke_timeout_seconds:g} s"
         return _error_text(error)
 
-    async def _invoke(self) -> list[Chunk] | str:
+    async def _invoke(self) -> list[Chunk] | Outcome:
         """One ``invoke`` with the run's request (its thread history included): its chunks, or the resting state
         when it failed (a timeout here fails the run)."""
         try:
@@ -189,21 +203,21 @@ class Execution:
         except Exception as e:  # noqa: BLE001 - the fallback failed too: the run fails
             return self._fail(self._agent_error(e), stage="invoke")
 
-    def completion_refused(self, error: Exception) -> str:
-        """The group commit refused this run's Completed: why, as the state it rests in."""
+    def completion_refused(self, error: Exception) -> Outcome:
+        """The group commit refused this run's Completed: how the run ended instead."""
         if isinstance(error, LeaseLost):
-            return "lease_lost"
+            return Outcome.LEASE_LOST
         # A cancel written by another process meanwhile: Completed only follows running.
         if isinstance(error, InvalidTransition) and self._cancelled(fresh=True):
             return self._finish_cancel()
         if isinstance(error, InvalidTransition) and self._taken_over():
-            return "lease_lost"  # another worker took it over and ended it first
+            return Outcome.LEASE_LOST  # another worker took it over and ended it first
         raise error
 
-    async def _invoke_once(self) -> str | None:
+    async def _invoke_once(self) -> Outcome | None:
         """The fallback for a stream that failed before any activity: every chunk of one ``invoke`` is handled."""
         chunks = await self._invoke()
-        if isinstance(chunks, str):
+        if isinstance(chunks, Outcome):
             return chunks
         for chunk in chunks:
             try:
@@ -216,14 +230,14 @@ class Execution:
                 return rest
         return None
 
-    async def _invoke_for_text(self) -> str | None:
+    async def _invoke_for_text(self) -> Outcome | None:
         """The fallback for a stream that ended saying nothing: the text of one ``invoke``.
 
         Only its content is taken: the stream's steps and tool results are recorded
         already, and recording the same calls again would tell a different story.
         """
         chunks = await self._invoke()
-        if isinstance(chunks, str):
+        if isinstance(chunks, Outcome):
             return chunks
         text = "".join(str(c.content) for c in chunks if c.kind == "content" and c.content is not None)
         if text:
@@ -259,7 +273,7 @@ class Execution:
         if batch := [*self._take_stretch(keep_output=keep_output), *steps]:
             self.journal.record_steps(self.claim, batch)
 
-    def _handle(self, chunk: Chunk) -> str | None:
+    def _handle(self, chunk: Chunk) -> Outcome | None:
         """Record and emit one chunk; returns a resting state when the run must stop here."""
         run_id = self.claim.run_id
         if chunk.kind == "content":
@@ -278,7 +292,7 @@ class Execution:
             return self._interrupt(chunk)
         return None
 
-    def _tool_result(self, chunk: Chunk) -> str | None:
+    def _tool_result(self, chunk: Chunk) -> Outcome | None:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return self._fail(denial)
         result = {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error}
@@ -293,7 +307,7 @@ class Execution:
         self.emit(StreamEvent(type="tool_result", run_id=self.claim.run_id, data=result))
         return None
 
-    def _interrupt(self, chunk: Chunk) -> str:
+    def _interrupt(self, chunk: Chunk) -> Outcome:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return self._fail(denial)
         self._record()
@@ -308,9 +322,9 @@ class Execution:
         )
         data = {"approval_id": approval_id, "tool_name": chunk.tool_name, "tool_args": chunk.tool_args}
         self.emit(StreamEvent(type="approval", run_id=self.claim.run_id, data=data))
-        return "waiting_for_approval"
+        return Outcome.WAITING_FOR_APPROVAL
 
-    def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> str:
+    def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> Outcome:
         """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked.
 
         An agent's failure (``stage`` set) while resuming a decision leaves the run
@@ -321,12 +335,13 @@ class Execution:
         self._record()  # what the agent said before it failed is part of the record
         retries = self.settings.resume_retries if stage is not None else 0
         self.error = error
-        return str(self.journal.fail(self.claim, error=error, stage=stage, retries=retries).state)
+        run = self.journal.fail(self.claim, error=error, stage=stage, retries=retries)
+        return Outcome.FAILED if run.is_terminal else Outcome.RESUME_FAILED
 
-    def _finish_cancel(self) -> str:
+    def _finish_cancel(self) -> Outcome:
         """Stop: output produced after the request is not recorded as the run's output."""
         self.journal.finish_cancel(self.claim)
-        return "cancelled"
+        return Outcome.CANCELLED
 
 
 def _tool_identity(chunk: Chunk) -> str:

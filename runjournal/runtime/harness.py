@@ -44,21 +44,21 @@ from ..app.models import Claim, RunSnapshot
 from ..config.workspace import Workspace
 from ..domain import (
     AUTO_AGENT,
+    RESTING_STATES,
     ApprovalNotFound,
     InvalidInput,
     ResumeFailedError,
     RunNotFound,
+    RunState,
     StoreUnavailable,
     UnknownAgent,
 )
 from ..domain.errors import TamperDetected
-from .execution import COMPLETING, Execution, ExecutionSettings
+from .execution import Execution, ExecutionSettings, Outcome
 from .recovery import RecoveryReport, recover
 from .routing import Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
 
-RESTING = frozenset({"completed", "failed", "cancelled", "waiting_for_approval"})
-RESUME_FAILED = "resuming"  # what an execution returns when the agent failed a resume that will be retried
 _POLL_SECONDS = 0.05
 _UNLIMITED_BATCH = 64  # with max_concurrent_runs: 0, claims per save until the queue is empty
 _BACKOFF_MAX_SECONDS = 5.0
@@ -114,7 +114,7 @@ class Harness:
         if store_outage_seconds < 0:
             raise InvalidInput("store_outage_seconds", f"must be >= 0 (got {store_outage_seconds:g})")
         self.store_outage_seconds = float(store_outage_seconds)
-        self._active: dict[str, tuple[asyncio.Task[str], Execution]] = {}
+        self._active: dict[str, tuple[asyncio.Task[Outcome], Execution]] = {}
         self._completing: list[Execution] = []  # finished runs whose Completed is not saved yet
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listeners: list[Callable[[StreamEvent], None]] = []
@@ -356,7 +356,7 @@ class Harness:
     async def wait(self, run_id: str) -> RunResult:
         """Wait until a run rests (this harness's loop works meanwhile)."""
         run = self.journal.get_run(run_id)
-        if run.state not in RESTING:
+        if run.state not in RESTING_STATES:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(run_id, []).append(future)
             self._ensure_loop()
@@ -463,13 +463,13 @@ class Harness:
         for task in done:
             run_id = tasks[task]
             execution = self._active.pop(run_id)[1]
-            state = self._outcome(execution.claim, task)
-            if state == COMPLETING:
+            outcome = self._outcome(execution.claim, task)
+            if outcome is Outcome.COMPLETING:
                 self._completing.append(execution)
-            elif state == RESUME_FAILED:
+            elif outcome is Outcome.RESUME_FAILED:
                 self._resume_failed(execution)
             else:
-                self._rest(run_id, state)
+                self._rest(run_id, outcome)
 
     def _loop_died(self, error: Exception) -> None:
         """Fail every waiter with the loop's error and stop the runs it held (their leases find them again)."""
@@ -503,10 +503,10 @@ class Harness:
         if unavailable is not None:
             raise unavailable
 
-    def _completed(self, execution: Execution, result: object) -> str | None:
-        """The state a finished run rests in, given what its Completed save returned."""
+    def _completed(self, execution: Execution, result: object) -> Outcome | None:
+        """How a finished run ended, given what its Completed save returned."""
         if not isinstance(result, Exception):
-            return "completed"
+            return Outcome.COMPLETED
         try:
             return execution.completion_refused(result)
         except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
@@ -576,13 +576,13 @@ class Harness:
             attachments=tuple(invocation.get("attachments") or ()),
         )
 
-    def _outcome(self, claim: Claim, task: asyncio.Task[str]) -> str | None:
+    def _outcome(self, claim: Claim, task: asyncio.Task[Outcome]) -> Outcome | None:
         try:
             return task.result()
         except Exception as e:  # noqa: BLE001 - a bug in the harness must not kill the worker loop
             return self._harness_error(claim, e)
 
-    def _harness_error(self, claim: Claim, error: Exception) -> str | None:
+    def _harness_error(self, claim: Claim, error: Exception) -> Outcome | None:
         """A run's task died of ``error``: record it as the run's failure, or else fail its waiters with it.
 
         A store fault is not the run's failure (a save of the run was refused): it is never
@@ -600,7 +600,7 @@ class Harness:
             self.journal.fail(claim, error=f"harness error: {type(error).__name__}: {error}")
         except Exception as e:  # noqa: BLE001 - whatever stops the Failed, the waiters must hear of the error
             return self._leave_to_lease(run_id, error, not_recorded=f"{type(e).__name__}: {e}")
-        return "failed"
+        return Outcome.FAILED
 
     def _leave_to_lease(self, run_id: str, error: Exception, *, not_recorded: str) -> None:
         """Give up on a run without recording why: its lease runs out, and its waiters get ``error``."""
@@ -609,17 +609,17 @@ class Harness:
         self.failures += 1
         self._wake_waiters(run_id, error)
 
-    def _rest(self, run_id: str, state: str | None) -> None:
+    def _rest(self, run_id: str, outcome: Outcome | None) -> None:
         """Count the outcome and wake whoever waits for the run (None: its waiters were told already)."""
-        if state is None:
+        if outcome is None:
             return
-        if state == "failed":
+        if outcome is Outcome.FAILED:
             self.failures += 1
-        elif state in ("completed", "waiting_for_approval"):
+        elif outcome.succeeded:
             self.successes += 1
-        if state == "lease_lost":
+        if outcome is Outcome.LEASE_LOST:
             return  # another worker owns it now; its waiters are woken by the check below
-        self._settle(run_id, state)
+        self._settle(run_id, outcome.value)  # every other outcome is the state the run rests in
 
     def _resume_failed(self, execution: Execution) -> None:
         """The agent failed a resume that will be retried: its waiters hear the error, a worker retries it."""
@@ -636,11 +636,11 @@ class Harness:
             try:
                 state = self.journal.get_run(run_id).state
             except RunNotFound:
-                state = "failed"
+                state = RunState.FAILED
             except TamperDetected as e:  # never waited on again: its waiters get the finding
                 self._wake_waiters(run_id, e)
                 continue
-            if state in RESTING:
+            if state in RESTING_STATES:
                 self._settle(run_id, state)
 
     def _quarantine(self, error: TamperDetected) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..app.journal import Journal
-from ..domain import ConcurrencyConflict, InvalidTransition, RunNotFound
+from ..domain import ConcurrencyConflict, InvalidTransition, RunNotFound, RunState
 
 MISSING_REQUEST = "missing persisted run request for queued run recovery"
 EXHAUSTED = "recovery attempts exhausted"
@@ -58,7 +58,7 @@ def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool])
         report.expired.extend(expired)  # in batches: a pass leaves no expired lease behind
     for run_id in report.expired:  # a stale run that cannot be replayed was failed by its expiry
         run = journal.get_run(run_id)
-        if run.state == "failed" and run.error:
+        if run.state == RunState.FAILED and run.error:
             report.failed[run_id] = run.error
     for intent in journal.recovery_intents():
         try:
@@ -76,7 +76,7 @@ def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool])
 
 def _recover_resuming(journal: Journal, run_id: str, max_attempts: int, report: RecoveryReport) -> None:
     run = journal.get_run(run_id)
-    if run.state != "resuming" or journal.history(run_id)[-1].type in RETRY_SCHEDULED:
+    if run.state != RunState.RESUMING or journal.history(run_id)[-1].type in RETRY_SCHEDULED:
         report.left += 1  # a retry is already counted and waits for a worker: nothing more to append
         return
     if run.recovery_attempts >= max_attempts:
