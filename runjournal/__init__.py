@@ -1,6 +1,7 @@
 """runjournal: a durable run engine for agents on an append-only event log."""
 
-from .adapters.agents import AgentFailed, AgentLoadError
+from .adapters.agents import AgentAdapter, AgentFailed, AgentLoadError, AgentRequest, Chunk
+from .adapters.clock import ManualClock
 from .app.journal import Journal
 from .app.models import Claim, RecordedEvent, RunSnapshot, VerifyProblem, VerifyReport
 from .config.workspace import Workspace, load_workspace
@@ -20,39 +21,44 @@ from .domain import (
     UnknownAgent,
     WorkspaceError,
 )
-from .projections import Projection, ProjectionError
+from .projections import ProjectedEvent, Projection, ProjectionError
 from .runtime.harness import Harness
 from .runtime.streaming import Health, RunResult, StreamEvent
 
 __all__ = [
+    "AgentAdapter",
+    "AgentFailed",
+    "AgentLoadError",
+    "AgentRequest",
     "ApprovalNotFound",
-    "Harness",
-    "Health",
-    "Projection",
-    "ProjectionError",
-    "RunResult",
-    "StreamEvent",
-    "Workspace",
-    "load_workspace",
+    "Chunk",
     "Claim",
     "ConcurrencyConflict",
+    "Harness",
+    "Health",
     "InvalidInput",
     "InvalidTransition",
     "Journal",
     "LeaseLost",
-    "ResumeFailedError",
+    "ManualClock",
+    "ProjectedEvent",
+    "Projection",
+    "ProjectionError",
     "RecordedEvent",
+    "ResumeFailedError",
     "RunNotFound",
+    "RunResult",
     "RunSnapshot",
     "RunState",
     "RunjournalError",
     "StoreError",
     "StoreUnavailable",
+    "StreamEvent",
     "TamperDetected",
-    "WorkspaceError",
-    "AgentFailed",
-    "AgentLoadError",
     "UnknownAgent",
     "VerifyProblem",
     "VerifyReport",
+    "Workspace",
+    "WorkspaceError",
+    "load_workspace",
 ]

@@ -135,7 +135,7 @@ class AgentRequest:
     def message(self) -> str:
         """The input's ``message`` when it is a dict with a str message, else ``str(input)``."""
         if isinstance(self.input, Mapping) and isinstance(self.input.get("message"), str):
-            return self.input["message"]
+            return str(self.input["message"])
         return str(self.input)
 
     @property
@@ -154,14 +154,18 @@ class AgentAdapter(Protocol):
 
     supports_replay: bool
 
-    def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]: ...
+    def stream(self, request: AgentRequest) -> AsyncIterator[Chunk]:
+        """The run's answer, chunk by chunk."""
+        ...
 
 
 @runtime_checkable
 class CanInvoke(Protocol):
     """An agent that can also answer in one call (the harness's fallback when streaming fails)."""
 
-    async def invoke(self, request: AgentRequest) -> list[Chunk]: ...
+    async def invoke(self, request: AgentRequest) -> list[Chunk]:
+        """The run's answer in one call."""
+        ...
 
 
 def adapter_can_invoke(adapter: object) -> bool:

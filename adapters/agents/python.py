@@ -122,8 +122,8 @@ class PythonAgent:
                 obj = obj()
             except Exception as e:
                 raise AgentLoadError(f"cannot build agent {self.target!r}: {e}") from e
-        if callable(getattr(obj, "stream", None)):
-            stream, invoke = obj.stream, getattr(obj, "invoke", None)
+        if callable(method := getattr(obj, "stream", None)):
+            stream, invoke = method, getattr(obj, "invoke", None)
         elif callable(obj):
             stream, invoke = obj, getattr(holder, f"{name}_invoke", None)
         else:

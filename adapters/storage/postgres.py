@@ -85,9 +85,9 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
             leases=f'"{schema}".{index.LEASES_TABLE}',
             placeholder="%s",
         )
-        self.sql_create_statements.extend(SQL(s) for s in self.index_sql.create)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in self.index_sql.create)
         # A store from before queue rows named their run's agent gets the column.
-        self.sql_create_statements.append(SQL(  # type: ignore[arg-type]
+        self.sql_create_statements.append(SQL(
             self.index_sql.add_agent_column.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
         ))
         # The loader reads exactly the rows the log lists (notification ids from 1): a row
@@ -114,7 +114,7 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
 
     def _select(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params)  # type: ignore[arg-type]
+            curs.execute(statement, params)
             return [tuple(r.values()) for r in curs.fetchall()]
 
     def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
@@ -167,7 +167,7 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
         """Replace both views (a rebuild from the log)."""
         with self.datastore.transaction(commit=True) as curs:
             for statement in self.index_sql.clear:
-                curs.execute(statement)  # type: ignore[call-overload]
+                curs.execute(statement)
             for entry, position in entries:
                 index.write_entries(curs, self.index_sql, [entry], {entry.run_id: position})
 

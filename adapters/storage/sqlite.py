@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from eventsourcing.persistence import StoredEvent
@@ -223,7 +223,7 @@ class Factory(SQLiteFactory):
 
     def application_recorder(self) -> Any:
         """The run recorder, with the lock wait of the store URL (read-only if opened so)."""
-        recorder = super().application_recorder()
+        recorder = cast(SQLiteRunRecorder, super().application_recorder())
         recorder.lock_wait = float(self.env.get("LOCK_WAIT") or faults.DEFAULT_LOCK_WAIT)
         if self.read_only:
             recorder.read_only = True

@@ -42,7 +42,7 @@ from ...domain.errors import TamperDetected
 from ...domain.run import Run
 
 EVENT_TOPICS: Mapping[str, type[Any]] = {
-    **{cls.TOPIC: cls for cls in events.EVENT_CLASSES},
+    **{getattr(cls, "TOPIC"): cls for cls in events.EVENT_CLASSES},  # each class sets its own
     **events.OLD_TOPICS,
 }
 AGGREGATE_TOPICS: Mapping[str, type[Any]] = {Run.TOPIC: Run}
@@ -169,7 +169,8 @@ class RegistryMapper(Mapper[UUID]):
         if type(event_state) is not dict:
             raise MapperDeserialisationError(f"run {run_id} version {version}: stored state is not an object")
         check_inner(cls, event_state, run_id=run_id, version=version)
-        id_convertor = find_id_convertor(cls, type(stored_event.originator_id))
+        # Classes are hashable; the library annotates its cached helper too narrowly.
+        id_convertor = find_id_convertor(cls, type(stored_event.originator_id))  # type: ignore[arg-type]
         event_state["originator_id"] = id_convertor(stored_event.originator_id)
         event_state["originator_version"] = stored_event.originator_version
         class_version = getattr(cls, "class_version", 1)

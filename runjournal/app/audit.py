@@ -82,7 +82,7 @@ MAX_LINE_CHARS = 64 * 1024 * 1024  # one exported event; payloads are capped far
 _NOT_DATA = frozenset({"timestamp", "actor", "chain", "class_version", "originator_id", "originator_version"})
 _OPTIONAL_DATA = frozenset({chain.FORMAT_FIELD})  # stored beside the declared fields by newer events
 _BASE_FIELDS = frozenset({"originator_id", "originator_id_type", "originator_version", "timestamp", "actor", "chain"})
-Source = Union[str, os.PathLike, IO[str], Iterable[str]]  # noqa: UP007 - a runtime alias
+Source = Union[str, "os.PathLike[str]", IO[str], Iterable[str]]  # noqa: UP007 - a runtime alias
 
 
 def import_events(journal: Journal, source: Source, *, batch: int = 1000, name: str | None = None) -> int:

@@ -97,7 +97,7 @@ PAGE_SIZE = 1000
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
 
-class RunStore(Application):
+class RunStore(Application[UUID]):
     """The eventsourcing application under the journal; configured only by its URL."""
 
     name = "runjournal"

@@ -29,7 +29,7 @@ def _rendered(logger: Any, method: str, event: dict[str, Any]) -> Any:
     return _render["renderer"](logger, method, event)
 
 
-_PROCESSORS = (
+_PROCESSORS: tuple[Any, ...] = (
     structlog.stdlib.filter_by_level,  # drop disabled records before any work on them
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.persistence import Mapper, Notification, StoredEvent
 
 from ..adapters.storage import topics
 from ..domain import chain
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 OUTSIDE_LISTED = 20  # rows outside the log named one by one; the rest are counted
 
 
-def decode_stored(mapper: Mapper[Any], n: Notification) -> dict[str, Any]:
+def decode_stored(mapper: Mapper[Any], n: StoredEvent) -> dict[str, Any]:
     """The stored field values of one event, before any upcasting."""
     state = n.state
     if mapper.cipher:
@@ -46,7 +46,7 @@ def decode_stored(mapper: Mapper[Any], n: Notification) -> dict[str, Any]:
     return fields
 
 
-def expected_link(previous: str, n: Notification, fields: dict[str, Any]) -> str:
+def expected_link(previous: str, n: StoredEvent, fields: dict[str, Any]) -> str:
     """The chain value an untouched event would have."""
     event_class = topics.resolve(n.topic, run_id=str(n.originator_id), version=n.originator_version)
     return chain.link(

@@ -159,7 +159,8 @@ class FollowedViews:
         rows = self._view("threads", queries.ThreadSummary, "SELECT * FROM threads WHERE thread_id = ?", [thread_id])
         if not rows:
             raise RunNotFound(f"(thread {thread_id})")
-        return rows[0]
+        summary: queries.ThreadSummary = rows[0]
+        return summary
 
     def messages(self, thread_id: str) -> list[queries.Message]:
         """A thread's messages in log order."""

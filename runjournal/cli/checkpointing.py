@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,7 +33,7 @@ PublicKeyOption = Annotated[
 ]
 
 
-def _write_or_print(doc: dict, out_file: Path | None, force: bool) -> None:
+def _write_or_print(doc: dict[str, Any], out_file: Path | None, force: bool) -> None:
     data = checkpoints.dumps(doc)
     if out_file is None:
         sys.stdout.write(data.decode())

@@ -43,7 +43,8 @@ def atomic_output(
     folder = check_output(path, force=force, option=option)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as stream:
+        opened: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        with opened as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

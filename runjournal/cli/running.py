@@ -3,7 +3,7 @@ approvals, approve, reject, cancel, recover, retry, quarantine."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,12 +25,15 @@ from .common import (
     store_url,
 )
 
+if TYPE_CHECKING:
+    from ..runtime.harness import Harness  # imported when a verb needs it: `status` stays quick
+
 verbs = Verbs()
 # Where `run --wait` may see a run rest: these make it exit 1 (completed and waiting_for_approval: 0).
 UNSUCCESSFUL = TERMINAL_STATES - {RunState.COMPLETED}
 
 
-def _harness(worker_id: str | None = None, agents: list[str] | None = None):  # noqa: ANN202 - a Harness, imported lazily
+def _harness(worker_id: str | None = None, agents: list[str] | None = None) -> Harness:
     return STATE.setup.harness(worker_id=worker_id, agents=agents)
 
 

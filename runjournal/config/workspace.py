@@ -357,7 +357,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return "must not be empty"
     if kind.split("_")[0] in _KINDS and kind.endswith(("_type", "_parsing", "_from_float")):
         return f"must be {_KINDS[kind.split('_')[0]]} (got {got})"
-    return error["msg"][:1].lower() + error["msg"][1:]
+    return str(error["msg"][:1].lower() + error["msg"][1:])
 
 
 def _unwrap(kind: Any) -> Any:

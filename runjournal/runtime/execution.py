@@ -352,7 +352,7 @@ def _tool_identity(chunk: Chunk) -> str:
     )
 
 
-async def _work_or_stop(work: asyncio.Task[str], stop: asyncio.Task[Any], heartbeat: asyncio.Task[None]) -> bool:
+async def _work_or_stop(work: asyncio.Task[Outcome], stop: asyncio.Task[Any], heartbeat: asyncio.Task[None]) -> bool:
     """Wait for the agent (True) or a cancel (False); raises the heartbeat's error if it dies of one."""
     watched: set[asyncio.Future[Any]] = {work, stop, heartbeat}
     while True:
@@ -366,7 +366,7 @@ async def _work_or_stop(work: asyncio.Task[str], stop: asyncio.Task[Any], heartb
             return False
 
 
-async def _halt(work: asyncio.Task[str]) -> None:
+async def _halt(work: asyncio.Task[Outcome]) -> None:
     """Stop the agent's task and wait until it has stopped (a no-op once it is done)."""
     if work.done():
         return

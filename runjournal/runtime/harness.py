@@ -591,7 +591,8 @@ class Harness:
         """
         run_id = claim.run_id
         if isinstance(error, StoreUnavailable):
-            return self._leave_to_lease(run_id, error, not_recorded="a store fault is not the run's failure")
+            self._leave_to_lease(run_id, error, not_recorded="a store fault is not the run's failure")
+            return None
         if isinstance(error, TamperDetected):  # nothing more is appended to, or done for, such a run
             self._quarantine(error)
             self._wake_waiters(run_id, error)
@@ -599,7 +600,8 @@ class Harness:
         try:
             self.journal.fail(claim, error=f"harness error: {type(error).__name__}: {error}")
         except Exception as e:  # noqa: BLE001 - whatever stops the Failed, the waiters must hear of the error
-            return self._leave_to_lease(run_id, error, not_recorded=f"{type(e).__name__}: {e}")
+            self._leave_to_lease(run_id, error, not_recorded=f"{type(e).__name__}: {e}")
+            return None
         return Outcome.FAILED
 
     def _leave_to_lease(self, run_id: str, error: Exception, *, not_recorded: str) -> None:

@@ -45,7 +45,7 @@ def route(
         text = message_of(request)
         chosen = next((r.agent for r in rules if r.pattern.search(text)), default)
     if chosen is None or chosen not in agents:
-        raise UnknownAgent(chosen or "(none: no rule matched and no default_agent is set)", agents)
+        raise UnknownAgent(chosen or "(none: no rule matched and no default_agent is set)", tuple(agents))
     return chosen
 
 
