@@ -57,7 +57,7 @@ class ViewCipher:
         if row is None or self.cipher is None:
             return row is None and self.cipher is None
         try:
-            return self.unseal(row[0]) == _TOKEN.decode()
+            return bool(self.unseal(row[0]) == _TOKEN.decode())
         except ValueError:  # another key
             return False
 
