@@ -6,6 +6,7 @@ Imported only for ``postgresql://`` URLs, so psycopg stays an optional extra.
 from __future__ import annotations
 
 import contextlib
+import json
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from psycopg.sql import SQL, Identifier
 
 from ...domain import StoreError
 from . import index
+from .urls import POSTGRES_CONNINFO
 from .index import IndexEntry, LeaseRow, QueueRow
 
 # Any constant will do: it serialises schema creation across processes, which
@@ -188,9 +190,22 @@ class Factory(PostgresFactory):
         if self.datastore.enable_db_functions:
             self.close()
             raise StoreError(DB_FUNCTIONS_REFUSED)
+        self._pass_on_conninfo()
         self._check_connection()
         if self.datastore.pre_ping:
             _check_all_after_a_failed_check(self.datastore.pool)
+
+    def _pass_on_conninfo(self) -> None:
+        """Give every connection the URL's libpq parameters that eventsourcing has no setting for (sslmode ...)."""
+        extra: dict[str, str] = json.loads(self.env.get(POSTGRES_CONNINFO) or "{}")
+        if not extra:
+            return
+        pool = self.datastore.pool
+        if callable(pool.kwargs):  # newer psycopg_pool: kwargs may be a function, called per connection
+            given = pool.kwargs
+            pool.kwargs = lambda: {**given(), **extra}
+        else:
+            pool.kwargs = {**(pool.kwargs or {}), **extra}
 
     def _check_connection(self) -> None:
         pool = self.datastore.pool

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from ...domain import StoreError
 from . import permissions
@@ -136,27 +137,63 @@ def require_store(url: str) -> None:
         check_sqlite_file(url, create=False, writing=True)
 
 
+# Query parameters of a PostgreSQL URL that runjournal reads itself; libpq gets every other one.
+_OWN_POSTGRES_PARAMETERS = frozenset({"schema"})
+# The libpq parameters eventsourcing has no setting of its own for (sslmode, sslrootcert,
+# application_name, target_session_attrs, options ...), as JSON: postgres.Factory passes them on.
+POSTGRES_CONNINFO = "POSTGRES_CONNINFO_EXTRA"
+
+
 def _postgres(url: str) -> dict[str, str]:
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError as e:
+        raise StoreError(f"cannot open store {redacted(url)}: PostgreSQL support is not installed ({e}); "
+                         "install it with: pip install 'runjournal[postgres]'") from None
     parts = urlsplit(url)
-    dbname = parts.path.lstrip("/")
-    if not parts.hostname or not dbname:
-        raise StoreError(f"store URL {url!r} needs a host and a database: {ACCEPTED}")
-    query = parse_qs(parts.query)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if not parts.path.lstrip("/") or not (parts.hostname or "host" in query):
+        raise StoreError(f"store URL {redacted(url)} needs a host and a database: {ACCEPTED}")
+    libpq_query = urlencode([(k, v) for k, values in query.items() if k not in _OWN_POSTGRES_PARAMETERS
+                             for v in values])
+    try:  # libpq's own parser: every parameter it knows passes through, a wrong one is refused here
+        params = {k: str(v) for k, v in conninfo_to_dict(urlunsplit(parts._replace(query=libpq_query))).items()}
+    except psycopg.ProgrammingError as e:
+        raise StoreError(f"store URL {redacted(url)} is not a PostgreSQL URL libpq accepts: {str(e).strip()}") from None
+    dbname, host = params.pop("dbname", ""), params.pop("host", "")
+    if not host or not dbname:
+        raise StoreError(f"store URL {redacted(url)} needs a host and a database: {ACCEPTED}")
     env = {
         "PERSISTENCE_MODULE": f"{_MODULE}.postgres:Factory",
-        "POSTGRES_DBNAME": unquote(dbname),
-        "POSTGRES_HOST": parts.hostname,
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", ["5"])[0],
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": params.pop("port", "5432"),
+        "POSTGRES_USER": params.pop("user", "postgres"),
+        "POSTGRES_PASSWORD": params.pop("password", ""),
+        "POSTGRES_CONNECT_TIMEOUT": params.pop("connect_timeout", "5"),
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_PRE_PING": "y",  # a pooled connection the server dropped is replaced, not handed out
     }
+    if params:
+        env[POSTGRES_CONNINFO] = json.dumps(params, sort_keys=True)
     if "schema" in query:
         env["POSTGRES_SCHEMA"] = query["schema"][0]
     return env
+
+
+def redacted(url: str) -> str:
+    """``url`` without its credentials (user and password, or a ``password=`` parameter), for messages and logs."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    if "@" in rest.split("/", 1)[0]:
+        rest = "***@" + rest.split("@", 1)[1]
+    if "password=" in rest:
+        head, _, query = rest.partition("?")
+        rest = head + "?" + "&".join("password=***" if q.startswith("password=") else q for q in query.split("&"))
+    return f"{scheme}://{rest}"
 
 
 SCHEMES: Mapping[str, Callable[[str], dict[str, str]]] = {

@@ -44,6 +44,7 @@ from ..adapters.clock import Clock, SystemClock
 from ..adapters.storage import faults, index
 from ..adapters.storage.codec import RunTranscoder
 from ..adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QuarantineRow, QueueRow
+from ..adapters.storage.urls import redacted as _redact
 from ..adapters.storage.urls import resolve_url, sqlite_path, store_env
 from ..domain import (
     ApprovalNotFound,
@@ -1079,13 +1080,6 @@ def _writable_or_memory(path: str) -> str:
     while not target.exists() and target != target.parent:
         target = target.parent
     return path if os.access(target, os.W_OK) else ":memory:"
-
-
-def _redact(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 __all__: Sequence[str] = ("Journal", "default_actor", "recorded")

@@ -264,3 +264,41 @@ def test_a_wrong_database_or_user_is_refused_at_once_not_reported_as_passing(
         Journal.open(url, views_path=str(tmp_path / "v.db"))
     assert not isinstance(info.value, StoreUnavailable), str(info.value)
     assert time.monotonic() - started < 3
+
+
+# -- the URL: every libpq parameter passes through --------------------------------------------------
+
+
+def test_libpq_parameters_of_the_url_reach_the_store_settings_and_schema_stays_ours() -> None:
+    env = store_env("postgresql://u:secret@db.example:5433/runs?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+                    "&application_name=rj&target_session_attrs=read-write&connect_timeout=3&schema=audit")
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_DBNAME"]) == ("db.example", "5433", "runs")
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_CONNECT_TIMEOUT"]) == ("u", "secret", "3")
+    assert env["POSTGRES_SCHEMA"] == "audit"
+    import json
+
+    assert json.loads(env["POSTGRES_CONNINFO_EXTRA"]) == {
+        "sslmode": "verify-full", "sslrootcert": "/etc/ca.pem", "application_name": "rj",
+        "target_session_attrs": "read-write"}
+    assert "POSTGRES_CONNINFO_EXTRA" not in store_env("postgresql://u@h/db")
+
+
+def test_a_parameter_libpq_does_not_know_is_refused_by_name_with_the_password_hidden() -> None:
+    with pytest.raises(StoreError) as refused:
+        store_env("postgresql://u:secret@h/db?sslmod=require")
+    assert 'invalid URI query parameter: "sslmod"' in str(refused.value)
+    assert "secret" not in str(refused.value) and "***@h/db" in str(refused.value)
+    with pytest.raises(StoreError, match="needs a host and a database"):
+        store_env("postgresql:///db")
+
+
+def test_the_store_connects_with_every_libpq_parameter_of_its_url(postgres_url: str) -> None:
+    name = f"runjournal-test-{uuid.uuid4().hex[:8]}"
+    base, _, schema = postgres_url.partition("?")
+    with Journal.open(f"{base}?{schema}&application_name={name}") as j:
+        j.submit(agent_id="a", input={"n": 1})  # a pooled connection is in use, named as the URL says
+        with psycopg.connect(base) as other:
+            seen = other.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 (name,)).fetchone()[0]
+        assert seen >= 1
+        assert [r.agent_id for r in j.runs()] == ["a"]
