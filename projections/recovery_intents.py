@@ -42,7 +42,7 @@ class RecoveryIntentsView(RowProjection):
     def apply(self, row: Row | None, e: ProjectedEvent) -> Row | None:
         d = e.data
         if e.type == "Created":
-            row = {"run_id": e.run_id, "thread_id": d["thread_id"], "agent_id": d["agent_id"], "state": "created",
+            row = {"run_id": e.run_id, "thread_id": d["thread_id"], "agent_id": d["agent_id"], "state": str(RunState.CREATED),
                    "attempts": 0, "has_request": int(d["input"] is not None), "checkpoint_ref": None,
                    "resume_kind": None, "resume_payload": None, "lease_expires_at": None}
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..domain.transitions import check
+from ..domain.transitions import LEASED_STATES, RunState, check
 from .base import ProjectedEvent
 from .rows import Row, RowProjection, as_json
 
@@ -43,7 +43,7 @@ class RunsView(RowProjection):
         if e.type == "Created":
             return {
                 "run_id": e.run_id, "thread_id": e.data["thread_id"], "agent_id": e.data["agent_id"],
-                "state": "created", "priority": e.data["priority"], "version": e.version, "worker_id": None,
+                "state": str(RunState.CREATED), "priority": e.data["priority"], "version": e.version, "worker_id": None,
                 "epoch": 0, "lease_expires_at": None, "created_at": ts, "updated_at": ts,
                 "created_by": e.actor, "error": None, "output": None, "parent_run_id": e.data.get("parent_run_id"),
             }
@@ -56,7 +56,7 @@ class RunsView(RowProjection):
             row["epoch"] = data["epoch"]
         if "lease_expires_at" in data:
             row["lease_expires_at"] = data["lease_expires_at"].isoformat()
-        if e.type in ("Completed", "Failed", "Cancelled", "LeaseExpired", "ApprovalRequested", "ResumeFailed"):
+        if row["state"] not in LEASED_STATES:  # only a claimed, running or cancelling run holds a lease
             row["lease_expires_at"] = None
         if e.type == "Completed":
             row["output"] = as_json(data["output"])

@@ -32,7 +32,8 @@ def test_the_wheel_holds_every_wing_the_mapped_folders_and_a_py_typed_marker(tmp
                     "adapters/storage/", "adapters/agents/"):
         assert f"runjournal/{package}__init__.py" in names, package
     for module in ("runjournal/bootstrap.py", "runjournal/app/journal.py", "runjournal/domain/run.py",
-                   "runjournal/domain/transitions.py", "runjournal/adapters/storage/sqlite.py", "runjournal/py.typed"):
+                   "runjournal/domain/transitions.py", "runjournal/adapters/storage/sqlite.py", "runjournal/py.typed",
+                   "runjournal/config/example.yaml"):
         assert module in names, module
     assert not any(n.startswith("runjournal/journal.py") for n in names)  # moved to app/: nothing stale
     assert any(n.endswith("entry_points.txt") for n in names)
