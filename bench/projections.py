@@ -30,7 +30,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -51,6 +50,7 @@ from .common import (
     timer,
     write_results,
 )
+from .lives import Steps, both, save_in_phases
 
 BENCH = "projections"
 DEFAULT_SIZES = (10_000, 100_000)
@@ -61,62 +61,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 # -- building a log ---------------------------------------------------------------------------------
 
-W = "w1"
-
-
-
-
-def _claim_start(run: Run, t: Ticker) -> None:
-    now = t()
-    epoch = run.dequeue(worker_id=W, lease_expires_at=now + timedelta(seconds=30), now=now)
-    run.start(worker_id=W, epoch=epoch, now=t())
-
-
-def _message(run: Run, t: Ticker) -> None:
-    run.record_step(worker_id=W, epoch=run.epoch, kind="message", content={"text": "working on it"}, now=t())
-
-
-def _complete(run: Run, t: Ticker) -> None:
-    run.complete(worker_id=W, epoch=run.epoch, output={"text": "done"}, now=t())
-
-
-def _ask(run: Run, t: Ticker) -> None:
-    run.request_approval(worker_id=W, epoch=run.epoch, tool_name="deploy", tool_args={"env": "prod"},
-                         tool_call_id=None, content=None, checkpoint_ref=None, now=t())
-
-
-def _approve_resume_complete(run: Run, t: Ticker) -> None:
-    run.resolve_approval(approval_id=run.pending_approval["approval_id"], decision="approve", edits=None,
-                         actor="alice", now=t())
-    now = t()
-    epoch = run.dequeue(worker_id=W, lease_expires_at=now + timedelta(seconds=30), now=now)
-    run.resume(worker_id=W, epoch=epoch, now=t())
-    _complete(run, t)
-
-
-def _fail(run: Run, t: Ticker) -> None:
-    run.fail(error="tool crashed", actor=f"worker:{W}", now=t(), worker=(W, run.epoch))
-
-
-def _cancel(run: Run, t: Ticker) -> None:
-    run.cancel(reason="not needed", actor="bob", now=t())
-
-
-def _both(*steps: Callable[[Any, Ticker], None]) -> Callable[[Any, Ticker], None]:
-    def run_all(run: Run, t: Ticker) -> None:
-        for step in steps:
-            step(run, t)
-    return run_all
+STEPS = Steps()
 
 
 # A run's life: name -> (events in all, weight, phases after submit's Created + Queued). Each
 # phase of a batch is saved in its own transaction, so a run's events spread over the log.
 LIVES: dict[str, tuple[int, int, tuple[Callable[[Any, Ticker], None], ...]]] = {
-    "completed": (5, 40, (_claim_start, _complete)),
-    "completed_with_message": (6, 35, (_both(_claim_start, _message), _complete)),
-    "approved": (9, 8, (_both(_claim_start, _ask), _approve_resume_complete)),
-    "failed": (5, 8, (_claim_start, _fail)),
-    "cancelled": (3, 5, (_cancel,)),
+    "completed": (5, 40, (STEPS.claim_start, STEPS.complete)),
+    "completed_with_message": (6, 35, (both(STEPS.claim_start, STEPS.message), STEPS.complete)),
+    "approved": (9, 8, (both(STEPS.claim_start, STEPS.ask), both(STEPS.approve, STEPS.resume, STEPS.complete))),
+    "failed": (5, 8, (STEPS.claim_start, STEPS.fail)),
+    "cancelled": (3, 5, (STEPS.cancel,)),
     "queued": (2, 4, ()),
 }
 
@@ -153,14 +108,7 @@ def build_log(url: str, total: int, *, seed: int = 1) -> int:
                            idempotency_key=None, actor="bench", now=t())
                 for n, _ in enumerate(batch, start)
             ]
-            journal._save(*runs)
-            for phase in range(max(len(LIVES[life][2]) for life in batch)):
-                moved = []
-                for run, life in zip(runs, batch, strict=True):
-                    if phase < len(LIVES[life][2]):
-                        LIVES[life][2][phase](run, t)
-                        moved.append(run)
-                journal._save(*moved)
+            save_in_phases(journal, runs, [LIVES[life][2] for life in batch], t)
         return journal.max_position()
     finally:
         journal.close()

@@ -75,6 +75,7 @@ from .common import (
     timer,
     write_results,
 )
+from .lives import Steps, both, save_in_phases
 
 BENCH = "recovery"
 DEFAULT_COMPLETED = 100_000
@@ -93,40 +94,18 @@ COMPLETED_SAMPLE = 50
 
 
 
-def _claim(run: Run, t: Ticker) -> None:
-    now = t()
-    run.dequeue(worker_id=W, lease_expires_at=now + LEASE, now=now)
-
-
-def _claim_start(run: Run, t: Ticker) -> None:
-    _claim(run, t)
-    run.start(worker_id=W, epoch=run.epoch, now=t())
-
-
-def _claim_start_ask(run: Run, t: Ticker) -> None:
-    _claim_start(run, t)
-    run.request_approval(worker_id=W, epoch=run.epoch, tool_name="deploy", tool_args={"env": "prod"},
-                         tool_call_id=None, content=None, checkpoint_ref="ckpt-1", now=t())
-
-
-def _approve(run: Run, t: Ticker) -> None:
-    run.resolve_approval(approval_id=run.pending_approval["approval_id"], decision="approve", edits=None,
-                         actor="alice", now=t())
-
-
-def _complete(run: Run, t: Ticker) -> None:
-    run.complete(worker_id=W, epoch=run.epoch, output={"text": "done"}, now=t())
+STEPS = Steps(worker=W, lease=LEASE)
 
 
 # A run's life: name -> (state it is left in, phases after submit's Created + Queued). Each phase
 # of a batch is saved in its own transaction, so a run's events spread over the log.
 LIVES: dict[str, tuple[str, tuple[Callable[[Run, Ticker], None], ...]]] = {
-    "completed": ("completed", (_claim_start, _complete)),
+    "completed": ("completed", (STEPS.claim_start, STEPS.complete)),
     "queued": ("queued", ()),
-    "claimed_expired": ("claimed", (_claim,)),
-    "running_stale": ("running", (_claim_start,)),
-    "resuming": ("resuming", (_claim_start_ask, _approve)),
-    "waiting_for_approval": ("waiting_for_approval", (_claim_start_ask,)),
+    "claimed_expired": ("claimed", (STEPS.claim,)),
+    "running_stale": ("running", (STEPS.claim_start,)),
+    "resuming": ("resuming", (both(STEPS.claim_start, STEPS.ask), STEPS.approve)),
+    "waiting_for_approval": ("waiting_for_approval", (both(STEPS.claim_start, STEPS.ask),)),
 }
 LIVE_KINDS = tuple(k for k in LIVES if k != "completed")
 
@@ -180,15 +159,7 @@ def build_store(url: str, completed: int, lives: list[tuple[UUID, str]], *, batc
                            actor="bench", now=t())
                 for n, (run_id, _) in enumerate(chunk, start)
             ]
-            journal._save(*runs)
-            for phase in range(max(len(LIVES[kind][1]) for _, kind in chunk)):
-                moved = []
-                for run, (_, kind) in zip(runs, chunk, strict=True):
-                    if phase < len(LIVES[kind][1]):
-                        LIVES[kind][1][phase](run, t)
-                        moved.append(run)
-                if moved:
-                    journal._save(*moved)
+            save_in_phases(journal, runs, [LIVES[kind][1] for _, kind in chunk], t)
             for run, (_, kind) in zip(runs, chunk, strict=True):
                 if run.state != LIVES[kind][0]:
                     raise RuntimeError(f"built run {run.run_id} is {run.state}, expected {LIVES[kind][0]}")

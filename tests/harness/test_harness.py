@@ -11,15 +11,12 @@ from runjournal.adapters.agents import AgentFailed, AgentRequest, Chunk, Scripte
 from runjournal.adapters.clock import ManualClock
 
 from runjournal import InvalidTransition, RunNotFound, StreamEvent, UnknownAgent
+from runjournal.domain import LEASED_STATES, RunState
+from runjournal.domain.transitions import check
 
 from .conftest import DEPLOYER, ECHO, Gated, event, global_log, types, workspace
 
-HOLDING = {"claimed", "running", "cancelling"}  # states in which a run holds a worker slot
-NEXT_STATE = {
-    "Created": "created", "Queued": "queued", "Dequeued": "claimed", "Started": "running", "Resumed": "running",
-    "ApprovalRequested": "waiting_for_approval", "ApprovalResolved": "resuming", "CancelRequested": "cancelling",
-    "Cancelled": "cancelled", "Completed": "completed", "Failed": "failed",
-}
+HOLDING = LEASED_STATES  # states in which a run holds a worker slot
 
 
 def say(text: str) -> dict[str, Any]:
@@ -114,7 +111,7 @@ def test_twenty_runs_through_two_slots_never_hold_more_than_two_slots_at_once_in
     holding, most = 0, 0
     for e in log:
         before = state.get(e.run_id)
-        after = e.data["to_state"] if e.type == "LeaseExpired" else NEXT_STATE.get(e.type, before)
+        after = RunState.CREATED if before is None else check(e.run_id, before, e.type, e.data.get("to_state"))
         holding += (after in HOLDING) - (before in HOLDING)
         most = max(most, holding)
         state[e.run_id] = after
