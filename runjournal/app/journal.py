@@ -1,49 +1,34 @@
-"""The journal: the only code that loads and saves runs.
+"""The journal: runs on an append-only event log, as its public verbs.
 
-Every verb is load -> command -> save. A command the domain refuses raises
-before anything is saved; a save that loses a race raises
-``ConcurrencyConflict`` (or is retried where that is safe); library errors are
-translated into ours.
+Every verb is load -> command -> save through the unit of work it is built on
+(``unit_of_work.py``: the cache, the save, the one map from library errors to ours).
+A command the domain refuses raises before anything is saved.
 
-Over 400 lines for now: it is to be split into ``runjournal/app/`` (unit of
-work, claims, views, audit) behind a thin facade, in one reshaping step.
+Over 400 lines for now: its claims and audit verbs are to move into ``claims.py``
+and ``audit.py`` behind this thin facade, and the views mixin is to become a component.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
-import logging
 import os
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from eventsourcing.application import Application
-from eventsourcing.domain import OriginatorVersionError
 from eventsourcing.persistence import (
-    DatabaseError,
     InfrastructureFactoryError,
-    IntegrityError,
-    InterfaceError,
-    MapperDeserialisationError,
     Notification,
-    OperationalError,
     PersistenceError,
-    Transcoder,
 )
-from eventsourcing.utils import Environment, TopicError
 
-from ..adapters.clock import Clock, SystemClock
-from ..adapters.storage import faults, index
-from ..adapters.storage.codec import RunTranscoder
-from ..adapters.storage.index import IndexEntry, InlineViews, LeaseRow, QuarantineRow, QueueRow
+from ..adapters.clock import Clock
+from ..adapters.storage import index
+from ..adapters.storage.index import IndexEntry, LeaseRow, QuarantineRow, QueueRow
 from ..adapters.storage.urls import redacted as _redact
 from ..adapters.storage.urls import resolve_url, sqlite_path, store_env
 from ..domain import (
@@ -55,7 +40,6 @@ from ..domain import (
     RunjournalError,
     RunNotFound,
     StoreError,
-    StoreUnavailable,
 )
 from ..domain.errors import TamperDetected
 from ..domain.transitions import is_allowed
@@ -63,7 +47,7 @@ from ..projections import (
     ProjectionError,
     ProjectionRunner,
 )
-from . import load_check, logs
+from . import load_check
 from .decoding import EventDecoder, RawEvent, raw
 from .models import (
     MAX_TEXT,
@@ -83,72 +67,17 @@ from .models import (
 )
 from .payload import DEFAULT_MAX_BYTES, PayloadRule
 from .verification import verify_store
+from .unit_of_work import UNDECODABLE, RunStore, UnitOfWork, default_actor, missing_driver, recorded, store_fault
 from .views import FollowedViews
 
-# What a stored event that cannot be read as one raises while decoding (never a store fault).
-UNDECODABLE = (
-    MapperDeserialisationError, OriginatorVersionError, TopicError, ValueError, KeyError, TypeError,
-    AttributeError, ImportError,
-)
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
-_CACHE_SIZE = 4096
 _CLAIM_CANDIDATES = 8
 _CLAIM_ROUNDS = 64
 PAGE_SIZE = 1000
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
 
-class RunStore(Application[UUID]):
-    """The eventsourcing application under the journal; configured only by its URL."""
-
-    name = "runjournal"
-    snapshotting_intervals = {Run: 50}  # noqa: RUF012 - read by eventsourcing as a class attribute
-
-    def construct_env(self, name: str, env: Any = None) -> Environment:
-        # Only what the journal passes: a stray RUNJOURNAL_* or PERSISTENCE_MODULE
-        # in the shell must not redirect a store.
-        return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **(env or {})})
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.snapshot_proofs = load_check.Proofs()
-        self.checked_links = load_check.Links()
-        self._saving = threading.local()
-
-    def construct_transcoder(self) -> Transcoder:
-        # Never the stock JSON transcoder: it interprets user data shaped like its envelopes.
-        return RunTranscoder()
-
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        """Save; the runs saved are remembered meanwhile, so that a snapshot is taken from them."""
-        self._saving.runs = {o.id: o for o in objs if isinstance(o, Run)}
-        try:
-            return super().save(*objs, **kwargs)
-        finally:
-            self._saving.runs = {}
-
-    def take_snapshot(self, aggregate_id: Any, version: int | None = None, projector_func: Any = None) -> None:
-        """Snapshot a run from verified state only, never from an unproven earlier snapshot.
-
-        The run just saved is ours when it is at that version; otherwise (several events
-        saved at once across the interval) the run is loaded at that version, verified.
-        """
-        run = getattr(self._saving, "runs", {}).get(aggregate_id)
-        if run is None or version is None or run.version != version:
-            run = load_check.load_run(self, aggregate_id, version=version)
-        if run is not None:
-            load_check.write_snapshot(self, run)
-
-
-def default_actor() -> str:
-    """$RUNJOURNAL_ACTOR, else the OS user."""
-    try:
-        return os.environ.get("RUNJOURNAL_ACTOR") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-class Journal(FollowedViews):
+class Journal(UnitOfWork, FollowedViews):
     """Runs on an append-only event log: submit, claim, drive, inspect, verify."""
 
     def __init__(
@@ -160,20 +89,13 @@ class Journal(FollowedViews):
         views_path: str | None = None,
         payload_rule: PayloadRule | None = None,
     ) -> None:
-        self._store = store
-        self.url = url
-        self.clock: Clock = clock or SystemClock()
-        self._runs: OrderedDict[str, Run] = OrderedDict()
+        super().__init__(store, url=url, clock=clock)
         self.views_path = views_path or default_views_path(url)
         self._runner: ProjectionRunner | None = None
-        self._listeners: list[Callable[[RecordedEvent], None]] = []
-        self._appended = threading.Event()
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
         self._views_lock = threading.RLock()  # the follower and the caller share one views connection
         self.follow_error: ProjectionError | None = None
-        self._log = logs.logger("runjournal.journal")
-        self.listener_errors = 0  # errors raised by subscribe() listeners: logged, counted, never fatal
         self.payload_rule = payload_rule or PayloadRule()
         self.page_size = CATCH_UP_PAGE_SIZE  # events per page (and per views transaction) in catch-up
         self._quarantine_local: dict[str, QuarantineRow] = {}  # stores without a quarantine table
@@ -205,9 +127,9 @@ class Journal(FollowedViews):
         except StoreError:
             raise
         except InfrastructureFactoryError as e:  # the persistence module did not import
-            raise _missing_driver(url, e) from None
+            raise missing_driver(url, e) from None
         except (PersistenceError, OSError, sqlite3.Error) as e:
-            raise _store_fault(url, e, opening=True) from None
+            raise store_fault(url, e, opening=True) from None
         if read_only and views_path is None:
             views_path = _writable_or_memory(default_views_path(url))
         journal = cls(store, url=url, clock=clock, views_path=views_path, payload_rule=rule)
@@ -265,122 +187,6 @@ class Journal(FollowedViews):
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    @property
-    def inline_views(self) -> InlineViews:
-        """The inline queue and leases views (read them through the journal's methods)."""
-        recorder: Any = self._store.recorder
-        return recorder  # type: ignore[no-any-return]
-
-    # -- loading and saving -------------------------------------------------
-
-    def _load(self, run_id: str, *, fresh: bool = False) -> Run:
-        if not fresh and run_id in self._runs:
-            self._runs.move_to_end(run_id)
-            return self._runs[run_id]
-        try:
-            uuid = UUID(str(run_id))
-        except ValueError:
-            raise RunNotFound(run_id) from None
-        run = self._load_checked(uuid, run_id)
-        self._remember(run)
-        return run
-
-    def _load_checked(self, uuid: UUID, run_id: str, version: int | None = None) -> Run:
-        """The run rebuilt from events whose every chain link checks (see load_check.py)."""
-        try:
-            with self._faults():
-                run = load_check.load_run(self._store, uuid, version=version)
-        except TamperDetected:
-            self._runs.pop(run_id, None)
-            raise
-        except UNDECODABLE as e:  # a stored event that no longer decodes: say so, not "not found"
-            raise StoreError(f"run {run_id}: a stored event cannot be decoded ({type(e).__name__}); "
-                             "run `runjournal verify` to find it") from None
-        if run is None:
-            raise RunNotFound(run_id)
-        return run
-
-    @contextmanager
-    def _faults(self) -> Iterator[None]:
-        """Turn a failure of the store itself (not of our data) into ``StoreUnavailable``."""
-        try:
-            yield
-        except IntegrityError:
-            raise
-        except (OperationalError, InterfaceError, DatabaseError, OSError, sqlite3.Error) as e:
-            raise _store_fault(self.url, e) from None
-
-    def _remember(self, run: Run) -> None:
-        self._runs[run.run_id] = run
-        self._runs.move_to_end(run.run_id)
-        while len(self._runs) > _CACHE_SIZE:
-            self._runs.popitem(last=False)
-
-    def _save(self, *runs: Run) -> None:
-        entries = [IndexEntry.of(r) for r in runs]
-        try:
-            with self._faults():
-                recordings = self._store.save(*runs, index_entries=entries)
-        except BaseException as e:
-            for r in runs:  # a failed save leaves them advanced with nothing pending: reload next time
-                self._runs.pop(r.run_id, None)
-            if isinstance(e, IntegrityError):
-                raise ConcurrencyConflict(runs[0].run_id if len(runs) == 1 else "(batch)") from None
-            raise
-        for r in runs:
-            self._remember(r)
-        self._appended.set()
-        if logs.is_enabled(self._log, logging.INFO):
-            self._log_recordings(recordings)
-        if self._listeners:
-            self._notify([recorded(r.domain_event, r.notification.id) for r in recordings])
-
-    def _log_recordings(self, recordings: Sequence[Any]) -> None:
-        for recording in recordings:
-            event = recording.domain_event
-            run = self._runs.get(str(event.originator_id))
-            self._log.info(
-                "transition", type=type(event).__name__, run_id=str(event.originator_id),
-                version=event.originator_version, thread_id=getattr(run, "thread_id", None),
-                agent=getattr(run, "agent_id", None), state=getattr(run, "state", None),
-                actor=getattr(event, "actor", None), position=recording.notification.id,
-            )
-
-    def _notify(self, events: Sequence[RecordedEvent]) -> None:
-        """Give stored events to live listeners; a listener's error is logged and counted, never raised."""
-        for listener in list(self._listeners):
-            for event in events:
-                try:
-                    listener(event)
-                except Exception as e:  # noqa: BLE001 - a live listener (UI) must never undo a stored save
-                    self.listener_errors += 1
-                    self._log.error(
-                        "listener failed", listener=_name_of(listener), event_type=event.type,
-                        run_id=event.run_id, version=event.version, error=f"{type(e).__name__}: {e}",
-                    )
-
-    def _execute(self, run_id: str, command: Callable[[Run], Any]) -> tuple[Run, Any]:
-        """Load, command, save; a conflict on a cached copy is retried once on a fresh one."""
-        fresh = run_id not in self._runs
-        while True:
-            run = self._load(run_id, fresh=fresh)
-            try:
-                result = command(run)
-            except Exception:
-                self._runs.pop(run_id, None)  # the command may have left it half-advanced
-                raise
-            try:
-                self._save(run)
-            except ConcurrencyConflict:
-                if fresh:
-                    raise
-                fresh = True
-                continue
-            return run, result
-
-    def _now(self) -> Any:
-        return self.clock.now()
 
     # -- submitting ------------------------------------------------------------
 
@@ -1010,21 +816,6 @@ def _begin(run: Run, worker_id: str, epoch: int, now: Any) -> None:
         run.start(worker_id=worker_id, epoch=epoch, now=now)
 
 
-def recorded(event: Any, position: int | None = None) -> RecordedEvent:
-    """A stored domain event as a ``RecordedEvent``."""
-    skip = {"originator_id", "originator_version", "timestamp", "chain", "actor", "originator_topic"}
-    return RecordedEvent(
-        run_id=str(event.originator_id),
-        version=event.originator_version,
-        type=type(event).__name__,
-        timestamp=event.timestamp,
-        actor=event.actor,
-        data={k: v for k, v in vars(event).items() if k not in skip},
-        chain=event.chain,
-        position=position,
-    )
-
-
 def default_views_path(url: str) -> str:
     """Where the followed views live: beside a SQLite store, in memory for memory://, else a local file."""
     if url.startswith("memory:"):
@@ -1034,10 +825,6 @@ def default_views_path(url: str) -> str:
         return str(path.with_name(path.stem + ".views.db"))
     safe = "".join(c if c.isalnum() else "-" for c in _redact(url).split("://", 1)[-1]).strip("-")
     return str(Path(".runjournal") / f"{safe}.views.db")
-
-
-def _name_of(listener: Any) -> str:
-    return str(getattr(listener, "__qualname__", None) or type(listener).__qualname__)
 
 
 def _max_payload_bytes(given: int | None) -> int:
@@ -1051,25 +838,6 @@ def _max_payload_bytes(given: int | None) -> int:
     if value <= 0:
         raise InvalidInput("max_payload_bytes", f"must be a positive number of bytes (got {raw_value!r})")
     return value
-
-
-def _store_fault(url: str, error: BaseException, *, opening: bool = False) -> StoreError:
-    """One error naming the store and the cause, for any failure of the store itself."""
-    cause = faults.cause(error)
-    if cause is None and not opening:
-        return StoreError(f"store {_redact(url)} refused: {faults.detail(error)}; check the store URL and its credentials")
-    if cause is None or (opening and cause == "the store failed"):
-        return StoreError(f"cannot open store {_redact(url)}: {faults.detail(error)}")
-    return StoreUnavailable(_redact(url), cause, detail=faults.detail(error), opening=opening)
-
-
-def _missing_driver(url: str, error: BaseException) -> StoreError:
-    """The store's driver is not installed (PostgreSQL without the ``postgres`` extra), in one line."""
-    missing = next((e for e in faults.causes(error) if isinstance(e, ImportError)), None)
-    if missing is not None and url.split(":", 1)[0].lower() in ("postgresql", "postgres"):
-        return StoreError(f"cannot open store {_redact(url)}: PostgreSQL support is not installed "
-                          f"({missing}); install it with: pip install 'runjournal[postgres]'")
-    return StoreError(f"cannot open store {_redact(url)}: {faults.detail(missing or error)}")
 
 
 def _writable_or_memory(path: str) -> str:

@@ -29,7 +29,7 @@ from .models import RecordedEvent
 if TYPE_CHECKING:
     from eventsourcing.persistence import Cipher
 
-    from .journal import RunStore
+    from .unit_of_work import RunStore
 
 
 class FollowedViews:
