@@ -18,6 +18,7 @@ from pathlib import Path
 
 from eventsourcing.persistence import Cipher
 from sqlite_utils import Database
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..domain.errors import RunjournalError
 from .base import ProjectedEvent, Projection
@@ -57,10 +58,27 @@ class ProjectionError(RunjournalError):
 def open_views(path: str | Path) -> Database:
     """The views database (WAL; ``synchronous=NORMAL``: it is a cache the log can rebuild)."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the touched rows of a page stay in memory
     return Database(conn)
+
+
+def _locked(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
+@retry(retry=retry_if_exception(_locked), stop=stop_after_delay(30),
+       wait=wait_exponential(multiplier=0.01, max=0.5), reraise=True)
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the views file in WAL mode (the mode stays in the file).
+
+    Processes that open the same views file at the same moment (a worker, a `status`)
+    may race for the lock that recovers or converts the file, and SQLite answers
+    "database is locked" at once, without waiting out the busy timeout: try again.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 class ProjectionRunner:
