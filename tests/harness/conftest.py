@@ -13,7 +13,7 @@ from runjournal.adapters.agents import AgentAdapter, AgentRequest, Chunk
 from runjournal.adapters.clock import Clock
 
 from runjournal import Harness, Journal, RecordedEvent, Workspace
-from runjournal.app.journal import recorded
+from runjournal.app.unit_of_work import recorded
 
 ECHO = {"adapter": "scripted", "script": [{"say": "echo: {message}"}]}
 DEPLOYER = {

@@ -12,7 +12,7 @@ from runjournal.adapters.storage.urls import store_env
 
 from runjournal import Journal
 from runjournal.app.audit import export_events, import_events
-from runjournal.app.journal import RunStore
+from runjournal.app.unit_of_work import RunStore
 
 POISONS: list[Any] = [
     {"_type_": "no_such_type", "_data_": 1},

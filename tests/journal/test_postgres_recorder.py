@@ -22,7 +22,7 @@ from runjournal.adapters.storage.postgres import Factory, PostgresRunRecorder
 from runjournal.adapters.storage.urls import store_env
 
 from runjournal import Journal, StoreError, StoreUnavailable
-from runjournal.app.journal import RunStore
+from runjournal.app.unit_of_work import RunStore
 
 POOL_OF_ONE = {
     "POSTGRES_POOL_SIZE": "1",

@@ -1,0 +1,221 @@
+"""Claims and leases: which run a worker gets next, and what happens when a lease runs out.
+
+A claim is one save: ``Dequeued`` (and ``Started`` or ``Resumed`` with ``start=True``)
+fenced by an epoch. Candidates come from the store's inline queue view, best first;
+a row that says claimable while its run is not (over, gone) is healed, a run whose
+events fail their check is quarantined. ``claim_many`` claims several in one save
+(a group commit) and falls back to one at a time if it lost a race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import Any
+
+from ..adapters.storage.index import IndexEntry
+from ..domain import ConcurrencyConflict, InvalidInput, LeaseLost, Run, RunNotFound
+from ..domain.errors import TamperDetected
+from ..domain.transitions import is_allowed
+from .models import Claim, ClaimInput, RunSnapshot, validate
+from .quarantine import Quarantine
+
+_CLAIM_CANDIDATES = 8
+_CLAIM_ROUNDS = 64
+
+
+class Claims(Quarantine):
+    """Claiming runs for workers, renewing and expiring their leases."""
+
+    def _label_queue(self) -> None:
+        """Name the agent of queue rows written before rows named it, so claims by agent see them."""
+        try:
+            with self._faults():
+                unlabelled = self.inline_views.unlabelled_rows()
+            labels = []
+            for run_id in unlabelled:
+                with contextlib.suppress(RunNotFound, TamperDetected):  # a claim heals or quarantines these
+                    labels.append((run_id, self._load(run_id).agent_id))
+            if labels:
+                with self._faults():
+                    self.inline_views.label_rows(labels)
+                self._log.info("queue rows labelled with their agent", rows=len(labels))
+        except BaseException:
+            self._store.close()
+            raise
+
+    def claim_next(
+        self, *, worker_id: str, lease_seconds: float = 30, start: bool = False, agents: Collection[str] | None = None
+    ) -> Claim | None:
+        """Claim the best claimable run (priority, then age); ``None`` when none is left.
+
+        ``start=True`` also appends ``Started`` (or ``Resumed``) in the same save: one
+        transaction for a worker that runs what it claims at once. ``agents`` claims
+        only runs of those agents (a worker whose workspace has only some of them);
+        the others are left, untouched, for workers that have them.
+        """
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
+        skipped: set[str] = set()  # rows that say claimable while their run is not: look past them
+        for _ in range(_CLAIM_ROUNDS):  # each round claims, or lost a race, or meets stale rows
+            candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped), req.agents)
+                          if r not in skipped]
+            if not candidates:
+                return None
+            for run_id in candidates:
+                claim = self._try_claim(run_id, req, start=start)
+                if claim is not None:
+                    return claim
+                skipped.add(run_id)
+        return None  # every candidate went to other workers, round after round: try again later
+
+    def _candidates(self, limit: int, agents: tuple[str, ...] | None) -> list[str]:
+        with self._faults():
+            if not self._quarantine_local:  # SQL stores skip quarantined runs in the query itself
+                return self.inline_views.claim_candidates(limit, agents)
+            held = self._quarantine_local
+            return [r for r in self.inline_views.claim_candidates(limit + len(held), agents) if r not in held][:limit]
+
+    def claim_many(
+        self, *, worker_id: str, count: int, lease_seconds: float = 30, start: bool = False,
+        agents: Collection[str] | None = None,
+    ) -> list[Claim]:
+        """Claim up to ``count`` runs in ONE save (a group commit for a worker filling several slots).
+
+        All or nothing: if another worker took any of them meanwhile, this falls
+        back to claiming one at a time, so no claim is ever lost or doubled.
+        ``agents``: as in ``claim_next``.
+        """
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
+        if count < 0:
+            raise InvalidInput("count", f"must be >= 0 (got {count})")
+        if count == 0:  # no free slot: no lease to hold
+            return []
+        if count == 1:
+            one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start, agents=agents)
+            return [one] if one else []
+        prepared = []
+        for run_id in self._candidates(count, req.agents):
+            run = self._claimable(run_id, req.worker_id)
+            if run is not None:
+                prepared.append(self._prepare_claim(run, req, start=start))
+        if not prepared:
+            return []
+        try:
+            self._save(*(run for run, _ in prepared))
+        except ConcurrencyConflict:
+            claims: list[Claim] = []
+            while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds,
+                                                                start=start, agents=agents)):
+                claims.append(c)
+            return claims
+        return [claim for _, claim in prepared]
+
+    def _claimable(self, run_id: str, worker_id: str) -> Run | None:
+        """The run, loaded, if it may be claimed; the rows of a run that is over or gone are removed.
+
+        A run whose events fail their check is quarantined, never claimed.
+        """
+        try:
+            run = self._load(run_id)  # a stale cached copy only costs a lost race when saving
+            if not is_allowed(run.state, "Dequeued"):
+                run = self._load(run_id, fresh=True)
+        except RunNotFound:
+            self._heal(IndexEntry.gone(run_id))
+            return None
+        except TamperDetected as e:
+            self.quarantine(e, by=f"worker:{worker_id}")
+            return None
+        if is_allowed(run.state, "Dequeued"):
+            return run
+        if run.is_terminal:  # final: its rows can only be stale. A live run's rows are left to its
+            self._heal(IndexEntry.of(run))  # next save: a heal from this copy could undo a newer one.
+        return None
+
+    def _heal(self, entry: IndexEntry) -> None:
+        """Remove the inline rows of a run that is over or gone (a save of no events, one transaction)."""
+        self._log.warning("healed a stale queue row", run_id=entry.run_id, state=entry.state)
+        with self._faults():
+            self._store.save(index_entries=[entry])
+
+    def _prepare_claim(self, run: Run, req: ClaimInput, *, start: bool) -> tuple[Run, Claim]:
+        now = self._now()
+        expires = now + timedelta(seconds=req.lease_seconds)
+        epoch = run.dequeue(worker_id=req.worker_id, lease_expires_at=expires, now=now)
+        claim = Claim(
+            run_id=run.run_id, worker_id=req.worker_id, epoch=epoch, lease_expires_at=expires,
+            agent_id=run.agent_id, thread_id=run.thread_id, input=run.input, invocation=run.invocation,
+            resume=run.pending_resume,
+        )
+        if start:
+            begin(run, req.worker_id, epoch, now)
+        return run, claim
+
+    def _try_claim(self, run_id: str, req: ClaimInput, *, start: bool = False) -> Claim | None:
+        run = self._claimable(run_id, req.worker_id)
+        if run is None:
+            return None
+        run, claim = self._prepare_claim(run, req, start=start)
+        try:
+            self._save(run)
+        except ConcurrencyConflict:
+            return None  # another worker won this one: try the next candidate
+        return claim
+
+    def start(self, claim: Claim) -> RunSnapshot:
+        """Start a claimed run: ``Started``, or ``Resumed`` when it has a decision to resume with."""
+
+        return RunSnapshot.of(self._execute(claim.run_id, lambda run: begin(run, claim.worker_id, claim.epoch, self._now()))[0])
+
+    def heartbeat(self, claim: Claim, *, lease_seconds: float = 30) -> Claim:
+        """Renew the lease; returns the claim with its new expiry."""
+        req = validate(ClaimInput, worker_id=claim.worker_id, lease_seconds=lease_seconds)
+        now = self._now()
+        expires = now + timedelta(seconds=req.lease_seconds)
+        self._execute(
+            claim.run_id,
+            lambda run: run.renew_lease(
+                worker_id=claim.worker_id, epoch=claim.epoch, lease_expires_at=expires, now=now
+            ),
+        )
+        return claim.model_copy(update={"lease_expires_at": expires})
+
+    def expire_leases(
+        self,
+        *,
+        can_replay: Callable[[str], bool] | None = None,
+        running_grace: timedelta = timedelta(0),
+        limit: int = 500,
+    ) -> list[str]:
+        """Apply ``LeaseExpired`` where leases ran out; returns the run ids handled.
+
+        A ``running`` run is only taken as stale once its lease has been expired
+        for ``running_grace`` too (recovery's ``stale_running_after_seconds``).
+        """
+        now = self._now()
+        handled = []
+        with self._faults():
+            expired = self.inline_views.expired_leases(now.timestamp(), limit + len(self._quarantine_local))
+        expired = [r for r in expired if r not in self._quarantine_local][:limit]
+        for run_id in expired:
+            try:
+                run = self._load(run_id, fresh=True)
+                replay = bool(can_replay and can_replay(run.agent_id))
+                if not run.expire_if_due(now=now, running_grace=running_grace, can_replay=replay):
+                    continue
+                self._save(run)
+            except (ConcurrencyConflict, RunNotFound, LeaseLost):
+                continue  # someone else handled it
+            except TamperDetected as e:
+                self.quarantine(e, by="system:lease")
+                continue
+            handled.append(run_id)
+        return handled
+
+
+def begin(run: Run, worker_id: str, epoch: int, now: Any) -> None:
+    """``Resumed`` when the run has something to resume with, else ``Started``."""
+    if run.pending_resume is not None:
+        run.resume(worker_id=worker_id, epoch=epoch, now=now)
+    else:
+        run.start(worker_id=worker_id, epoch=epoch, now=now)
