@@ -4,15 +4,15 @@ Every verb is load -> command -> save through the unit of work it is built on
 (``unit_of_work.py``: the cache, the save, the one map from library errors to ours).
 A command the domain refuses raises before anything is saved.
 
-Over 400 lines for now: its claims and audit verbs are to move into ``claims.py``
-and ``audit.py`` behind this thin facade, and the views mixin is to become a component.
+Over 400 lines for now: the submit, step and outcome verbs still live here, and the
+audit ones are to move into ``audit.py``, leaving a thin facade. Claims are
+``claims.py`` (on ``quarantine.py``), the followed views the ``views`` component.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,10 +38,7 @@ from ..domain import (
     StoreError,
 )
 from ..domain.errors import TamperDetected
-from ..projections import (
-    ProjectionError,
-    ProjectionRunner,
-)
+from ..projections import Projection, ProjectionError, ProjectionRunner, RefusedRun
 from . import load_check
 from .decoding import EventDecoder, RawEvent, raw
 from .models import (
@@ -63,6 +60,7 @@ from .payload import DEFAULT_MAX_BYTES, PayloadRule
 from .verification import verify_store
 from .claims import Claims
 from .unit_of_work import UNDECODABLE, RunStore, default_actor, missing_driver, recorded, store_fault
+from .queries import ApprovalRow, Message, RunRow, ThreadSummary
 from .views import FollowedViews
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
@@ -70,7 +68,7 @@ PAGE_SIZE = 1000
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
 
-class Journal(Claims, FollowedViews):
+class Journal(Claims):
     """Runs on an append-only event log: submit, claim, drive, inspect, verify."""
 
     def __init__(
@@ -83,14 +81,11 @@ class Journal(Claims, FollowedViews):
         payload_rule: PayloadRule | None = None,
     ) -> None:
         super().__init__(store, url=url, clock=clock)
-        self.views_path = views_path or default_views_path(url)
-        self._runner: ProjectionRunner | None = None
-        self._follower: threading.Thread | None = None
-        self._stop_following = threading.Event()
-        self._views_lock = threading.RLock()  # the follower and the caller share one views connection
-        self.follow_error: ProjectionError | None = None
+        self.views = FollowedViews(
+            mapper=store.mapper, read_pages=lambda start, size: self.raw_pages(start, page_size=size),
+            views_path=views_path or default_views_path(url), appended=self._appended, page_size=CATCH_UP_PAGE_SIZE,
+        )
         self.payload_rule = payload_rule or PayloadRule()
-        self.page_size = CATCH_UP_PAGE_SIZE  # events per page (and per views transaction) in catch-up
 
     @classmethod
     def open(
@@ -151,10 +146,7 @@ class Journal(Claims, FollowedViews):
 
     def close(self) -> None:
         """Stop following, release the store's and the views' connections."""
-        self.stop_following()
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+        self.views.close()
         self._store.close()
 
     def __enter__(self) -> Journal:
@@ -162,6 +154,82 @@ class Journal(Claims, FollowedViews):
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    # -- followed views (views.py) --------------------------------------------------
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        """The projection runner (created on first use, with the built-in views)."""
+        return self.views.runner
+
+    @property
+    def views_path(self) -> str:
+        """The views database file (``:memory:`` for an in-process store)."""
+        return self.views.views_path
+
+    @property
+    def page_size(self) -> int:
+        """Events per page (and per views transaction) in catch-up."""
+        return self.views.page_size
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self.views.page_size = value
+
+    @property
+    def follow_error(self) -> ProjectionError | None:
+        """The error of the follower's last catch-up, if it failed (it retries on the next wake)."""
+        return self.views.follow_error
+
+    def add_projection(self, projection: Projection) -> None:
+        """Register a followed projection; a new or changed version is built from the start."""
+        self.views.add_projection(projection)
+
+    def catch_up(self) -> int:
+        """Bring every followed view up to the end of the log; returns the events processed."""
+        return self.views.catch_up()
+
+    def rebuild(self, name: str, *, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild one followed view from the start of the log; returns the events processed."""
+        return self.views.rebuild(name, progress=progress)
+
+    def follow(self, *, interval: float = 0.25) -> None:
+        """Keep the followed views caught up in a background thread: woken by local appends, else polling."""
+        self.views.follow(interval=interval)
+
+    def stop_following(self) -> None:
+        """Stop the background catch-up thread, if any."""
+        self.views.stop_following()
+
+    def refused_runs(self) -> list[RefusedRun]:
+        """Runs the views stopped following at a stored event whose topic is not runjournal's (log order)."""
+        return self.views.refused_runs()
+
+    def runs(
+        self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None
+    ) -> list[RunRow]:
+        """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
+        return self.views.runs(state=state, agent_id=agent_id, thread_id=thread_id)
+
+    def threads(self) -> list[ThreadSummary]:
+        """Thread summaries, most recently updated first."""
+        return self.views.threads()
+
+    def thread(self, thread_id: str) -> ThreadSummary:
+        """One thread's summary; ``RunNotFound`` names the thread when it has no runs."""
+        return self.views.thread(thread_id)
+
+    def messages(self, thread_id: str) -> list[Message]:
+        """A thread's messages in log order."""
+        return self.views.messages(thread_id)
+
+    def approvals(self, *, status: str | None = None) -> list[ApprovalRow]:
+        """Approvals, oldest first, optionally by status (pending, approved, rejected, edited, withdrawn)."""
+        return self.views.approvals(status=status)
+
+    def pending_approvals(self) -> list[ApprovalRow]:
+        """Approvals waiting for a person."""
+        return self.views.pending_approvals()
 
     # -- submitting ------------------------------------------------------------
 
@@ -530,7 +598,7 @@ class Journal(Claims, FollowedViews):
 
     def recovery_intents(self) -> list[Any]:
         """What recovery must do for each non-terminal run, quarantined runs left out."""
-        intents = super().recovery_intents()
+        intents = self.views.recovery_intents()
         held = self.quarantined_ids() if intents else set()
         return [i for i in intents if i.run_id not in held]
 

@@ -195,6 +195,11 @@ class UnitOfWork:
                 actor=getattr(event, "actor", None), position=recording.notification.id,
             )
 
+    def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event this journal stores (for UIs; never for state)."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
     def _notify(self, events: Sequence[RecordedEvent]) -> None:
         """Give stored events to live listeners; a listener's error is logged and counted, never raised."""
         for listener in list(self._listeners):

@@ -1,7 +1,7 @@
-"""The journal's followed views: the projection runner, live listeners and the view queries.
+"""The journal's followed views: the projection runner, its background follower and the view queries.
 
-A part of ``Journal`` kept in its own module: everything here reads the log
-through ``raw_pages`` and writes only the views database, never the store.
+A component of ``Journal``: it reads the log through the ``read_pages`` it is given and
+writes only the views database, never the store.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from eventsourcing.persistence import Mapper
 
 from ..adapters.storage import permissions
 from ..domain import InvalidInput, RunNotFound
@@ -24,29 +26,34 @@ from ..projections import (
 )
 from . import queries
 from .decoding import EventDecoder, RawEvent
-from .models import RecordedEvent
 
-if TYPE_CHECKING:
-    from eventsourcing.persistence import Cipher
-
-    from .unit_of_work import RunStore
+ReadPages = Callable[[int, int], Iterator[list[RawEvent]]]  # (after position, page size) -> pages
 
 
 class FollowedViews:
-    """Mixed into ``Journal``: followed projections and their queries."""
+    """Followed projections over one store's log: caught up on demand, or kept up by a follower thread."""
 
-    _store: RunStore
-    views_path: str
-    page_size: int
-    _runner: ProjectionRunner | None
-    _listeners: list[Callable[[RecordedEvent], None]]
-    _appended: threading.Event
-    _follower: threading.Thread | None
-    _stop_following: threading.Event
-    _views_lock: threading.RLock
-    follow_error: ProjectionError | None
-    raw_pages: Callable[..., Iterator[list[RawEvent]]]  # provided by Journal
+    def __init__(
+        self, *, mapper: Mapper[Any], read_pages: ReadPages, views_path: str, appended: threading.Event,
+        page_size: int,
+    ) -> None:
+        self._mapper = mapper
+        self._read_pages = read_pages
+        self.views_path = views_path
+        self._appended = appended  # set by every local save: wakes the follower
+        self.page_size = page_size  # events per page (and per views transaction) in catch-up
+        self._runner: ProjectionRunner | None = None
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
+        self._views_lock = threading.RLock()  # the follower and the caller share one views connection
+        self.follow_error: ProjectionError | None = None
 
+    def close(self) -> None:
+        """Stop following and close the views database."""
+        self.stop_following()
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
     @property
     def runner(self) -> ProjectionRunner:
@@ -56,19 +63,16 @@ class FollowedViews:
                 mode = permissions.file_mode()
                 permissions.private_folder(Path(self.views_path).parent, mode)
                 permissions.private_file(Path(self.views_path), mode)
-            runner = ProjectionRunner(open_views(self.views_path), self._projected_pages, cipher=self._views_cipher())
+            # The store's cipher (None without RUNJOURNAL_CIPHER_KEY) seals the views' payload columns too.
+            runner = ProjectionRunner(open_views(self.views_path), self._projected_pages, cipher=self._mapper.cipher)
             for projection in builtin_projections():
                 runner.add(projection)
             self._runner = runner
         return self._runner
 
-    def _views_cipher(self) -> Cipher | None:
-        """The store's cipher (None without ``RUNJOURNAL_CIPHER_KEY``): the views' payload columns are sealed with it."""
-        return self._store.mapper.cipher
-
     def _projected_pages(self, start: int) -> Iterator[list[ProjectedEvent]]:
-        decoder = EventDecoder(self._store.mapper)
-        for page in self.raw_pages(start, page_size=self.page_size):
+        decoder = EventDecoder(self._mapper)
+        for page in self._read_pages(start, self.page_size):
             yield decoder.decode_page(page)
 
     def add_projection(self, projection: Projection) -> None:
@@ -88,11 +92,6 @@ class FollowedViews:
                 known = ", ".join(sorted(n for n in self.runner.projections if not n.startswith("_")))
                 raise InvalidInput("name", f"no projection named {name!r}; known: {known}")
             return self.runner.rebuild(name, progress=progress)
-
-    def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
-        """Call ``callback`` with every event this journal stores (for UIs; never for state)."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
 
     def follow(self, *, interval: float = 0.25) -> None:
         """Keep the followed views caught up in a background thread: woken by local appends, else polling."""
