@@ -26,8 +26,9 @@ from psycopg.sql import SQL, Identifier
 
 from ...domain import StoreError
 from . import index
+from .sql_views import SqlInlineViews
 from .urls import POSTGRES_CONNINFO
-from .index import IndexEntry, LeaseRow, QueueRow
+from .index import IndexEntry
 
 # Any constant will do: it serialises schema creation across processes, which
 # otherwise race on CREATE TYPE / CREATE TABLE.
@@ -73,7 +74,7 @@ class PostgresSnapshotRecorder(_SchemaUnderLock, PostgresAggregateRecorder):
     """eventsourcing's PostgreSQL snapshot recorder, its schema created under the lock."""
 
 
-class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
+class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationRecorder):
     """eventsourcing's PostgreSQL recorder, also writing the claim queue and leases."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -118,34 +119,6 @@ class PostgresRunRecorder(_SchemaUnderLock, PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params)
             return [tuple(r.values()) for r in curs.fetchall()]
-
-    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
-        """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
-        return [r[0] for r in self._select(*index.candidates_query(self.index_sql, limit, agents))]
-
-    def unlabelled_rows(self) -> list[str]:
-        """Queue rows that do not name their run's agent yet (written before they did)."""
-        return [r[0] for r in self._select(self.index_sql.unlabelled)]
-
-    def label_rows(self, labels: Sequence[tuple[str, str]]) -> None:
-        """Name the agent of each (run id, agent id) row still unlabelled, in one transaction."""
-        index.label_rows(self, labels)
-
-    def queue_rows(self) -> list[QueueRow]:
-        """Every claimable run, in claim order."""
-        return [QueueRow(*r) for r in self._select(self.index_sql.queue_rows)]
-
-    def lease_rows(self) -> list[LeaseRow]:
-        """Every current lease."""
-        return [LeaseRow(*r) for r in self._select(self.index_sql.lease_rows)]
-
-    def queue_table(self) -> list[tuple[str, int, int, str, bool]]:
-        """Every row of the inline queue, claimable or not: (run, priority, position, state, claimable)."""
-        return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in self._select(self.index_sql.all_queue_rows)]
-
-    def expired_leases(self, now: float, limit: int) -> list[str]:
-        """Run ids whose lease ran out at or before ``now``."""
-        return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]
 
     def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int | None, str, int]]]:
         """The events table beside a reading of the log up to notification id ``last``.

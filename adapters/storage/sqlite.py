@@ -13,14 +13,15 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from ...domain import StoreError
 from . import faults, index
-from .index import IndexEntry, LeaseRow, QueueRow
+from .index import IndexEntry
+from .sql_views import SqlInlineViews
 
 # SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
 _DAMAGED = (11, 26)
 _CHECK_LINES = 20  # messages asked of PRAGMA quick_check / integrity_check
 
 
-class SQLiteRunRecorder(SQLiteApplicationRecorder):
+class SQLiteRunRecorder(SqlInlineViews, SQLiteApplicationRecorder):
     """eventsourcing's SQLite recorder, also writing the claim queue and leases."""
 
     index_sql = index.Statements()
@@ -133,35 +134,6 @@ class SQLiteRunRecorder(SQLiteApplicationRecorder):
                 raise
             raise StoreError(f"store file {self.file_name} is damaged ({damage}): it cannot be read reliably; "
                              "restore it from a backup") from None
-
-    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
-        """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
-        return [r[0] for r in self._select(*index.candidates_query(self.index_sql, limit, agents))]
-
-    def unlabelled_rows(self) -> list[str]:
-        """Queue rows that do not name their run's agent yet (written before they did)."""
-        return [r[0] for r in self._select(self.index_sql.unlabelled)]
-
-    def label_rows(self, labels: Sequence[tuple[str, str]]) -> None:
-        """Name the agent of each (run id, agent id) row still unlabelled, in one transaction."""
-        self._refuse_if_read_only()
-        index.label_rows(self, labels)
-
-    def queue_rows(self) -> list[QueueRow]:
-        """Every claimable run, in claim order."""
-        return [QueueRow(*r) for r in self._select(self.index_sql.queue_rows)]
-
-    def lease_rows(self) -> list[LeaseRow]:
-        """Every current lease."""
-        return [LeaseRow(*r) for r in self._select(self.index_sql.lease_rows)]
-
-    def queue_table(self) -> list[tuple[str, int, int, str, bool]]:
-        """Every row of the inline queue, claimable or not: (run, priority, position, state, claimable)."""
-        return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in self._select(self.index_sql.all_queue_rows)]
-
-    def expired_leases(self, now: float, limit: int) -> list[str]:
-        """Run ids whose lease ran out at or before ``now``."""
-        return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]
 
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None:
         """Replace both views (a rebuild from the log)."""
