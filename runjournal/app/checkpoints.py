@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..domain import InvalidInput, RunNotFound
 from . import merkle
+from .decoding import plain_state
 from .journal import Journal
 
 CHECKPOINT_FORMAT = "runjournal-checkpoint/1"
@@ -80,11 +81,7 @@ def leaf_hash(leaf: Mapping[str, Any]) -> bytes:
 def stored_leaf(mapper: Any, run_id: str, version: int, state: bytes) -> dict[str, Any]:
     """The leaf record of one stored event, from its stored bytes (nothing is resolved or upcast)."""
     try:
-        plain = state
-        if mapper.cipher:
-            plain = mapper.cipher.decrypt(plain)
-        if mapper.compressor:
-            plain = mapper.compressor.decompress(plain)
+        plain = plain_state(mapper, state)
         try:
             fields = orjson.loads(plain)
         except orjson.JSONDecodeError:  # integers beyond 64 bits, which older stores may hold

@@ -27,6 +27,20 @@ RawEvent = tuple[int, str, int, str, bytes]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def plain_state(mapper: Mapper[Any], state: bytes) -> bytes:
+    """Stored bytes as the transcoder wrote them: decrypted, then decompressed, as the mapper does."""
+    if mapper.cipher:
+        state = mapper.cipher.decrypt(state)
+    if mapper.compressor:
+        state = mapper.compressor.decompress(state)
+    return state
+
+
+def stored_fields(mapper: Mapper[Any], state: bytes) -> dict[str, Any]:
+    """The stored field values of one event or snapshot, before any upcasting (integers kept exact)."""
+    return codec.decode(plain_state(mapper, state))
+
+
 class EventDecoder:
     """Decodes notifications into projected events, caching topic lookups.
 
@@ -50,10 +64,7 @@ class EventDecoder:
         ``exact`` parses with the standard library, which keeps integers beyond
         64 bits (stores older than the payload rule may hold some) at a speed cost.
         """
-        if self._mapper.cipher:
-            state = self._mapper.cipher.decrypt(state)
-        if self._mapper.compressor:
-            state = self._mapper.compressor.decompress(state)
+        state = plain_state(self._mapper, state)
         raw_fields: dict[str, Any] = json.loads(state) if exact else orjson.loads(state)
         iso = raw_fields.get("timestamp")
         fields = codec.decode_fields(raw_fields)

@@ -27,6 +27,7 @@ from eventsourcing.persistence import Mapper, Notification, StoredEvent
 
 from ..adapters.storage import topics
 from ..domain import chain
+from .decoding import stored_fields
 from .models import VerifyProblem, VerifyReport
 
 if TYPE_CHECKING:
@@ -37,13 +38,7 @@ OUTSIDE_LISTED = 20  # rows outside the log named one by one; the rest are count
 
 def decode_stored(mapper: Mapper[Any], n: StoredEvent) -> dict[str, Any]:
     """The stored field values of one event, before any upcasting."""
-    state = n.state
-    if mapper.cipher:
-        state = mapper.cipher.decrypt(state)
-    if mapper.compressor:
-        state = mapper.compressor.decompress(state)
-    fields: dict[str, Any] = mapper.transcoder.decode(state)
-    return fields
+    return stored_fields(mapper, n.state)
 
 
 def expected_link(previous: str, n: StoredEvent, fields: dict[str, Any]) -> str:
