@@ -1,12 +1,11 @@
 """The workspace's sections as pydantic models: what each key may hold, and the checks across sections.
 
-A model raises ``_Problem`` with every problem it finds (a location below it, a message);
+A model raises ``Problem`` with every problem it finds (a location below it, a message);
 ``problems.validate`` turns them, with pydantic's own, into one ``WorkspaceError``.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,41 +21,12 @@ from pydantic import (
 )
 
 from ..domain import AUTO_AGENT
+from .problems import Loc, Problem, did_you_mean, shown, validate
 
 DEFAULT_FILENAME = "runjournal.yaml"
 AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 CALLABLE_REF = re.compile(r"^[\w.]+:[\w.]+$")
 STEP_ACTIONS = ("say", "reasoning", "step", "tool_call", "fail", "sleep")
-
-
-_Loc = tuple[str | int, ...]  # where in the workspace: keys and list indexes
-
-
-class _Problem(ValueError):
-    """Validation problems, each a (location below the model that raised it, message)."""
-
-    def __init__(self, *items: tuple[_Loc, str]) -> None:
-        super().__init__("; ".join(message for _, message in items))
-        self.items = items
-
-
-def _did_you_mean(word: str, choices: list[str], listed: str) -> str:
-    """`` (did you mean 'x'?)`` for a close choice, else the list of choices."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" ({listed}: {', '.join(choices) or 'none'})"
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it in YAML."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return repr(value)
 
 
 class _Section(BaseModel):
@@ -103,8 +73,8 @@ class ScriptStep(_Section):
         actions = [name for name in STEP_ACTIONS if getattr(self, name) is not None]
         if len(actions) != 1:
             found = f"got {', '.join(actions)}" if actions else "got none"
-            raise _Problem(((), f"needs exactly one of: {', '.join(STEP_ACTIONS)} ({found})"))
-        problems: list[tuple[_Loc, str]] = []
+            raise Problem(((), f"needs exactly one of: {', '.join(STEP_ACTIONS)} ({found})"))
+        problems: list[tuple[Loc, str]] = []
         for extra in ("requires_approval", "result", "rejected"):
             if actions[0] != "tool_call" and getattr(self, extra) not in (None, False):
                 problems.append(((extra,), "only applies to a tool_call step"))
@@ -112,7 +82,7 @@ class ScriptStep(_Section):
             # Only a call that waits for approval can be rejected: the text would never show.
             problems.append((("rejected",), "only applies with requires_approval: true"))
         if problems:
-            raise _Problem(*problems)
+            raise Problem(*problems)
         return self
 
     @property
@@ -147,7 +117,7 @@ class AgentConfig(_Section):
         need, other = ("callable", "script")
         if self.adapter == "scripted":
             need, other = other, need
-        problems: list[tuple[_Loc, str]] = []
+        problems: list[tuple[Loc, str]] = []
         if getattr(self, other) is not None:
             problems.append(((other,), f"is not allowed for adapter {self.adapter!r} (use {need})"))
         if getattr(self, need) is None:
@@ -155,7 +125,7 @@ class AgentConfig(_Section):
         elif self.adapter == "scripted" and not self.script:
             problems.append((("script",), "must not be empty"))
         if problems:
-            raise _Problem(*problems)
+            raise Problem(*problems)
         if self.supports_replay is None:
             self.supports_replay = self.adapter == "scripted"
         return self
@@ -197,8 +167,8 @@ class ConcurrencyConfig(_Section):
     def _heartbeat_within_lease(self) -> ConcurrencyConfig:
         """A lease must be renewed before it runs out (unless heartbeats are off)."""
         if self.heartbeat_seconds and self.heartbeat_seconds >= self.lease_seconds:
-            got = f"{_show(self.heartbeat_seconds)} >= {_show(self.lease_seconds)}"
-            raise _Problem((("heartbeat_seconds",), f"must be < lease_seconds (got {got})"))
+            got = f"{shown(self.heartbeat_seconds)} >= {shown(self.lease_seconds)}"
+            raise Problem((("heartbeat_seconds",), f"must be < lease_seconds (got {got})"))
         return self
 
 
@@ -281,18 +251,16 @@ class Workspace(_Section):
         data = {"agents": self.agents, "routing": self.routing.model_dump(),
                 "policy": self.policy.model_dump()}
         if problems := _unknown_agents(data):
-            raise _Problem(*problems)
+            raise Problem(*problems)
         return self
 
     @classmethod
     def from_dict(cls, data: Any) -> Workspace:
         """A workspace from plain data (as a YAML file would give); raises WorkspaceError."""
-        from .problems import validate  # it reads these models to name the field of each problem
-
-        return validate(data, None, None)
+        return validate_workspace(data, None, None)
 
 
-def _unknown_agents(data: Any) -> list[tuple[_Loc, str]]:
+def _unknown_agents(data: Any) -> list[tuple[Loc, str]]:
     """Each routing or policy entry naming an agent the workspace (plain data) does not define."""
     def section(name: str) -> dict[Any, Any]:
         value = data.get(name)
@@ -303,7 +271,7 @@ def _unknown_agents(data: Any) -> list[tuple[_Loc, str]]:
         return []  # nothing to check against; a problem of its own, reported as such
     routing, policy = section("routing"), section("policy")
     rules, denied = routing.get("rules"), policy.get("deny_agents")
-    refs: list[tuple[_Loc, Any]] = [
+    refs: list[tuple[Loc, Any]] = [
         (("routing", "default_agent"), routing.get("default_agent")),
         *((("routing", "rules", i, "agent"), rule.get("agent"))
           for i, rule in enumerate(rules if isinstance(rules, list) else [])
@@ -313,7 +281,13 @@ def _unknown_agents(data: Any) -> list[tuple[_Loc, str]]:
     ]
     names = [str(name) for name in agents]
     return [
-        (loc, f"unknown agent {name!r}{_did_you_mean(name, names, 'agents defined')}")
+        (loc, f"unknown agent {name!r}{did_you_mean(name, names, 'agents defined')}")
         for loc, name in refs
         if isinstance(name, str) and name not in agents  # other values are type problems
     ]
+
+
+def validate_workspace(data: Any, root: Any, file: str | None) -> Workspace:
+    """The workspace ``data`` describes (``root``: its YAML node tree, for lines), or one WorkspaceError."""
+    workspace: Workspace = validate(Workspace, data, root, file, across=_unknown_agents)
+    return workspace

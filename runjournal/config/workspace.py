@@ -28,8 +28,8 @@ from .models import (
     StreamingConfig,
     ToolCall,
     Workspace,
+    validate_workspace,
 )
-from .problems import validate
 from .yaml_lines import _line, compose
 
 __all__ = [
@@ -49,7 +49,7 @@ def parse_workspace(text: str, filename: str = DEFAULT_FILENAME) -> Workspace:
         line = _line(root) if root is not None else 1
         problem = "the workspace must be a mapping of sections"
         raise WorkspaceError(problem, file=filename, line=line)
-    return validate(data, root, filename)
+    return validate_workspace(data, root, filename)
 
 
 def load_workspace(path: str | Path = DEFAULT_FILENAME) -> Workspace:
