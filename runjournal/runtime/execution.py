@@ -30,6 +30,7 @@ from ..adapters.agents.base import (
 from ..app.journal import Journal
 from ..app.logs import logger
 from ..app.models import Claim
+from ..config.workspace import Workspace
 from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, RunState, StoreUnavailable
 from ..domain.errors import TamperDetected
 from .routing import tool_denial
@@ -63,6 +64,19 @@ class ExecutionSettings:
     invoke_timeout_seconds: float
     deny_tools: tuple[str, ...] = ()
     resume_retries: int = 0  # how often a resume the agent failed is retried (0: its failure is final)
+
+    @classmethod
+    def of(cls, workspace: Workspace) -> ExecutionSettings:
+        """The settings a workspace gives its executions."""
+        c, recovery = workspace.concurrency, workspace.recovery
+        return cls(
+            lease_seconds=c.lease_seconds,
+            heartbeat_seconds=c.heartbeat_seconds,
+            invoke_timeout_seconds=workspace.streaming.invoke_timeout_seconds,
+            deny_tools=tuple(workspace.policy.deny_tools),
+            # With recovery off, nothing retries: a failed resume is final.
+            resume_retries=recovery.max_recovery_attempts if recovery.enabled else 0,
+        )
 
 
 class Execution:

@@ -88,29 +88,19 @@ class Harness:
         self.journal = journal
         self.workspace = workspace
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        if adapters is None:
-            from ..bootstrap import (
-                build_adapters,  # the composition root builds what a workspace names
-            )
+        if adapters is None:  # the composition root builds what a workspace names
+            from ..bootstrap import build_adapters
 
             adapters = build_adapters(workspace)
         self.adapters = adapters
         self.agents = served_agents(agents, self.adapters)
         self._owns_journal = owns_journal
         self._rules = [Rule(re.compile(r.match), r.agent) for r in workspace.routing.rules]
-        c, s = workspace.concurrency, workspace.streaming
-        self.settings = ExecutionSettings(
-            lease_seconds=c.lease_seconds,
-            heartbeat_seconds=c.heartbeat_seconds,
-            invoke_timeout_seconds=s.invoke_timeout_seconds,
-            deny_tools=tuple(workspace.policy.deny_tools),
-            # With recovery off, nothing retries: a failed resume is final.
-            resume_retries=workspace.recovery.max_recovery_attempts if workspace.recovery.enabled else 0,
-        )
+        self.settings = ExecutionSettings.of(workspace)
         # How long the worker keeps backing off while the store is unavailable before it
         # stops with the error. Read from the workspace once it has the setting.
         if store_outage_seconds is None:
-            store_outage_seconds = c.store_outage_seconds
+            store_outage_seconds = workspace.concurrency.store_outage_seconds
         if store_outage_seconds < 0:
             raise InvalidInput("store_outage_seconds", f"must be >= 0 (got {store_outage_seconds:g})")
         self.store_outage_seconds = float(store_outage_seconds)
