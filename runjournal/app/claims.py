@@ -212,6 +212,27 @@ class Claims(Quarantine):
             handled.append(run_id)
         return handled
 
+    def rebuild_index(self) -> int:
+        """Rebuild the inline queue and leases from the log; returns the runs indexed."""
+        first_position: dict[str, int] = {}
+        for page in self.notifications():
+            for n in page:
+                first_position.setdefault(str(n.originator_id), n.id)
+        entries = []
+        held = self.quarantined_ids()
+        for run_id, position in first_position.items():
+            try:
+                entry = IndexEntry.of(self._load(run_id, fresh=True))
+            except TamperDetected as e:
+                if run_id not in held:
+                    self.quarantine(e, by="system:rebuild")
+                continue
+            if entry.live:
+                entries.append((entry, position))
+        with self._faults():
+            self.inline_views.replace_index(entries)
+        return len(entries)
+
 
 def begin(run: Run, worker_id: str, epoch: int, now: Any) -> None:
     """``Resumed`` when the run has something to resume with, else ``Started``."""

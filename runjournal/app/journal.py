@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.persistence import (
     InfrastructureFactoryError,
-    Notification,
     PersistenceError,
 )
 
 from ..adapters.clock import Clock
-from ..adapters.storage.index import IndexEntry, LeaseRow, QueueRow
+from ..adapters.storage.index import LeaseRow, QueueRow
 from ..adapters.storage.urls import redacted as _redact
 from ..adapters.storage.urls import resolve_url, sqlite_path, store_env
 from ..domain import (
@@ -37,10 +36,9 @@ from ..domain import (
     RunNotFound,
     StoreError,
 )
-from ..domain.errors import TamperDetected
 from ..projections import Projection, ProjectionError, ProjectionRunner, RefusedRun
 from . import load_check
-from .decoding import EventDecoder, RawEvent, raw
+from .decoding import EventDecoder
 from .models import (
     MAX_TEXT,
     ApprovalInput,
@@ -64,7 +62,6 @@ from .queries import ApprovalRow, Message, RunRow, ThreadSummary
 from .views import FollowedViews
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "runjournal:idempotency-key")
-PAGE_SIZE = 1000
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
 
@@ -382,22 +379,7 @@ class Journal(Claims):
         with self._faults():
             return self.inline_views.lease_rows()
 
-    def notifications(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[Notification]]:
-        """The log after position ``start``, in pages."""
-        while True:
-            with self._faults():
-                page = list(self._store.recorder.select_notifications(start, page_size, inclusive_of_start=False))
-            if not page:
-                return
-            yield page
-            start = page[-1].id
-
-    def max_position(self) -> int:
-        """The position of the last event in the log (0 when empty)."""
-        with self._faults():
-            return self._store.recorder.max_notification_id() or 0
-
-    # -- workers (claims and leases: claims.py) -----------------------------------
+    # -- a worker's verbs on its run (claiming and leases: claims.py) ------------------
 
     def record_step(self, claim: Claim, kind: str, content: Any) -> RunSnapshot:
         """Record a step, tool result or message of the running agent."""
@@ -563,21 +545,6 @@ class Journal(Claims):
         return RunSnapshot.of(self._execute(
             run_id, lambda run: run.cancel_as_asked(reason=req.reason, actor=req.actor, now=self._now()))[0])
 
-    def raw_pages(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[RawEvent]]:
-        """The log after ``start`` as (position, run id, version, topic, state) tuples, in pages."""
-        select_raw = getattr(self._store.recorder, "select_raw", None)
-        if select_raw is None:  # stores without a raw reader: convert their notifications
-            for notifications in self.notifications(start, page_size=page_size):
-                yield [raw(n) for n in notifications]
-            return
-        while True:
-            with self._faults():
-                page = select_raw(start, page_size)
-            if not page:
-                return
-            yield page
-            start = page[-1][0]
-
     # -- audit ------------------------------------------------------------------------
 
     def verify(
@@ -594,35 +561,13 @@ class Journal(Claims):
         """
         return verify_store(self, deep=deep, progress=progress, at_versions=at_versions, log_head_at=log_head_at)
 
-    # -- quarantine (quarantine.py) -------------------------------------------------------
+    # -- recovery ---------------------------------------------------------------------
 
     def recovery_intents(self) -> list[Any]:
         """What recovery must do for each non-terminal run, quarantined runs left out."""
         intents = self.views.recovery_intents()
         held = self.quarantined_ids() if intents else set()
         return [i for i in intents if i.run_id not in held]
-
-    def rebuild_index(self) -> int:
-        """Rebuild the inline queue and leases from the log; returns the runs indexed."""
-        first_position: dict[str, int] = {}
-        for page in self.notifications():
-            for n in page:
-                first_position.setdefault(str(n.originator_id), n.id)
-        entries = []
-        held = self.quarantined_ids()
-        for run_id, position in first_position.items():
-            try:
-                entry = IndexEntry.of(self._load(run_id, fresh=True))
-            except TamperDetected as e:
-                if run_id not in held:
-                    self.quarantine(e, by="system:rebuild")
-                continue
-            if entry.live:
-                entries.append((entry, position))
-        with self._faults():
-            self.inline_views.replace_index(entries)
-        return len(entries)
-
 
 def _clip(error: str) -> str:
     """An error message cut to MAX_TEXT characters, saying so: failing a run must not fail."""

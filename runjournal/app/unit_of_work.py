@@ -24,6 +24,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.domain import OriginatorVersionError
 from eventsourcing.persistence import (
+    Notification,
     DatabaseError,
     IntegrityError,
     InterfaceError,
@@ -41,6 +42,7 @@ from ..adapters.storage.urls import redacted
 from ..domain import ConcurrencyConflict, Run, RunNotFound, StoreError, StoreUnavailable
 from ..domain.errors import TamperDetected
 from . import load_check, logs
+from .decoding import RawEvent, raw
 from .models import RecordedEvent
 
 # What a stored event that cannot be read as one raises while decoding (never a store fault).
@@ -49,6 +51,7 @@ UNDECODABLE = (
     AttributeError, ImportError,
 )
 _CACHE_SIZE = 4096
+PAGE_SIZE = 1000  # notifications per page when the log is read
 
 
 class RunStore(Application[UUID]):
@@ -194,6 +197,38 @@ class UnitOfWork:
                 agent=getattr(run, "agent_id", None), state=getattr(run, "state", None),
                 actor=getattr(event, "actor", None), position=recording.notification.id,
             )
+
+    # -- reading the log, in pages ----------------------------------------------
+
+    def notifications(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[Notification]]:
+        """The log after position ``start``, in pages."""
+        while True:
+            with self._faults():
+                page = list(self._store.recorder.select_notifications(start, page_size, inclusive_of_start=False))
+            if not page:
+                return
+            yield page
+            start = page[-1].id
+
+    def max_position(self) -> int:
+        """The position of the last event in the log (0 when empty)."""
+        with self._faults():
+            return self._store.recorder.max_notification_id() or 0
+
+    def raw_pages(self, start: int = 0, *, page_size: int = PAGE_SIZE) -> Iterator[list[RawEvent]]:
+        """The log after ``start`` as (position, run id, version, topic, state) tuples, in pages."""
+        select_raw = getattr(self._store.recorder, "select_raw", None)
+        if select_raw is None:  # stores without a raw reader: convert their notifications
+            for notifications in self.notifications(start, page_size=page_size):
+                yield [raw(n) for n in notifications]
+            return
+        while True:
+            with self._faults():
+                page = select_raw(start, page_size)
+            if not page:
+                return
+            yield page
+            start = page[-1][0]
 
     def subscribe(self, callback: Callable[[RecordedEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event this journal stores (for UIs; never for state)."""

@@ -30,7 +30,7 @@ from runjournal.domain import Run
 
 from bench.common import Ticker
 from runjournal import Journal
-from runjournal.app.journal import PAGE_SIZE
+from runjournal.app.unit_of_work import PAGE_SIZE
 
 EVENTS = 50_000
 BATCH = 200  # runs per batch; each batch is saved in three transactions (one per phase)
