@@ -16,7 +16,6 @@ The CLI builds everything through a ``Setup``; ``Harness.from_workspace`` and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .adapters.agents import AgentAdapter, build_adapter
 from .adapters.clock import Clock
-from .adapters.storage.urls import DEFAULT_URL
+from .adapters.storage.urls import resolve_url
 from .app.journal import Journal
 from .config.workspace import DEFAULT_FILENAME, Workspace, load_workspace
 
@@ -42,11 +41,11 @@ def store_url(
     ``workspace`` may be a function, called only when neither of the first two is set
     (so a broken workspace file does not stop a command that names its store).
     """
-    environ = os.environ if environ is None else environ
-    if given or environ.get("RUNJOURNAL_URL"):
-        return given or environ["RUNJOURNAL_URL"]
-    chosen = workspace() if callable(workspace) else workspace
-    return (chosen.storage.url if chosen is not None else None) or DEFAULT_URL
+    def configured() -> str | None:
+        chosen = workspace() if callable(workspace) else workspace
+        return chosen.storage.url if chosen is not None else None
+
+    return resolve_url(given, environ, configured=configured)
 
 
 def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:

@@ -204,10 +204,15 @@ SCHEMES: Mapping[str, Callable[[str], dict[str, str]]] = {
 }
 
 
-def resolve_url(url: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The URL to open: the one given, else $RUNJOURNAL_URL, else the default file."""
+def resolve_url(
+    url: str | None, environ: Mapping[str, str] | None = None, *, configured: Callable[[], str | None] | None = None
+) -> str:
+    """The URL to open: the one given, else $RUNJOURNAL_URL, else ``configured()`` (asked only then), else the default.
+
+    The one rule of precedence; ``bootstrap.store_url`` passes the workspace's ``storage.url`` as ``configured``.
+    """
     environ = os.environ if environ is None else environ
-    return url or environ.get("RUNJOURNAL_URL") or DEFAULT_URL
+    return url or environ.get("RUNJOURNAL_URL") or (configured() if configured else None) or DEFAULT_URL
 
 
 def store_env(
