@@ -5,6 +5,9 @@ the lease fence, before it triggers anything: a refused command appends
 nothing, and an event the table forbids is reported as ``InvalidTransition``
 whoever asks (a stale claim on a completed run included). Time
 always arrives as ``now``; the aggregate never reads a clock.
+
+Over 400 lines: one command per event of the table, each with its checks, kept on
+the aggregate they guard (the events and their folds are ``events.py`` already).
 """
 
 from __future__ import annotations

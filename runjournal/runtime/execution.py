@@ -17,7 +17,6 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Literal
 
 from ..adapters.agents.base import (
@@ -33,24 +32,9 @@ from ..app.models import Claim
 from ..config.workspace import Workspace
 from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, RunState, StoreUnavailable
 from ..domain.errors import TamperDetected
+from .outcome import Outcome
 from .routing import tool_denial
 from .streaming import StreamEvent
-
-class Outcome(Enum):
-    """How an execution ended: what the harness does next with the run."""
-
-    COMPLETING = "completing"  # the agent finished: the harness saves its Completed, grouped with others
-    COMPLETED = "completed"
-    WAITING_FOR_APPROVAL = "waiting_for_approval"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    RESUME_FAILED = "resume_failed"  # the agent failed a resume that will be retried
-    LEASE_LOST = "lease_lost"  # another worker has the run now (it expired, or was taken over)
-
-    @property
-    def succeeded(self) -> bool:
-        """True for what counts as an adapter success: an answer, or a pause for a person."""
-        return self in (Outcome.COMPLETED, Outcome.WAITING_FOR_APPROVAL)
 
 _log = logger("runjournal.execution")
 

@@ -12,8 +12,8 @@ never more; while the store is unavailable the loop backs off and goes on (up
 to ``store_outage_seconds``); a background task that dies fails whoever waits
 on it with its error instead of leaving them waiting for good.
 
-Over 400 lines for now: it is to be split into worker loop, execution and recovery modules under ``runjournal/runtime/``,
-in one reshaping step with the journal's split.
+Over 400 lines for now: the worker loop (claiming into slots, collecting outcomes, the
+grouped Completed save) is to become its own module under ``runjournal/runtime/``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from ..domain import (
     UnknownAgent,
 )
 from ..domain.errors import TamperDetected
-from .execution import Execution, ExecutionSettings, Outcome
+from .execution import Execution, ExecutionSettings
+from .outcome import Outcome
 from .recovery import RecoveryReport, recover
 from .routing import Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
