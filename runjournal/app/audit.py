@@ -194,13 +194,19 @@ def _parse(line: str) -> _Line:
         if type(record[key]) is not str:
             raise _Refusal(f"{key} must be text (got {type(record[key]).__name__})")
     timestamp = _datetime(record["timestamp"], "timestamp")
+    fields = _fields(record, cls, class_version, timestamp)
+    return _Line(position, run_id, uuid, version, record["topic"], cls, timestamp, class_version, fields)
+
+
+def _fields(record: dict[str, Any], cls: type[Any], class_version: int, timestamp: datetime) -> dict[str, Any]:
+    """The stored state of a line's event: its data checked against its class, typed fields parsed."""
     data = record["data"]
     if type(data) is not dict:
         raise _Refusal(f"data must be an object (got {type(data).__name__})")
     reserved = sorted(_NOT_DATA.intersection(data))
     if reserved:
         raise _Refusal(f"data holds {', '.join(reserved)}, which an event stores outside its data")
-    if class_version == current:
+    if class_version == getattr(cls, "class_version", 1):
         expected, keys = _data_fields(cls), set(data) - _OPTIONAL_DATA
         if keys != expected:
             gaps = [f"missing {', '.join(sorted(expected - keys))}" if expected - keys else "",
@@ -215,7 +221,7 @@ def _parse(line: str) -> _Line:
         if type(fields.get(key)) is str:
             fields[key] = _datetime(fields[key], f"data.{key}")
     fields.update(actor=record["actor"], timestamp=timestamp, chain=record["chain"])
-    return _Line(position, run_id, uuid, version, record["topic"], cls, timestamp, class_version, fields)
+    return fields
 
 
 def _replay(event: _Line, run: tuple[int, str, str, int] | None, n: int) -> tuple[int, str, str, int]:

@@ -310,11 +310,7 @@ def verify_checkpoint(
 
 
 def inclusion_proof(
-    journal: Journal,
-    run_id: str,
-    *,
-    version: int | None = None,
-    checkpoint_doc: Mapping[str, Any] | None = None,
+    journal: Journal, run_id: str, *, version: int | None = None, checkpoint_doc: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An inclusion proof of one event (the run's last when ``version`` is None).
 

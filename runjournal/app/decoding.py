@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.persistence import Mapper, Notification, StoredEvent
 
 from ..adapters.storage import codec, topics
+from ..domain import chain
 from ..projections import REFUSED, ProjectedEvent
 
 _NOT_DATA = ("timestamp", "chain", "actor", "originator_topic")
@@ -135,3 +136,22 @@ def typed_fields(cls: type) -> tuple[str, ...]:
 def raw(n: Notification) -> RawEvent:
     """A notification as the tuple ``EventDecoder.decode`` takes."""
     return (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+
+
+def decode_stored(mapper: Mapper[Any], n: StoredEvent) -> dict[str, Any]:
+    """The stored field values of one event, before any upcasting."""
+    return stored_fields(mapper, n.state)
+
+
+def expected_link(previous: str, n: StoredEvent, fields: dict[str, Any]) -> str:
+    """The chain value an untouched event would have."""
+    event_class = topics.resolve(n.topic, run_id=str(n.originator_id), version=n.originator_version)
+    return chain.link(
+        previous,
+        event_type=event_class.__name__,
+        run_id=str(n.originator_id),
+        version=n.originator_version,
+        timestamp=fields["timestamp"],
+        class_version=fields.get("class_version", 1),
+        data=fields,
+    )

@@ -23,8 +23,8 @@ from ..domain.transitions import TERMINAL_STATES
 from .models import VerifyProblem
 
 if TYPE_CHECKING:
-    from .journal import Journal
-    from .verification import LogReading
+    from .unit_of_work import UnitOfWork
+    from .log_reading import LogReading
 
 REPAIR = "run `runjournal projections rebuild` to rebuild the queue and leases from the log"
 
@@ -33,7 +33,7 @@ FINAL_EVENTS = frozenset(
     event for event, moves in TRANSITIONS.items() if moves and all(t <= TERMINAL_STATES for t in moves.values()))
 
 
-def inline_problems(journal: Journal, reading: LogReading, broken: set[str]) -> list[VerifyProblem]:
+def inline_problems(journal: UnitOfWork, reading: LogReading, broken: set[str]) -> list[VerifyProblem]:
     """Every queue or lease row that differs from the row the log gives (a run with a broken chain is skipped)."""
     views: Any = journal.inline_views
     if not hasattr(views, "queue_table"):
@@ -63,7 +63,7 @@ def _may_be_live(topic: str) -> bool:
         return False  # reported by the chain check
 
 
-def _expected(journal: Journal, run_id: str, first: int) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None] | None:
+def _expected(journal: UnitOfWork, run_id: str, first: int) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None] | None:
     """(queue row, lease row) a save of the run as loaded writes, or None if it cannot be loaded."""
     try:
         run = journal._load_checked(UUID(run_id), run_id)

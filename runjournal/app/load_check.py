@@ -42,7 +42,7 @@ from eventsourcing.utils import get_topic
 from ..domain import Run, chain
 from ..domain.errors import TamperDetected
 from . import logs
-from .verification import decode_stored, expected_link
+from .decoding import decode_stored, expected_link
 
 PROOFS_KEPT = 8192  # proven snapshots remembered per process
 LINKS_KEPT = 65536  # checked links remembered per process (about 200 bytes each)

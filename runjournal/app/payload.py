@@ -18,6 +18,7 @@ the path inside it. Tuples are taken as arrays; nothing else is converted.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,20 @@ class PayloadRule:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = MAX_DEPTH
+
+
+def max_bytes(given: int | None) -> int:
+    """The payload limit: ``given``, else $RUNJOURNAL_MAX_PAYLOAD_BYTES, else 1 MiB; a bad value is refused."""
+    raw_value = given if given is not None else os.environ.get("RUNJOURNAL_MAX_PAYLOAD_BYTES")
+    if raw_value is None or raw_value == "":
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(raw_value)
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0:
+        raise InvalidInput("max_payload_bytes", f"must be a positive number of bytes (got {raw_value!r})")
+    return value
 
 
 def checked(value: Any, *, field: str, rule: PayloadRule = PayloadRule()) -> Any:

@@ -20,39 +20,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, Notification, StoredEvent
+from eventsourcing.persistence import Mapper, Notification
 
-from ..adapters.storage import topics
 from ..domain import chain
-from .decoding import stored_fields
+from .decoding import decode_stored, expected_link
+from .inline_check import inline_problems
+from .log_reading import LogReading, fold
 from .models import VerifyProblem, VerifyReport
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .unit_of_work import UnitOfWork
 
 OUTSIDE_LISTED = 20  # rows outside the log named one by one; the rest are counted
-
-
-def decode_stored(mapper: Mapper[Any], n: StoredEvent) -> dict[str, Any]:
-    """The stored field values of one event, before any upcasting."""
-    return stored_fields(mapper, n.state)
-
-
-def expected_link(previous: str, n: StoredEvent, fields: dict[str, Any]) -> str:
-    """The chain value an untouched event would have."""
-    event_class = topics.resolve(n.topic, run_id=str(n.originator_id), version=n.originator_version)
-    return chain.link(
-        previous,
-        event_type=event_class.__name__,
-        run_id=str(n.originator_id),
-        version=n.originator_version,
-        timestamp=fields["timestamp"],
-        class_version=fields.get("class_version", 1),
-        data=fields,
-    )
 
 
 def verify_log(
@@ -70,45 +53,56 @@ def verify_log(
     version and ``log_head_at`` the log head after that many events: what
     anchors taken earlier are compared with. ``reading`` tallies every row read.
     """
-    heads: dict[str, tuple[int, str]] = {}
-    broken: dict[str, VerifyProblem] = {}
-    anchored: dict[str, str] = {}
-    at_versions = at_versions or {}
-    log_head = chain.GENESIS
+    walk = _Walk(at_versions or {})
     head_at = chain.GENESIS if log_head_at == 0 else ""
-    events = 0
     for page in pages:
         for n in page:
-            events += 1
-            run_id = str(n.originator_id)
             if reading is not None:
-                reading.add(run_id, n.id, n.state, n.topic)
-            stored = ""
-            if run_id not in broken:
-                problem, stored = _check_one(mapper, n, heads.get(run_id, (0, chain.GENESIS)))
-                if problem:
-                    broken[run_id] = VerifyProblem(run_id=run_id, version=n.originator_version, problem=problem)
-                else:
-                    heads[run_id] = (n.originator_version, stored)
-                    if at_versions.get(run_id) == n.originator_version:
-                        anchored[run_id] = stored
-            log_head = hashlib.sha256((log_head + (stored or _unverified(n))).encode()).hexdigest()
-            if events == log_head_at:
-                head_at = log_head
+                reading.add(str(n.originator_id), n.id, n.state, n.topic)
+            walk.take(mapper, n)
+            if walk.events == log_head_at:
+                head_at = walk.log_head
         if progress:
             progress(len(page))
-    problems = sorted(broken.values(), key=lambda p: (p.run_id, p.version or 0))
+    problems = sorted(walk.broken.values(), key=lambda p: (p.run_id, p.version or 0))
     return VerifyReport(
         ok=not problems,
-        runs_checked=len(heads.keys() | broken.keys()),
-        events_checked=events,
+        runs_checked=len(walk.heads.keys() | walk.broken.keys()),
+        events_checked=walk.events,
         problems=problems,
-        heads={run_id: head for run_id, (_, head) in heads.items()},
-        versions={run_id: version for run_id, (version, _) in heads.items()},
-        log_head=log_head,
-        anchored=anchored,
+        heads={run_id: head for run_id, (_, head) in walk.heads.items()},
+        versions={run_id: version for run_id, (version, _) in walk.heads.items()},
+        log_head=walk.log_head,
+        anchored=walk.anchored,
         log_head_at=head_at,
     )
+
+
+@dataclass
+class _Walk:
+    """Where a walk along the log has got to: each run's head, the first break of each, the log head."""
+
+    at_versions: dict[str, int]
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    broken: dict[str, VerifyProblem] = field(default_factory=dict)
+    anchored: dict[str, str] = field(default_factory=dict)
+    log_head: str = chain.GENESIS
+    events: int = 0
+
+    def take(self, mapper: Mapper[Any], n: Notification) -> None:
+        """Check the next event of the log against its run's head and fold it into the log head."""
+        self.events += 1
+        run_id = str(n.originator_id)
+        stored = ""
+        if run_id not in self.broken:
+            problem, stored = _check_one(mapper, n, self.heads.get(run_id, (0, chain.GENESIS)))
+            if problem:
+                self.broken[run_id] = VerifyProblem(run_id=run_id, version=n.originator_version, problem=problem)
+            else:
+                self.heads[run_id] = (n.originator_version, stored)
+                if self.at_versions.get(run_id) == n.originator_version:
+                    self.anchored[run_id] = stored
+        self.log_head = hashlib.sha256((self.log_head + (stored or _unverified(n))).encode()).hexdigest()
 
 
 def _check_one(mapper: Mapper[Any], n: Notification, head: tuple[int, str]) -> tuple[str, str]:
@@ -138,51 +132,7 @@ def _unverified(n: Notification) -> str:
     return "row:" + h.hexdigest()
 
 
-class LogReading:
-    """What one pass over the log read: per run its rows and a digest of their bytes, and the last position."""
-
-    def __init__(self) -> None:
-        self.runs: dict[str, tuple[int, bytes]] = {}
-        self.first: dict[str, int] = {}  # run -> the position of its first event
-        self.last_topic: dict[str, str] = {}  # run -> the topic of its last event
-        self.events = 0
-        self.last = 0
-        self.error: Exception | None = None  # the log could not be read to its end
-
-    def add(self, run_id: str, position: int, state: bytes, topic: str = "") -> None:
-        count, digest = self.runs.get(run_id, (0, b""))
-        self.runs[run_id] = (count + 1, _fold(digest, state))
-        self.first.setdefault(run_id, position)
-        self.last_topic[run_id] = topic
-        self.events += 1
-        self.last = max(self.last, position)
-
-    def pages(self, pages: Iterator[list[Any]]) -> Iterator[list[Any]]:
-        """The log's rows, as export and the views read them, until the store fails (the failure is kept)."""
-        try:
-            for page in pages:
-                yield [StoredRow(*row) for row in page]
-        except Exception as e:  # noqa: BLE001 - reported with what was read; raised by the store only
-            self.error = e
-
-
-class StoredRow(NamedTuple):
-    """One row of the log as read (a raw page row), with a notification's attribute names."""
-
-    id: int
-    originator_id: str
-    originator_version: int
-    topic: str
-    state: bytes
-
-
-def _fold(digest: bytes, state: bytes) -> bytes:
-    h = hashlib.blake2b(digest, digest_size=16)
-    h.update(state)
-    return h.digest()
-
-
-def file_damage(journal: Journal, *, deep: bool = False) -> str:
+def file_damage(journal: UnitOfWork, *, deep: bool = False) -> str:
     """One line saying how the store's file is damaged ("" when sound, or not a file store)."""
     recorder: Any = journal._store.recorder
     check = getattr(recorder, "check_file", None)
@@ -199,7 +149,7 @@ def file_damage(journal: Journal, *, deep: bool = False) -> str:
 
 
 def verify_store(
-    journal: Journal,
+    journal: UnitOfWork,
     *,
     deep: bool = False,
     check_file: bool = True,
@@ -234,7 +184,7 @@ def verify_store(
     return report.model_copy(update={"ok": not problems, "problems": problems})
 
 
-def _snapshot_problems(journal: Journal, report: VerifyReport) -> list[VerifyProblem]:
+def _snapshot_problems(journal: UnitOfWork, report: VerifyReport) -> list[VerifyProblem]:
     """Every stored snapshot its run's verified events do not prove (see load_check.py)."""
     from . import load_check  # it imports this module
 
@@ -252,17 +202,15 @@ def _cannot_check(what: str, error: Exception) -> VerifyProblem:
     return VerifyProblem(run_id="", version=None, problem=f"{what} cannot be checked ({type(error).__name__}: {detail})")
 
 
-def _inline_problems(journal: Journal, reading: LogReading, broken: set[str]) -> list[VerifyProblem]:
+def _inline_problems(journal: UnitOfWork, reading: LogReading, broken: set[str]) -> list[VerifyProblem]:
     """Every inline queue or lease row the log does not give (see inline_check.py)."""
-    from .inline_check import inline_problems
-
     try:
         return inline_problems(journal, reading, broken)
     except Exception as e:  # noqa: BLE001 - the store failing here is reported, like any reading
         return [_cannot_check("the inline queue and leases", e)]
 
 
-def rows_beside_the_log(journal: Journal, reading: LogReading) -> list[VerifyProblem]:
+def rows_beside_the_log(journal: UnitOfWork, reading: LogReading) -> list[VerifyProblem]:
     """Rows of the events table the log's order does not list: at a position <= 0, hidden or duplicated."""
     log_rows = getattr(journal._store.recorder, "log_rows", None)
     if log_rows is None:
@@ -288,7 +236,7 @@ def rows_beside_the_log(journal: Journal, reading: LogReading) -> list[VerifyPro
 
 
 def runs_as_loaded(
-    journal: Journal,
+    journal: UnitOfWork,
     reading: LogReading,
     report: VerifyReport,
     *,
@@ -331,7 +279,7 @@ def _as_loaded(recorder: Any, run_id: str, count: int, digest: bytes, head: int)
             what = "twice" if seen <= loaded else f"after version {loaded} (missing events)"
             return seen, f"the loader reads version {seen} {what}: the loaded run differs from the verified log"
         loaded += 1
-        folded = _fold(folded, row.state)
+        folded = fold(folded, row.state)
     if loaded != head:
         return loaded or None, (f"the loader reads {loaded} events of this run, verify read {head}: "
                                 "the loaded run differs from the verified log")

@@ -6,6 +6,7 @@ writes only the views database, never the store.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from eventsourcing.persistence import Mapper
 
 from ..adapters.storage import permissions
+from ..adapters.storage.urls import redacted, sqlite_path
 from ..domain import InvalidInput, RunNotFound
 from ..projections import (
     ProjectedEvent,
@@ -178,3 +180,23 @@ class FollowedViews:
         """What recovery must do for each non-terminal run."""
         return self._view("recovery_intents", queries.RecoveryIntent, "SELECT * FROM recovery_intents ORDER BY updated_at, run_id")
 
+
+def default_views_path(url: str) -> str:
+    """Where the followed views live: beside a SQLite store, in memory for memory://, else a local file."""
+    if url.startswith("memory:"):
+        return ":memory:"
+    if url.startswith("sqlite:"):
+        path = sqlite_path(url)
+        return str(path.with_name(path.stem + ".views.db"))
+    safe = "".join(c if c.isalnum() else "-" for c in redacted(url).split("://", 1)[-1]).strip("-")
+    return str(Path(".runjournal") / f"{safe}.views.db")
+
+
+def writable_or_memory(path: str) -> str:
+    """``path`` if it can be written (or created), else ``:memory:``: a read-only store's views."""
+    if path == ":memory:":
+        return path
+    target = Path(path)
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    return path if os.access(target, os.W_OK) else ":memory:"

@@ -67,16 +67,21 @@ async def run_demo(url: str | None, console: Console) -> list[str]:
         approval_id = (deploy.pending_approval or {}).get("approval_id")
         console.print(f"\napproving {approval_id} as 'demo'")
         await harness.resume(approval_id=approval_id, decision="approve", actor="demo")
-        snapshots = [journal.get_run(r.run_id) for r in runs]
-        console.print()
-        console.print(render.runs_table("runs", snapshots))
-        console.print(render.history_table(deploy.run_id, journal.history(deploy.run_id)))
-        report = journal.verify()
-        console.print(f"verify: {report.events_checked} events of {report.runs_checked} runs, "
-                      f"{'every chain verifies' if report.ok else 'BROKEN'}")
-        console.print(f"\nNext: runjournal history {deploy.run_id}\n      runjournal approvals --all"
-                      f"\n      runjournal timeline {deploy.run_id} --html timeline.html")
+        _show_what_was_recorded(console, journal, [r.run_id for r in runs], deploy.run_id)
         return [r.run_id for r in runs]
     finally:
         await harness.close()
         journal.close()
+
+
+def _show_what_was_recorded(console: Console, journal: Journal, run_ids: list[str], deploy_id: str) -> None:
+    """The runs, the approved run's history and what verify says, then where to look next."""
+    snapshots = [journal.get_run(run_id) for run_id in run_ids]
+    console.print()
+    console.print(render.runs_table("runs", snapshots))
+    console.print(render.history_table(deploy_id, journal.history(deploy_id)))
+    report = journal.verify()
+    console.print(f"verify: {report.events_checked} events of {report.runs_checked} runs, "
+                  f"{'every chain verifies' if report.ok else 'BROKEN'}")
+    console.print(f"\nNext: runjournal history {deploy_id}\n      runjournal approvals --all"
+                  f"\n      runjournal timeline {deploy_id} --html timeline.html")

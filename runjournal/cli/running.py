@@ -65,6 +65,7 @@ def demo() -> None:
         run_async(run_demo(store_url(), out))
 
 
+# Over 40 lines: the signature is the verb's options, declared once for typer and --help.
 @verbs.command("run")
 def run_(
     message: Annotated[str, typer.Argument(help="The request's message.")],

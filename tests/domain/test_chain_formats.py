@@ -114,7 +114,7 @@ def test_an_unknown_format_is_refused_not_guessed() -> None:
 
 
 def test_new_events_record_format_2_and_verify_with_link_from_their_stored_fields() -> None:
-    """What verification.expected_link does (link over the stored fields) holds for new events unchanged."""
+    """What decoding.expected_link does (link over the stored fields) holds for new events unchanged."""
     run = new_run()
     run.enqueue(actor="alice", now=T0)
     previous = chain.GENESIS

@@ -49,7 +49,7 @@ def store_as_v1(path: str, run_id: str, version: int, *fields: str) -> None:
 
     from runjournal.domain import chain
 
-    from runjournal.app.verification import decode_stored, expected_link
+    from runjournal.app.decoding import decode_stored, expected_link
 
     with Journal.open(f"sqlite:///{path}") as j:
         mapper = j._store.mapper

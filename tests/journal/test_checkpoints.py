@@ -21,7 +21,7 @@ from runjournal.domain import InvalidInput, RunNotFound, chain
 from runjournal import Journal
 from runjournal.app import anchors as anchoring
 from runjournal.app import audit, checkpoints, merkle
-from runjournal.app.verification import expected_link
+from runjournal.app.decoding import expected_link
 
 from .helpers import finished_run
 

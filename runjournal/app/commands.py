@@ -1,0 +1,204 @@
+"""Commands on a run that exists: a worker's steps, approvals and outcomes, an operator's cancel.
+
+Each is validate -> load -> command -> save through the unit of work; a worker's
+commands are fenced by its claim's epoch, so a worker whose lease was taken over
+is refused before anything is saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..domain import ApprovalNotFound, ConcurrencyConflict, InvalidInput, Run, RunjournalError, RunNotFound
+from .claims import Claims
+from .models import (
+    MAX_TEXT,
+    ApprovalInput,
+    CancelInput,
+    Claim,
+    DecisionInput,
+    ErrorInput,
+    OutcomeInput,
+    RunSnapshot,
+    StepInput,
+    validate,
+)
+from .payload import PayloadRule
+from .unit_of_work import default_actor
+
+
+class RunCommands(Claims):
+    """The verbs that move a claimed (or any live) run on: steps, approvals, completion, failure, cancel."""
+
+    payload_rule: PayloadRule = PayloadRule()  # the limits every payload is checked against; a journal sets its own
+
+    def record_step(self, claim: Claim, kind: str, content: Any) -> RunSnapshot:
+        """Record a step, tool result or message of the running agent."""
+        return self.record_steps(claim, [(kind, content)])
+
+    def record_steps(self, claim: Claim, steps: Sequence[tuple[str, Any]]) -> RunSnapshot:
+        """Record several steps of the running agent, in order, in one save."""
+        reqs = [validate(StepInput, self.payload_rule, kind=kind, content=content) for kind, content in steps]
+
+        def record(run: Run) -> None:
+            now = self._now()
+            for req in reqs:
+                run.record_step(worker_id=claim.worker_id, epoch=claim.epoch, kind=req.kind, content=req.content,
+                                now=now)
+
+        run, _ = self._execute(claim.run_id, record)
+        return RunSnapshot.of(run)
+
+    def request_approval(
+        self,
+        claim: Claim,
+        *,
+        tool_name: str,
+        tool_args: Any = None,
+        tool_call_id: str | None = None,
+        content: Any = None,
+        checkpoint_ref: str | None = None,
+        output: str | None = None,
+    ) -> str:
+        """Pause the run for a person's decision (``output``: the answer so far); returns the approval id."""
+        req = validate(
+            ApprovalInput,
+            self.payload_rule,
+            tool_name=tool_name,
+            tool_args={} if tool_args is None else tool_args,
+            tool_call_id=tool_call_id,
+            content=content,
+            checkpoint_ref=checkpoint_ref,
+            output=output,
+        )
+        _, approval_id = self._execute(
+            claim.run_id,
+            lambda run: run.request_approval(
+                worker_id=claim.worker_id, epoch=claim.epoch, now=self._now(), **req.model_dump()
+            ),
+        )
+        return str(approval_id)
+
+    def resolve_approval(
+        self, approval_id: str, *, decision: str, edits: Any = None, actor: str | None = None
+    ) -> RunSnapshot:
+        """Record a decision (approve / reject / edit); the run is then resumed by a worker."""
+        req = validate(
+            DecisionInput,
+            self.payload_rule, approval_id=approval_id, decision=decision, edits=edits, actor=actor or default_actor()
+        )
+        run_id = approval_id.rsplit(".a", 1)[0]
+        try:
+            run, _ = self._execute(
+                run_id,
+                lambda run: run.resolve_approval(
+                    approval_id=req.approval_id, decision=req.decision, edits=req.edits, actor=req.actor, now=self._now()
+                ),
+            )
+        except RunNotFound:
+            raise ApprovalNotFound(approval_id) from None
+        return RunSnapshot.of(run)
+
+    def complete(self, claim: Claim, *, output: Any = None) -> RunSnapshot:
+        """Finish a run with its output."""
+        req = validate(OutcomeInput, self.payload_rule, output=output)
+        run, _ = self._execute(
+            claim.run_id,
+            lambda run: run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=self._now()),
+        )
+        return RunSnapshot.of(run)
+
+    def complete_many(self, items: Sequence[tuple[Claim, Any]]) -> list[RunSnapshot | RunjournalError]:
+        """Complete several runs in ONE save (a group commit); per run, its snapshot or the error refusing it.
+
+        All or nothing on a conflict: then each run is completed on its own, so a run
+        changed meanwhile (say, cancelled from elsewhere) gets its own refusal.
+        """
+        outcomes: list[RunSnapshot | RunjournalError] = []
+        changed: dict[str, Run] = {}  # an item may name a run an earlier item already completed
+        now = self._now()
+        for claim, output in items:
+            try:
+                req = validate(OutcomeInput, self.payload_rule, output=output)
+                run = changed.get(claim.run_id) or self._load(claim.run_id)
+                run.complete(worker_id=claim.worker_id, epoch=claim.epoch, output=req.output, now=now)
+            except RunjournalError as e:
+                if claim.run_id not in changed:  # a refused command triggers nothing: keep batch changes
+                    self._runs.pop(claim.run_id, None)
+                outcomes.append(e)
+                continue
+            changed[run.run_id] = run
+            outcomes.append(RunSnapshot.of(run))
+        if not changed:
+            return outcomes
+        try:
+            self._save(*changed.values())
+        except ConcurrencyConflict:
+            return [self._complete_one(claim, output) for claim, output in items]
+        return outcomes
+
+    def _complete_one(self, claim: Claim, output: Any) -> RunSnapshot | RunjournalError:
+        try:
+            return self.complete(claim, output=output)
+        except RunjournalError as e:
+            return e
+
+    def fail(
+        self, claim: Claim, *, error: str, stage: Literal["stream", "invoke"] | None = None, retries: int = 0
+    ) -> RunSnapshot:
+        """Fail a run the worker holds; ``stage`` says where the agent failed (recorded in ``Failed``).
+
+        With ``retries`` > 0, a run that failed while resuming a decision is not failed
+        while it has retries left: it records ``ResumeFailed`` and waits, ``resuming``,
+        to be retried (the snapshot's state says which).
+        """
+        req = validate(ErrorInput, error=_clip(error), actor=f"worker:{claim.worker_id}")
+        if stage not in (None, "stream", "invoke"):
+            raise InvalidInput("stage", f"must be 'stream', 'invoke' or None (got {stage!r})")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise InvalidInput("retries", f"must be a whole number >= 0 (got {retries!r})")
+        run, _ = self._execute(
+            claim.run_id,
+            lambda run: run.fail_agent(
+                worker_id=claim.worker_id, epoch=claim.epoch, error=req.error, stage=stage, retries=retries,
+                now=self._now(),
+            ),
+        )
+        return RunSnapshot.of(run)
+
+    def fail_run(self, run_id: str, *, error: str, actor: str | None = None) -> RunSnapshot:
+        """Fail any non-terminal run (recovery and operators; not fenced)."""
+        req = validate(ErrorInput, error=_clip(error), actor=actor or default_actor())
+        run, _ = self._execute(run_id, lambda run: run.fail(error=req.error, actor=req.actor, now=self._now()))
+        return RunSnapshot.of(run)
+
+    def attempt_recovery(self, run_id: str, *, resume_kind: str = "startup-recovery") -> RunSnapshot:
+        """Count a recovery attempt on a run (it is then resumed with ``resume_kind``)."""
+        run, _ = self._execute(run_id, lambda run: run.attempt_recovery(resume_kind=resume_kind, now=self._now()))
+        return RunSnapshot.of(run)
+
+    def finish_cancel(self, claim: Claim) -> RunSnapshot:
+        """The worker has stopped a cancelling run: append ``Cancelled``."""
+        run, _ = self._execute(
+            claim.run_id, lambda run: run.finish_cancel(worker_id=claim.worker_id, epoch=claim.epoch, now=self._now())
+        )
+        return RunSnapshot.of(run)
+
+    def cancel(self, run_id: str, *, reason: str | None = None, actor: str | None = None) -> RunSnapshot:
+        """Cancel a run: at once when no worker holds it, else ask its worker to stop."""
+        req = validate(CancelInput, reason=reason, actor=actor or default_actor())
+
+        run = self._load(run_id, fresh=True)
+        if not run.can_be_cancelled:  # over, or cancelling already (its worker will finish it)
+            return RunSnapshot.of(run)
+        return RunSnapshot.of(self._execute(
+            run_id, lambda run: run.cancel_as_asked(reason=req.reason, actor=req.actor, now=self._now()))[0])
+
+
+def _clip(error: str) -> str:
+    """An error message cut to MAX_TEXT characters, saying so: failing a run must not fail."""
+    if not isinstance(error, str) or len(error) <= MAX_TEXT:
+        return error
+    note = f" ... [cut: {len(error):,} characters]"
+    return error[: MAX_TEXT - len(note)] + note
