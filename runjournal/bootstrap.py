@@ -74,7 +74,8 @@ def open_harness(
     agents: Collection[str] | None = None,
 ) -> Harness:
     """A harness for a workspace (a file, or one already read) on its store, owning its journal."""
-    from .runtime.harness import Harness, served_agents
+    from .runtime.harness import Harness
+    from .runtime.routing import served_agents
 
     if not isinstance(workspace, Workspace):
         workspace = load_workspace(workspace)

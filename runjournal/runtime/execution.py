@@ -367,6 +367,8 @@ async def _work_or_stop(work: asyncio.Task[Outcome], stop: asyncio.Task[Any], he
 async def _halt(work: asyncio.Task[Outcome]) -> None:
     """Stop the agent's task and wait until it has stopped (a no-op once it is done)."""
     if work.done():
+        if not work.cancelled():
+            work.exception()  # seen, so that a run ended by its heartbeat logs no "never retrieved" error
         return
     work.cancel()
     await asyncio.wait({work})  # unlike awaiting it, never swallows a cancel of the caller

@@ -1,4 +1,4 @@
-"""Which agent runs a request, and whether the workspace policy allows it.
+"""Which agent runs a request, whether policy allows it, and which agents a worker serves.
 
 Order: an explicit agent (``auto`` is none), else the thread's agent, else the first routing rule
 whose regex matches the message, else the default agent. An agent that is not
@@ -8,11 +8,11 @@ defined is an ``UnknownAgent`` error before anything is appended.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain import UnknownAgent
+from ..domain import InvalidInput, UnknownAgent
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,15 @@ def tool_denial(tool_name: str | None, deny_tools: Sequence[str]) -> str | None:
     if tool_name is not None and tool_name in deny_tools:
         return f"Policy evaluation blocked tool {tool_name}: listed in policy.deny_tools"
     return None
+
+
+def served_agents(agents: Collection[str] | None, known: Collection[str]) -> tuple[str, ...]:
+    """The agents a worker claims runs of: ``agents`` (each one it has), else every agent it has."""
+    if agents is None:
+        return tuple(sorted(known))
+    if isinstance(agents, str) or not agents:
+        raise InvalidInput("agents", f"name one or more agents of the workspace (got {agents!r})")
+    for agent_id in agents:
+        if agent_id not in known:
+            raise UnknownAgent(agent_id, tuple(known))
+    return tuple(sorted(set(agents)))
