@@ -29,6 +29,7 @@ import pytest
 from runjournal.domain import Run
 
 from bench.common import Ticker
+from bench.lives import save_in_phases
 from runjournal import Journal
 from runjournal.app.unit_of_work import PAGE_SIZE
 
@@ -199,22 +200,15 @@ def build_log(url: str, total: int, *, seed: int = 7) -> int:
         lives = pick_lives(total, rng)
         for start in range(0, len(lives), BATCH):
             batch = lives[start : start + BATCH]
-            runs = []
-            for n, life in enumerate(batch, start):
-                runs.append(Run.submit(
+            runs = [
+                Run.submit(
                     run_id=UUID(int=rng.getrandbits(128)), thread_id=f"thread-{rng.randrange(300):03d}",
                     agent_id=f"agent-{n % 5}", input={"message": f"request {n} ({life})"}, priority=n % 3,
                     idempotency_key=None, actor="bench", now=t(),
-                ))
-            journal._save(*runs)
-            for phase in range(max(len(LIVES[life][2]) for life in batch)):
-                moved = []
-                for run, life in zip(runs, batch, strict=True):
-                    phases = LIVES[life][2]
-                    if phase < len(phases):
-                        phases[phase](run, t)
-                        moved.append(run)
-                journal._save(*moved)
+                )
+                for n, life in enumerate(batch, start)
+            ]
+            save_in_phases(journal, runs, [LIVES[life][2] for life in batch], t)
         return journal.max_position()
     finally:
         journal.close()
