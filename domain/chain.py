@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import rfc8785
 
 GENESIS = "0" * 64
@@ -77,29 +78,42 @@ def jcs(value: Any) -> bytes:
     """Format 2: the RFC 8785 canonical form of a value, as UTF-8 bytes."""
     if _same_as_sorted_json(value):
         # Without floats, with safe integers and keys below U+D800, RFC 8785 and sorted
-        # json.dumps write the same bytes (the same escapes and key order); json.dumps is C.
-        return canonical_json(value).encode("utf-8")
+        # compact JSON write the same bytes (the same escapes and key order): orjson writes them in C.
+        try:
+            return orjson.dumps(value, default=_default, option=_SORTED)
+        except orjson.JSONEncodeError:  # what orjson refuses (a lone surrogate): fail as format 1 does
+            return canonical_json(value).encode("utf-8")
     return rfc8785.dumps(_plain(value))
 
 
 _SAFE_INTEGER = 2**53 - 1
 _CONVERTED = (datetime, UUID)
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # datetimes through _default, as format 1
+_LISTS = (list, tuple, set, frozenset)
 
 
 def _same_as_sorted_json(value: Any) -> bool:
-    """True when format 1's text of ``value`` is its RFC 8785 text (tested against rfc8785)."""
-    kind = type(value)
-    if kind is str or value is None or kind is bool:
-        return True
-    if kind is int:
-        return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
-    if kind is dict:
-        return all(
-            type(k) is str and (not k or max(k) < "\ud800") and _same_as_sorted_json(v) for k, v in value.items()
-        )
-    if kind is list or kind is tuple or kind is set or kind is frozenset:
-        return all(_same_as_sorted_json(v) for v in value)
-    return isinstance(value, _CONVERTED)  # floats and anything else: RFC 8785's own rules
+    """True when sorted compact JSON of ``value`` is its RFC 8785 text (tested against rfc8785)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
+                return False
+        elif kind is dict:
+            for key, inner in item.items():
+                if type(key) is not str or (not key.isascii() and max(key) >= "\ud800"):
+                    return False
+                if type(inner) is not str:
+                    pending.append(inner)
+        elif kind in _LISTS:
+            pending.extend(item)
+        elif not isinstance(item, _CONVERTED):  # floats and anything else: RFC 8785's own rules
+            return False
+    return True
 
 
 def format_of(data: Mapping[str, Any]) -> int:

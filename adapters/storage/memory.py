@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +20,10 @@ class MemoryRunRecorder(POPOApplicationRecorder):
         super().__init__()
         self._queue: dict[str, QueueRow] = {}
         self._leases: dict[str, LeaseRow] = {}
-        self._claimable: set[str] = set()
+        # The claimable runs in claim order, (-priority, position, run id), kept sorted as rows
+        # change: a claim reads the first few instead of sorting every queued run.
+        self._order: list[tuple[int, int, str]] = []
+        self._claimable: dict[str, tuple[int, int, str]] = {}
         self._agents: dict[str, str] = {}  # run id -> agent id, for claims of some agents only
 
     def _update_table(
@@ -42,7 +45,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
         # its first save, so a requeued run keeps its place.
         if not e.live:
             self._queue.pop(e.run_id, None)
-            self._claimable.discard(e.run_id)
+            self._unclaimable(e.run_id)
             self._leases.pop(e.run_id, None)
             self._agents.pop(e.run_id, None)
             return
@@ -51,25 +54,39 @@ class MemoryRunRecorder(POPOApplicationRecorder):
         self._queue[e.run_id] = row
         self._agents[e.run_id] = e.agent_id
         if e.claimable:
-            self._claimable.add(e.run_id)
+            self._claimable_as(e.run_id, (-row.priority, row.position, e.run_id))
         else:
-            self._claimable.discard(e.run_id)
+            self._unclaimable(e.run_id)
         if e.lease is None:
             self._leases.pop(e.run_id, None)
         else:
             self._leases[e.run_id] = LeaseRow(e.run_id, *e.lease)
 
+    def _claimable_as(self, run_id: str, key: tuple[int, int, str]) -> None:
+        if self._claimable.get(run_id) == key:
+            return
+        self._unclaimable(run_id)
+        self._claimable[run_id] = key
+        bisect.insort(self._order, key)
+
+    def _unclaimable(self, run_id: str) -> None:
+        key = self._claimable.pop(run_id, None)
+        if key is not None:
+            del self._order[bisect.bisect_left(self._order, key)]
+
     def _claimable_rows(self) -> list[QueueRow]:
-        return [self._queue[run_id] for run_id in self._claimable]
+        return [self._queue[run_id] for _, _, run_id in self._order]
 
     def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
         """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
+        best: list[str] = []
         with self._database_lock:
-            rows = self._claimable_rows()
-            if agents is not None:
-                rows = [r for r in rows if self._agents.get(r.run_id) in agents]
-            best = heapq.nsmallest(limit, rows, key=lambda r: (-r.priority, r.position))
-        return [r.run_id for r in best]
+            for _, _, run_id in self._order:
+                if len(best) >= limit:
+                    break
+                if agents is None or self._agents.get(run_id) in agents:
+                    best.append(run_id)
+        return best
 
     def unlabelled_rows(self) -> list[str]:
         """Always empty: this store's rows are as new as the process."""
@@ -81,7 +98,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
     def queue_rows(self) -> list[QueueRow]:
         """Every claimable run, in claim order."""
         with self._database_lock:
-            return sorted(self._claimable_rows(), key=lambda r: (-r.priority, r.position))
+            return self._claimable_rows()
 
     def lease_rows(self) -> list[LeaseRow]:
         """Every current lease."""
@@ -112,6 +129,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             self._queue.clear()
             self._leases.clear()
             self._claimable.clear()
+            self._order.clear()
             self._agents.clear()
             for entry, position in entries:
                 self._apply(entry, position)

@@ -54,11 +54,14 @@ _CACHE_SIZE = 4096
 PAGE_SIZE = 1000  # notifications per page when the log is read
 
 
+_SNAPSHOT_INTERVAL = 50  # events between a run's snapshots
+
+
 class RunStore(Application[UUID]):
     """The eventsourcing application under the journal; configured only by its URL."""
 
     name = "runjournal"
-    snapshotting_intervals = {Run: 50}  # noqa: RUF012 - read by eventsourcing as a class attribute
+    snapshotting_intervals = {Run: _SNAPSHOT_INTERVAL}  # noqa: RUF012 - read by eventsourcing as a class attribute
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # Only what the journal passes: a stray RUNJOURNAL_* or PERSISTENCE_MODULE
@@ -75,13 +78,23 @@ class RunStore(Application[UUID]):
         # Never the stock JSON transcoder: it interprets user data shaped like its envelopes.
         return RunTranscoder()
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        """Save; the runs saved are remembered meanwhile, so that a snapshot is taken from them."""
-        self._saving.runs = {o.id: o for o in objs if isinstance(o, Run)}
+    def save(self, *runs: Run, **kwargs: Any) -> Any:
+        """Put the pending events of ``runs`` in one transaction, then take the snapshots they are due.
+
+        What ``Application.save`` does for us, without its per-object Protocol checks
+        (only runs are saved here), its aggregate cache (off) or its no-op notify hooks.
+        The runs saved are remembered meanwhile, so that a snapshot is taken from them.
+        """
+        events = [event for run in runs for event in run.collect_events()]
+        recordings = self.events.put(events, **kwargs)
+        self._saving.runs = {run.id: run for run in runs}
         try:
-            return super().save(*objs, **kwargs)
+            for event in events:
+                if event.originator_version % _SNAPSHOT_INTERVAL == 0:
+                    self.take_snapshot(event.originator_id, version=event.originator_version)
         finally:
             self._saving.runs = {}
+        return recordings
 
     def take_snapshot(self, aggregate_id: Any, version: int | None = None, projector_func: Any = None) -> None:
         """Snapshot a run from verified state only, never from an unproven earlier snapshot.

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from runjournal.domain import chain
 
@@ -149,3 +149,30 @@ _json = st.recursive(
 def test_jcs_is_rfc_8785_for_any_json_value(value: object) -> None:
     """The fast path (sorted json.dumps when it gives the same bytes) never differs from rfc8785."""
     assert chain.jcs(value) == rfc8785.dumps(value)
+
+
+_converted = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text() | st.uuids()
+    | st.datetimes(timezones=st.just(UTC)) | st.datetimes() | st.frozensets(st.text(max_size=3), max_size=3),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_converted)
+def test_the_fast_path_writes_what_sorted_json_dumps_writes(value: object) -> None:
+    """Where the fast path applies, its bytes are format 1's text: datetimes, ids and sets converted alike."""
+    assume(chain._same_as_sorted_json(value))  # keys at or above U+D800 sort apart in RFC 8785
+    assert chain.jcs(value) == chain.canonical_json(value).encode("utf-8")
+
+
+def test_control_characters_and_non_ascii_keys_escape_as_rfc_8785_says() -> None:
+    value = {"\u00e9t\u00e9": "\x00\x1f\n\t\"\\/\u2028\U0001f600", "a": ["\x7f", "\b\f\r"]}
+    assert chain.jcs(value) == rfc8785.dumps(value) == chain.canonical_json(value).encode("utf-8")
+
+
+def test_a_lone_surrogate_fails_in_the_fast_path_as_in_format_1() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        chain.jcs({"text": "\ud800"})
