@@ -32,7 +32,7 @@ class RunEvent(Aggregate.Event):
         """Move the run along the transition table, then assign this event's facts."""
         name = type(self).__name__
         target = getattr(self, "to_state", None)
-        run.state = transitions.check(str(run.id), run.state, name, target)
+        run.state = transitions.check(run.run_id, run.state, name, target)
         run.chain = self.chain
         self.assign(run)
 

@@ -13,6 +13,7 @@ the aggregate they guard (the events and their folds are ``events.py`` already).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +30,12 @@ DECISIONS = ("approve", "reject", "edit")
 AUTO_AGENT = "auto"
 STALE_NOT_REPLAYABLE = "stale running run cannot be replayed safely"
 STALE_WITHOUT_REQUEST = "missing persisted run request for stale running run recovery"
+
+
+@lru_cache(maxsize=65_536)
+def id_text(run_id: UUID) -> str:
+    """A run id as text, formatted once: a run's id is read as text many times per command."""
+    return str(run_id)
 
 
 class Run(Aggregate):
@@ -124,7 +131,7 @@ class Run(Aggregate):
         kwargs["chain"] = chain.link(
             self.chain,
             event_type=event_class.__name__,
-            run_id=str(self.id),
+            run_id=id_text(self.id),
             version=self.version + 1,
             timestamp=kwargs["timestamp"],
             class_version=event_class.class_version,
@@ -138,7 +145,7 @@ class Run(Aggregate):
     @property
     def run_id(self) -> str:
         """The run's id as a string."""
-        return str(self.id)
+        return id_text(self.id)
 
     @property
     def is_terminal(self) -> bool:

@@ -7,16 +7,19 @@ is refused before anything is saved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
-from ..domain import ApprovalNotFound, ConcurrencyConflict, InvalidInput, Run, RunjournalError, RunNotFound
+from ..domain import (
+    ApprovalNotFound, ConcurrencyConflict, InvalidInput, Run, RunjournalError, RunNotFound, StoreUnavailable,
+)
 from .claims import Claims
 from .models import (
     MAX_TEXT,
     ApprovalInput,
     CancelInput,
     Claim,
+    ClaimInput,
     DecisionInput,
     ErrorInput,
     OutcomeInput,
@@ -115,7 +118,47 @@ class RunCommands(Claims):
         All or nothing on a conflict: then each run is completed on its own, so a run
         changed meanwhile (say, cancelled from elsewhere) gets its own refusal.
         """
-        outcomes: list[RunSnapshot | RunjournalError] = []
+        refusals, changed = self._completed_runs(items)
+        if changed:
+            try:
+                self._save(*changed.values())
+            except ConcurrencyConflict:
+                return [self._complete_one(claim, output) for claim, output in items]
+        return [refusal or RunSnapshot.of(changed[claim.run_id]) for refusal, (claim, _) in zip(refusals, items, strict=True)]
+
+    def complete_and_claim(
+        self, items: Sequence[tuple[Claim, Any]], *, worker_id: str, count: int, lease_seconds: float = 30,
+        start: bool = False, agents: Collection[str] | None = None,
+    ) -> tuple[list[RunjournalError | None], list[Claim]]:
+        """Complete the finished runs and claim up to ``count`` more in ONE save: a worker's turn, one commit.
+
+        Per item, ``None`` (completed) or the error refusing it; then the new claims.
+        On a conflict (a candidate another worker took, a run changed meanwhile) it
+        falls back to ``complete_many`` and then ``claim_many``: no run is held up by another.
+        """
+        req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
+        refusals, changed = self._completed_runs(items)
+        if any(isinstance(r, StoreUnavailable) for r in refusals):
+            count = 0  # that run still holds its slot (and lease): no new claim may take it
+        prepared = []
+        for run_id in self._candidates(count, req.agents) if count > 0 else ():
+            run = None if run_id in changed else self._claimable(run_id, req.worker_id)
+            if run is not None:
+                prepared.append(self._prepare_claim(run, req, start=start))
+        runs = [*changed.values(), *(run for run, _ in prepared)]
+        if not runs:
+            return refusals, []
+        try:
+            self._save(*runs)
+        except ConcurrencyConflict:
+            completed = [r if isinstance(r, RunjournalError) else None for r in self.complete_many(items)]
+            return completed, self.claim_many(worker_id=worker_id, count=count, lease_seconds=lease_seconds,
+                                              start=start, agents=agents)
+        return refusals, [claim for _, claim in prepared]
+
+    def _completed_runs(self, items: Sequence[tuple[Claim, Any]]) -> tuple[list[RunjournalError | None], dict[str, Run]]:
+        """Apply ``Completed`` to each item's run, unsaved: per item its refusal (or None), and the runs changed."""
+        refusals: list[RunjournalError | None] = []
         changed: dict[str, Run] = {}  # an item may name a run an earlier item already completed
         now = self._now()
         for claim, output in items:
@@ -126,17 +169,11 @@ class RunCommands(Claims):
             except RunjournalError as e:
                 if claim.run_id not in changed:  # a refused command triggers nothing: keep batch changes
                     self._runs.pop(claim.run_id, None)
-                outcomes.append(e)
+                refusals.append(e)
                 continue
             changed[run.run_id] = run
-            outcomes.append(RunSnapshot.of(run))
-        if not changed:
-            return outcomes
-        try:
-            self._save(*changed.values())
-        except ConcurrencyConflict:
-            return [self._complete_one(claim, output) for claim, output in items]
-        return outcomes
+            refusals.append(None)
+        return refusals, changed
 
     def _complete_one(self, claim: Claim, output: Any) -> RunSnapshot | RunjournalError:
         try:

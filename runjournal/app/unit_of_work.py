@@ -10,6 +10,7 @@ listeners, whose errors are logged and counted, never raised.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import os
@@ -78,7 +79,7 @@ class RunStore(Application[UUID]):
         # Never the stock JSON transcoder: it interprets user data shaped like its envelopes.
         return RunTranscoder()
 
-    def save(self, *runs: Run, **kwargs: Any) -> Any:
+    def save(self, *runs: Any, **kwargs: Any) -> Any:
         """Put the pending events of ``runs`` in one transaction, then take the snapshots they are due.
 
         What ``Application.save`` does for us, without its per-object Protocol checks
@@ -111,8 +112,14 @@ class RunStore(Application[UUID]):
 
 def default_actor() -> str:
     """$RUNJOURNAL_ACTOR, else the OS user."""
+    return os.environ.get("RUNJOURNAL_ACTOR") or _os_user()
+
+
+@functools.lru_cache(maxsize=1)
+def _os_user() -> str:
+    """The OS user, asked once per process (a password-database lookup on every submit is not free)."""
     try:
-        return os.environ.get("RUNJOURNAL_ACTOR") or getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
 

@@ -227,7 +227,7 @@ class Worker:
         self._completing.clear()
 
     def _save_completions(self) -> None:
-        """Save the Completed of every run that finished, in one transaction (a group commit).
+        """Save the Completed of every run that finished and claim the slots they free, in one transaction.
 
         While the store is unavailable the runs stay here, holding their slots, and
         the save is tried again on the next turn of the loop.
@@ -235,7 +235,12 @@ class Worker:
         if not self._completing:
             return
         executions = self._completing
-        results = self.journal.complete_many([(e.claim, e.output) for e in executions])
+        limit = self.workspace.concurrency.max_concurrent_runs
+        results, claims = self.journal.complete_and_claim(
+            [(e.claim, e.output) for e in executions], worker_id=self.worker_id,
+            count=limit - len(self._active) if limit else _UNLIMITED_BATCH,  # a saved Completed frees its slot
+            lease_seconds=self.settings.lease_seconds, start=True, agents=self.agents,
+        )
         self._completing = []
         unavailable: StoreUnavailable | None = None
         for execution, result in zip(executions, results, strict=True):
@@ -244,15 +249,16 @@ class Worker:
                 unavailable = result
             else:
                 self._rest(execution.claim.run_id, self._completed(execution, result))
+        self._launch_all(claims)
         if unavailable is not None:
             raise unavailable
 
-    def _completed(self, execution: Execution, result: object) -> Outcome | None:
-        """How a finished run ended, given what its Completed save returned."""
-        if not isinstance(result, Exception):
+    def _completed(self, execution: Execution, refusal: Exception | None) -> Outcome | None:
+        """How a finished run ended, given what refused its Completed (None: nothing did)."""
+        if refusal is None:
             return Outcome.COMPLETED
         try:
-            return execution.completion_refused(result)
+            return execution.completion_refused(refusal)
         except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
             return self._harness_error(execution.claim, e)
 

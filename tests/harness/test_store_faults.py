@@ -61,9 +61,9 @@ class FaultyJournal(Journal):
         self._maybe_fail("claim_many")
         return super().claim_many(*args, **kwargs)
 
-    def complete_many(self, *args: Any, **kwargs: Any) -> Any:
-        self._maybe_fail("complete_many")
-        return super().complete_many(*args, **kwargs)
+    def complete_and_claim(self, *args: Any, **kwargs: Any) -> Any:
+        self._maybe_fail("complete_and_claim")
+        return super().complete_and_claim(*args, **kwargs)
 
     def expire_leases(self, *args: Any, **kwargs: Any) -> Any:
         self._maybe_fail("expire_leases")
@@ -138,7 +138,7 @@ async def remembers(request: AgentRequest) -> AsyncIterator[Any]:
 def test_claims_and_completions_refused_for_a_while_are_retried_and_every_run_ends_once(journal, runjournal_logs):
     journal.inject("expire_leases", 1)
     journal.inject("claim_many", 2)
-    journal.inject("complete_many", 1)
+    journal.inject("complete_and_claim", 1)
     h = harness(journal, max_concurrent_runs=2)
 
     async def main() -> list[Any]:
@@ -147,7 +147,7 @@ def test_claims_and_completions_refused_for_a_while_are_retried_and_every_run_en
     results = asyncio.run(main())
 
     assert [(r.state, r.output) for r in results] == [("completed", {"text": f"echo: {i}"}) for i in range(5)]
-    assert journal.injected == {"expire_leases": 1, "claim_many": 2, "complete_many": 1}
+    assert journal.injected == {"expire_leases": 1, "claim_many": 2, "complete_and_claim": 1}
     for r in results:
         assert ends(journal, r.run_id) == ["Completed"]
         assert types(journal, r.run_id).count("Started") == 1
@@ -158,7 +158,7 @@ def test_claims_and_completions_refused_for_a_while_are_retried_and_every_run_en
 
 
 def test_a_completed_that_waits_for_the_store_keeps_its_slot_and_is_saved_once(journal):
-    journal.inject("complete_many", 3)
+    journal.inject("complete_and_claim", 3)
     h = harness(journal, max_concurrent_runs=1)
 
     async def main() -> list[Any]:
@@ -167,7 +167,7 @@ def test_a_completed_that_waits_for_the_store_keeps_its_slot_and_is_saved_once(j
     a, b = asyncio.run(main())
 
     assert (a.state, b.state) == ("completed", "completed")
-    assert journal.injected["complete_many"] == 3
+    assert journal.injected["complete_and_claim"] == 3
     assert ends(journal, a.run_id) == ends(journal, b.run_id) == ["Completed"]
     log = [(e.run_id, e.type) for e in global_log(journal)]
     # One slot: b is claimed only once a's Completed is saved, not while it waits for the store.
@@ -231,7 +231,7 @@ def test_a_store_error_that_will_not_pass_stops_the_worker_at_once(journal):
 
 
 def test_completions_lost_to_an_outage_are_run_again_once_the_store_is_back(journal, clock):
-    journal.inject("complete_many")
+    journal.inject("complete_and_claim")
     h = harness(journal, outage=0.1)
     run_id = h.submit("x").run_id
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runjournal import (
@@ -12,6 +14,7 @@ from runjournal import (
     Journal,
     LeaseLost,
     RunNotFound,
+    StoreUnavailable,
 )
 
 
@@ -271,6 +274,76 @@ def test_complete_many_refuses_repeat_completions_of_a_run_the_same_batch_comple
     assert any_journal.max_position() == before + 2
     assert any_journal.get_run(first.run_id).output == {"n": 1}
     assert [e.type for e in any_journal.history(first.run_id)].count("Completed") == 1
+
+
+def _queued_then_claimed(journal: Journal, *, queued: int, claimed: int) -> list[Any]:
+    """Submit ``queued`` runs and claim (and start) the first ``claimed`` of them as worker w."""
+    for i in range(queued):
+        journal.submit(agent_id="a", input={"i": i})
+    return journal.claim_many(worker_id="w", count=claimed, start=True)
+
+
+def test_complete_and_claim_completes_and_claims_the_next_runs_in_one_save(
+    any_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _queued_then_claimed(any_journal, queued=4, claimed=2)
+    any_journal.cancel(second.run_id, actor="carol")  # its Completed is refused; the rest still goes
+    saves = []
+    store_save = any_journal._store.save
+    monkeypatch.setattr(any_journal._store, "save", lambda *a, **k: saves.append(a) or store_save(*a, **k))
+    refusals, claims = any_journal.complete_and_claim(
+        [(first, {"n": 1}), (second, {"n": 2})], worker_id="w", count=2, start=True)
+    assert refusals[0] is None and isinstance(refusals[1], InvalidTransition)
+    assert len(claims) == 2 and {c.run_id for c in claims}.isdisjoint({first.run_id, second.run_id})
+    assert len(saves) == 1, "the completion and the claims were not one transaction"
+    assert any_journal.get_run(first.run_id).state == "completed"
+    assert [any_journal.get_run(c.run_id).state for c in claims] == ["running", "running"]
+
+
+def test_complete_and_claim_falls_back_when_another_worker_took_a_candidate(
+    any_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost race on a candidate never costs the completion: it is saved on its own, the claim retried."""
+    (held,) = _queued_then_claimed(any_journal, queued=3, claimed=1)
+    rival = Journal(any_journal._store, url=any_journal.url)  # another worker, its own cache
+    stale = any_journal.queue()[0].run_id
+    any_journal._load(stale)  # this worker's cached copy of the candidate goes stale ...
+    assert rival.claim_next(worker_id="rival").run_id == stale  # ... as the rival claims it
+    read_candidates = any_journal._candidates
+    first_read = [True]
+
+    def candidates_read_before_the_rival(limit: int, agents: Any) -> list[str]:
+        if first_read.pop() if first_read else False:
+            return [stale]
+        return read_candidates(limit, agents)
+
+    monkeypatch.setattr(any_journal, "_candidates", candidates_read_before_the_rival)
+    store_save = any_journal._store.save
+    conflicts = []
+
+    def save(*a: Any, **k: Any) -> Any:
+        try:
+            return store_save(*a, **k)
+        except Exception as e:
+            conflicts.append(e)
+            raise
+
+    monkeypatch.setattr(any_journal._store, "save", save)
+    refusals, claims = any_journal.complete_and_claim([(held, None)], worker_id="w", count=1, start=True)
+    assert refusals == [None] and any_journal.get_run(held.run_id).state == "completed"
+    assert len(claims) == 1 and claims[0].run_id != stale
+    assert len(conflicts) == 1, "the group never met the rival's claim"
+    assert [e.type for e in any_journal.history(stale)].count("Dequeued") == 1
+
+
+def test_complete_and_claim_claims_nothing_while_a_completion_could_not_be_read(
+    any_journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (held,) = _queued_then_claimed(any_journal, queued=2, claimed=1)
+    outage = StoreUnavailable(any_journal.url, "OperationalError")
+    monkeypatch.setattr(any_journal, "_completed_runs", lambda items: ([outage], {}))
+    refusals, claims = any_journal.complete_and_claim([(held, None)], worker_id="w", count=1, start=True)
+    assert refusals == [outage] and claims == [], "a run still holding its slot had it claimed again"
 
 
 def test_claim_many_with_no_free_slot_claims_nothing(any_journal: Journal) -> None:
