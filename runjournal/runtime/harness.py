@@ -26,6 +26,7 @@ from ..domain.errors import TamperDetected
 from .recovery import RecoveryReport
 from .routing import Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
+from .submit_group import SubmitGroup
 from .worker import Worker
 
 
@@ -51,6 +52,7 @@ class Harness(Worker):
                          store_outage_seconds=store_outage_seconds)
         self._owns_journal = owns_journal
         self._rules = [Rule(re.compile(r.match), r.agent) for r in workspace.routing.rules]
+        self._submits = SubmitGroup(journal, self._submitted)
 
     @property
     def listener_errors(self) -> int:
@@ -137,6 +139,16 @@ class Harness(Worker):
         self._submitted([run])
         return run
 
+    async def asubmit(self, input: Any, *, idempotency_key: str | None = None, **options: Any) -> RunSnapshot:  # noqa: A002
+        """``submit``, saved in ONE transaction with every other ``asubmit`` of this event-loop turn.
+
+        It returns once that transaction has committed. A request with an idempotency
+        key reads before it writes, so it is saved on its own (as ``submit`` does).
+        """
+        if idempotency_key is not None:
+            return self.submit(input, idempotency_key=idempotency_key, **options)
+        return await self._submits.submit(self._routed(input, **options))
+
     def submit_many(self, inputs: list[Any], **options: Any) -> list[RunSnapshot]:
         """Route and queue many runs in one save (the same options for all; no idempotency keys)."""
         runs = self.journal.submit_many([self._routed(i, **options) for i in inputs])
@@ -179,7 +191,7 @@ class Harness(Worker):
 
     async def run(self, input: Any, **options: Any) -> RunResult:  # noqa: A002
         """Submit a run and wait until it rests (terminal, or waiting for approval)."""
-        run = self.submit(input, **options)
+        run = await self.asubmit(input, **options)
         return await self.wait(run.run_id)
 
     async def stream(self, input: Any, **options: Any) -> AsyncIterator[StreamEvent]:  # noqa: A002
@@ -193,7 +205,7 @@ class Harness(Worker):
 
         unsubscribe = self.subscribe(listen)
         try:
-            run = self.submit(input, **options)
+            run = await self.asubmit(input, **options)
             mine.add(run.run_id)
             for event in early:
                 if event.run_id in mine:
