@@ -81,7 +81,7 @@ class Execution:
         self.request = request
         self.settings = settings
         self.emit = emit
-        self.cancel_requested = asyncio.Event()
+        self.cancel_requested = CancelSignal()
         self._texts: list[str] = []
         self._tool_errors: list[str] = []  # each failed tool call, rendered: the output when nothing is said
         # Streamed text waiting to be recorded: (kind, pieces). Deltas are kept as one step per stretch
@@ -142,12 +142,10 @@ class Execution:
         # The agent runs as its own task so that a cancel stops it even in the middle
         # of a long call, not only at its next chunk.
         work = asyncio.create_task(self._consume())
-        stop = asyncio.create_task(self.cancel_requested.wait())
         try:
-            finished = await _work_or_stop(work, stop, heartbeat)
+            finished = await _work_or_stop(work, self.cancel_requested.future, heartbeat)
         finally:
             # Also when the heartbeat died or the harness is closing: the agent never outlives its run.
-            stop.cancel()
             await _halt(work)
         return work.result() if finished else self._finish_cancel()
 
@@ -342,6 +340,25 @@ class Execution:
         return Outcome.CANCELLED
 
 
+class CancelSignal:
+    """A cancel asked of a running run: set once, read any number of times, awaited as a future.
+
+    A future, not an ``asyncio.Event`` waited on by a task of its own: one task less per run.
+    """
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        """Ask the run to stop."""
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def is_set(self) -> bool:
+        """True once a cancel was asked."""
+        return self.future.done()
+
+
 def _tool_identity(chunk: Chunk) -> str:
     """What makes two tool results the same: the call (id, tool, canonical args) and its result."""
     return json.dumps(
@@ -350,7 +367,7 @@ def _tool_identity(chunk: Chunk) -> str:
     )
 
 
-async def _work_or_stop(work: asyncio.Task[Outcome], stop: asyncio.Task[Any], heartbeat: asyncio.Task[None]) -> bool:
+async def _work_or_stop(work: asyncio.Task[Outcome], stop: asyncio.Future[None], heartbeat: asyncio.Task[None]) -> bool:
     """Wait for the agent (True) or a cancel (False); raises the heartbeat's error if it dies of one."""
     watched: set[asyncio.Future[Any]] = {work, stop, heartbeat}
     while True:
