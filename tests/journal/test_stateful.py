@@ -353,6 +353,34 @@ class JournalMachine(RuleBasedStateMachine):
                 assert result.state == "completed"
         self._appended(before, Outcome(events=tuple(e for o in expected for e in o.events)))
 
+    @precondition(lambda self: self._live("running"))
+    @rule(target=claims, data=st.data(), worker=WORKERS, lease=LEASES, count=st.sampled_from((0, 1, 2, 3)))
+    def complete_and_claim(self, data: st.DataObject, worker: str, lease: int, count: int) -> Any:
+        """A worker's turn as one save: completions (current, stale, repeated) and the next claims."""
+        pool = self._live("running") + self.issued
+        items = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+        expected = self.model.complete_many(
+            [(c.run_id, c.worker_id, c.epoch, {"turn": i}) for i, c in enumerate(items)]
+        )
+        resumes = {r: self.model.runs[r].resume for r in self.model.queue()[:count]}
+        before = self.journal.max_position()
+        refusals, claims = self.journal.complete_and_claim(
+            [(c, {"turn": i}) for i, c in enumerate(items)], worker_id=worker, count=count, lease_seconds=lease,
+            start=True,
+        )
+        chosen, claimed = self.model.claim(worker, lease, count=count, start=True) if count else ([], Outcome())
+        for refusal, outcome in zip(refusals, expected, strict=True):
+            if outcome.refused:
+                assert type(refusal) is outcome.error, (refusal, outcome)
+                REFUSED[outcome.error.__name__] += 1
+            else:
+                assert refusal is None, refusal
+        events = tuple(e for o in expected for e in o.events) + claimed.events
+        self._appended(before, Outcome(events=events))
+        assert [c.run_id for c in claims] == chosen
+        self._claimed(claims, resumes)
+        return multiple(*claims)
+
     @precondition(lambda self: self.model.approval_run)
     @rule(data=st.data(), decision=DECISIONS)
     def decide(self, data: st.DataObject, decision: str) -> None:
