@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -38,17 +37,10 @@ def postgres_url() -> Iterator[str]:
         if REQUIRE_POSTGRES:
             pytest.fail("RUNJOURNAL_REQUIRE_POSTGRES=1 but RUNJOURNAL_TEST_POSTGRES_URL is not set")
         pytest.skip(SKIP_POSTGRES)
-    import psycopg
+    from bench.postgres import fresh_schema
 
-    base = POSTGRES_URL.split("?", 1)[0]
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}?schema={schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_schema(POSTGRES_URL.split("?", 1)[0], prefix="t_") as url:
+        yield url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
