@@ -21,14 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .adapters.agents import AgentAdapter, build_adapter
-from .adapters.clock import Clock
 from .adapters.storage.urls import resolve_url
-from .app.journal import Journal
-from .config.workspace import DEFAULT_FILENAME, Workspace, load_workspace
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where they are used: a command that only reads opens no harness and no agents
+    from .adapters.agents import AgentAdapter
+    from .adapters.clock import Clock
+    from .config.workspace import Workspace
     from .runtime.harness import Harness
+
+# config.workspace.DEFAULT_FILENAME, spelled here so that choosing the store reads
+# (and imports) the workspace parser only when the file is there to be read.
+DEFAULT_FILENAME = "runjournal.yaml"
 
 
 def store_url(
@@ -48,8 +51,17 @@ def store_url(
     return resolve_url(given, environ, configured=configured)
 
 
+def load_workspace(path: str | Path = DEFAULT_FILENAME) -> Workspace:
+    """The workspace in the file at ``path`` (the parser is imported on the first call)."""
+    from .config.workspace import load_workspace as load
+
+    return load(path)
+
+
 def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
     """One adapter per agent of the workspace; python agents are looked for beside its file first."""
+    from .adapters.agents import build_adapter
+
     folder = Path(workspace.path).resolve().parent if workspace.path is not None else None
     adapters: dict[str, AgentAdapter] = {}
     for name, agent in workspace.agents.items():
@@ -74,6 +86,8 @@ def open_harness(
     agents: Collection[str] | None = None,
 ) -> Harness:
     """A harness for a workspace (a file, or one already read) on its store, owning its journal."""
+    from .app.journal import Journal
+    from .config.workspace import Workspace
     from .runtime.harness import Harness
     from .runtime.routing import served_agents
 

@@ -15,26 +15,28 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import InfrastructureFactoryError, PersistenceError
 
-from ..adapters.clock import Clock
-from ..adapters.storage.index import LeaseRow, QueueRow
 from ..adapters.storage.urls import redacted as _redact
 from ..adapters.storage.urls import resolve_url, store_env
 from ..domain import InvalidInput, RunNotFound, StoreError
-from ..projections import Projection, ProjectionError, ProjectionRunner, RefusedRun
 from . import load_check
 from .decoding import EventDecoder
-from .models import RecordedEvent, RunSnapshot, VerifyReport
+from .models import RecordedEvent, RunSnapshot
 from .payload import PayloadRule, max_bytes
-from .verification import verify_store
 from .submissions import Submissions
 from .unit_of_work import UNDECODABLE, RunStore, default_actor, missing_driver, recorded, store_fault
-from .queries import ApprovalRow, Message, RunRow, ThreadSummary
 from .views import FollowedViews, default_views_path, writable_or_memory
+
+if TYPE_CHECKING:  # annotations only; verification is imported by verify()
+    from ..adapters.clock import Clock
+    from ..adapters.storage.index import LeaseRow, QueueRow
+    from ..projections import Projection, ProjectionError, ProjectionRunner, RefusedRun
+    from .models import VerifyReport
+    from .queries import ApprovalRow, Message, RunRow, ThreadSummary
 
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 
@@ -260,6 +262,8 @@ class Journal(Submissions):
 
         ``deep`` runs SQLite's full ``integrity_check`` instead of ``quick_check``. See verification.py.
         """
+        from .verification import verify_store
+
         return verify_store(self, deep=deep, progress=progress, at_versions=at_versions, log_head_at=log_head_at)
 
     # -- recovery ---------------------------------------------------------------------

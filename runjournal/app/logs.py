@@ -9,6 +9,11 @@ one JSON object (or ``key=value`` text after ``configure(console=True)``).
 
 Only the CLI calls ``configure``: it sends ``runjournal.*`` records to stderr
 at ``$RUNJOURNAL_LOG_LEVEL`` (default ``warning``, so commands stay quiet).
+
+structlog is imported on the first record that is emitted, not before: a logger
+is a small stand-in that answers level checks from the stdlib logger and drops a
+call at a disabled level itself (as structlog's ``filter_by_level`` would), so a
+command that logs nothing never pays for importing it.
 """
 
 from __future__ import annotations
@@ -18,31 +23,69 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 ROOT = "runjournal"
-_render: dict[str, Any] = {"renderer": structlog.processors.JSONRenderer()}
+# The renderer is built on the first record: JSON, or console text after configure() on a terminal.
+_render: dict[str, Any] = {"renderer": None, "console": False}
 logging.getLogger(ROOT).addHandler(logging.NullHandler())
+# The level of each logging method, as structlog's filter_by_level reads it.
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+           "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL,
+           "fatal": logging.CRITICAL}
 
 
 def _rendered(logger: Any, method: str, event: dict[str, Any]) -> Any:
-    return _render["renderer"](logger, method, event)
+    renderer = _render["renderer"]
+    if renderer is None:
+        import structlog
+
+        renderer = (structlog.dev.ConsoleRenderer(colors=False) if _render["console"]
+                    else structlog.processors.JSONRenderer())
+        _render["renderer"] = renderer
+    return renderer(logger, method, event)
 
 
-_PROCESSORS: tuple[Any, ...] = (
-    structlog.stdlib.filter_by_level,  # drop disabled records before any work on them
-    structlog.processors.add_log_level,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-    structlog.processors.format_exc_info,
-    _rendered,
-)
+def _wrapped(stdlib: logging.Logger) -> Any:
+    """The structlog logger over ``stdlib`` (no configuration anywhere)."""
+    import structlog
+
+    processors: list[Any] = [
+        structlog.stdlib.filter_by_level,  # drop disabled records before any work on them
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _rendered,
+    ]
+    return structlog.wrap_logger(stdlib, processors=processors, wrapper_class=structlog.stdlib.BoundLogger)
+
+
+def _dropped(*_args: Any, **_kw: Any) -> None:
+    """A record at a disabled level: nothing to do."""
+
+
+class _Logger:
+    """A structlog ``BoundLogger`` over one stdlib logger, built on the first record emitted."""
+
+    __slots__ = ("_stdlib", "_structlog")
+
+    def __init__(self, name: str) -> None:
+        self._stdlib = logging.getLogger(name)
+        self._structlog: Any = None
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - the stdlib's name, as BoundLogger offers it
+        return self._stdlib.isEnabledFor(level)
+
+    def __getattr__(self, name: str) -> Any:
+        level = _LEVELS.get(name)
+        if level is not None and (self._stdlib.disabled or level < self._stdlib.getEffectiveLevel()):
+            return _dropped  # what filter_by_level does, without importing structlog
+        if self._structlog is None:
+            self._structlog = _wrapped(self._stdlib)
+        return getattr(self._structlog, name)
 
 
 def logger(name: str) -> Any:
     """A structlog logger over the stdlib logger ``name`` (no configuration anywhere)."""
-    return structlog.wrap_logger(
-        logging.getLogger(name), processors=list(_PROCESSORS), wrapper_class=structlog.stdlib.BoundLogger
-    )
+    return _Logger(name)
 
 
 def is_enabled(log: Any, level: int) -> bool:
@@ -63,4 +106,4 @@ def configure(level: str | None = None) -> None:
     root.setLevel(getattr(logging, name, logging.WARNING))
     root.propagate = False  # the CLI owns the process: no second copy through the root logger
     if sys.stderr.isatty():
-        _render["renderer"] = structlog.dev.ConsoleRenderer(colors=False)
+        _render["console"], _render["renderer"] = True, None

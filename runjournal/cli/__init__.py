@@ -3,6 +3,14 @@
 ``common`` holds the global options and what every verb shares; each verb module
 (``running``, ``auditing``, ``checkpointing``) records its verbs in a ``Verbs``
 and ``build_app`` adds them, so importing a module changes no app.
+
+Every command is a whole process, so start-up is part of each verb's cost
+(``python -m bench.cli`` measures it). The rule for the modules of this package:
+at module level import only the standard library, ``typer`` and this package's
+own cli modules; a verb imports the journal, the harness, the domain, rich and
+the rest inside its function, only when it runs. ``--help`` then loads no more
+than typer, and ``status`` and ``history`` never load the harness, asyncio or
+the agents. ``tests/cli/test_startup.py`` checks what each of them imports.
 """
 
 from __future__ import annotations

@@ -11,13 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress
 
-from ..app import anchors as anchoring
-from ..app import audit
-from ..domain import InvalidInput, StoreError
 from . import outputs, render
-from .common import JsonOption, Verbs, emit, err, guarded, opened, out
+from .common import JsonOption, Verbs, emit, err, guarded, opened, out, real
 
 verbs = Verbs()
 projections_app = verbs.group("projections", typer.Typer(
@@ -33,7 +29,9 @@ def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
     if not err.is_terminal or total == 0:
         yield lambda _n: None
         return
-    with Progress(console=err, transient=True) as bar:
+    from rich.progress import Progress
+
+    with Progress(console=real(err), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -86,6 +84,9 @@ def export(
 
     Example: runjournal export > log.jsonl      runjournal export --anchors --out anchors.json
     """
+    from ..app import anchors as anchoring
+    from ..app import audit
+
     if out_file is not None:
         with guarded():
             outputs.check_output(out_file, force=force)  # before any work
@@ -109,6 +110,9 @@ def import_(file: Annotated[Path, typer.Argument(help="A file written by `runjou
 
     Example: runjournal --store sqlite:///copy.db import log.jsonl && runjournal --store sqlite:///copy.db verify
     """
+    from ..app import audit
+    from ..domain import InvalidInput
+
     with guarded():
         if not file.is_file():  # before the store is opened (and maybe created)
             raise InvalidInput(str(file), "file not found" if not file.exists() else "is a folder, not a file")
@@ -138,7 +142,9 @@ def verify(
     Example: runjournal verify --anchors anchors.json      runjournal verify --deep --views
              runjournal verify --checkpoint head.json --public-key signer.pub.pem
     """
+    from ..app import anchors as anchoring
     from ..app import verification
+    from ..domain import StoreError
 
     with guarded():  # a wrong anchors file is refused before the store is read
         anchored = anchoring.parse(_read_json(anchors), str(anchors)) if anchors is not None else None
@@ -196,6 +202,8 @@ def _problem_line(p: Any) -> str:
 
 
 def _read_json(path: Path) -> Any:
+    from ..domain import InvalidInput
+
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -233,6 +241,7 @@ def timeline(
 
     Example: runjournal timeline RUN_ID --html out.html
     """
+    from ..domain import InvalidInput
     from .timeline import render_timeline
 
     if not thread and not run_id:  # a usage error, before the store is opened

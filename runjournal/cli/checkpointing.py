@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..app import checkpoints
 from . import outputs
 from .common import JsonOption, Verbs, emit, err, guarded, opened, out
 from .render import visible
+
+if TYPE_CHECKING:
+    from ..app import checkpoints
 
 verbs = Verbs()
 checkpoint_app = verbs.group("checkpoint", typer.Typer(
@@ -34,6 +36,8 @@ PublicKeyOption = Annotated[
 
 
 def _write_or_print(doc: dict[str, Any], out_file: Path | None, force: bool) -> None:
+    from ..app import checkpoints
+
     data = checkpoints.dumps(doc)
     if out_file is None:
         sys.stdout.write(data.decode())
@@ -59,6 +63,8 @@ def checkpoint(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from ..app import checkpoints
+
     with guarded():
         key = checkpoints.load_private_key(sign) if sign is not None else None
         if out_file is not None:
@@ -81,6 +87,8 @@ def keygen(
 
     Example: runjournal checkpoint keygen --out signing.pem   (writes signing.pem and signing.pub.pem)
     """
+    from ..app import checkpoints
+
     public_file = out_file.with_name(f"{out_file.stem}.pub{out_file.suffix}" if out_file.suffix else f"{out_file.name}.pub")
     with guarded():
         private, public = checkpoints.generate_key()
@@ -101,6 +109,8 @@ def verify_checkpoint(
 
     Example: runjournal checkpoint verify checkpoint.json --public-key signing.pub.pem
     """
+    from ..app import checkpoints
+
     with guarded():
         key = checkpoints.load_public_key(public_key) if public_key is not None else None
         doc = checkpoints.parse_checkpoint(checkpoints.read_document(file), str(file))
@@ -135,6 +145,8 @@ def prove(
 
     Example: runjournal prove RUN_ID --version 3 --checkpoint checkpoint.json --out proof.json
     """
+    from ..app import checkpoints
+
     with guarded():
         doc = (checkpoints.parse_checkpoint(checkpoints.read_document(checkpoint_file), str(checkpoint_file))
                if checkpoint_file is not None else None)
@@ -161,6 +173,8 @@ def verify_proof(
 
     Example: runjournal verify-proof proof.json --checkpoint checkpoint.json --public-key signing.pub.pem
     """
+    from ..app import checkpoints
+
     with guarded():
         key = checkpoints.load_public_key(public_key) if public_key is not None else None
         doc = (checkpoints.parse_checkpoint(checkpoints.read_document(checkpoint_file), str(checkpoint_file))

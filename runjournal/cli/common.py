@@ -11,26 +11,57 @@ only the verbs that start work (``run``, ``worker``, ``demo``, ``import``) creat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
-from ..app.journal import Journal
-from ..bootstrap import Setup
-from ..domain import InvalidInput, RunjournalError
 from . import render
 
-# Piped output is for machines and copy-paste: never wrap it at 80 columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 1000)
+if TYPE_CHECKING:  # imported by the verbs that use them: `--help` and `status` stay quick
+    from rich.console import Console
+
+    from ..app.journal import Journal
+    from ..bootstrap import Setup
+
+
+class _Console:
+    """A rich ``Console``, made on first use: importing rich costs more than ``--help`` takes.
+
+    It passes on attribute access (``out.print``, ``err.is_terminal``); what rich itself
+    holds on to and enters (``Progress``, ``Live``) is given ``real(err)``.
+    """
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def made(self) -> Console:
+        """The console, made now if it was not yet."""
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            # Piped output is for machines and copy-paste: never wrap it at 80 columns.
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True,
+                                    width=None if stream.isatty() else 1000)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+
+out = cast("Console", _Console(stderr=False))
+err = cast("Console", _Console(stderr=True))
+
+
+def real(console: Console) -> Console:
+    """The rich ``Console`` behind ``out`` or ``err``, for rich objects that keep and enter one."""
+    return console.made() if isinstance(console, _Console) else console
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 ActorOption = Annotated[
@@ -38,11 +69,24 @@ ActorOption = Annotated[
 ]
 
 
-@dataclass
 class Context:
     """What the global options chose, for the one command this process runs."""
 
-    setup: Setup = field(default_factory=Setup)
+    def __init__(self) -> None:
+        self._setup: Setup | None = None
+
+    @property
+    def setup(self) -> Setup:
+        """The command's ``Setup`` (a default one until the global options are parsed)."""
+        if self._setup is None:
+            from ..bootstrap import Setup
+
+            self._setup = Setup()
+        return self._setup
+
+    @setup.setter
+    def setup(self, value: Setup) -> None:
+        self._setup = value
 
 
 STATE = Context()
@@ -59,6 +103,8 @@ def global_options(
     ] = "runjournal.yaml",
 ) -> None:
     """Global options."""
+    from ..bootstrap import Setup
+
     STATE.setup = Setup(store=store, workspace_path=workspace)
 
 
@@ -123,6 +169,8 @@ def store_url() -> str:
 @contextmanager
 def guarded() -> Iterator[None]:
     """Turn our errors into exit code 1 with the message on stderr."""
+    from ..domain import RunjournalError
+
     try:
         yield
     except RunjournalError as e:
@@ -145,6 +193,8 @@ def os_error_message(error: OSError) -> str:
 @contextmanager
 def opened(*, read_only: bool = False, create: bool = False) -> Iterator[Journal]:
     """A journal for one command: read-only for verbs that only read; never a new store unless ``create``."""
+    from ..app.journal import Journal
+
     with guarded():
         journal = Journal.open(store_url(), read_only=read_only, create=create and not read_only)
         try:
@@ -176,9 +226,13 @@ def parse_json(text: str | None, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
+        from ..domain import InvalidInput
+
         raise InvalidInput(option, f"not valid JSON: {e.msg} (column {e.colno})") from None
 
 
 def run_async(coroutine: Any) -> Any:
     """Run a coroutine to completion."""
+    import asyncio
+
     return asyncio.run(coroutine)

@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..domain import InvalidInput
-
 PUBLIC_MODE = 0o644
 PRIVATE_MODE = 0o600
 
 
 def check_output(path: Path, *, force: bool = False, option: str = "--out") -> Path:
     """The folder ``path`` will be written in, checked before any work; ``InvalidInput`` says why not."""
+    from ..domain import InvalidInput
+
     if path.is_dir():
         raise InvalidInput(option, f"{path} is a folder; give a file name")
     if (path.is_symlink() or path.exists()) and not force:

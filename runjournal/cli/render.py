@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:  # rich is imported when something is rendered, not with the command
+    from rich.console import Console
+    from rich.table import Table
 
-from ..app.models import RecordedEvent, RunSnapshot
+    from ..app.models import RecordedEvent, RunSnapshot
 
 STATE_STYLES = {
     "completed": "green",
@@ -45,6 +45,8 @@ def _escaped(match: re.Match[str]) -> str:
 
 def visible(value: Any) -> str:
     """Text that shows as what it holds: control characters escaped, rich markup shown literally."""
+    from rich.markup import escape
+
     text = value if isinstance(value, str) else str(value)
     return escape(_UNSAFE.sub(_escaped, text))
 
@@ -74,6 +76,8 @@ def _short(value: Any, width: int = 48) -> str:
 
 def history_table(run_id: str, events: Sequence[RecordedEvent]) -> Table:
     """A run's events, one row each."""
+    from rich.table import Table
+
     table = Table(title=f"history of run {visible(run_id)}", title_justify="left")
     for column in ("v", "time", "event", "actor", "details"):
         table.add_column(column, no_wrap=column != "details")
@@ -85,6 +89,8 @@ def history_table(run_id: str, events: Sequence[RecordedEvent]) -> Table:
 
 def runs_table(title: str, runs: Sequence[RunSnapshot]) -> Table:
     """Runs, one row each."""
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in ("run", "agent", "priority", "state", "version", "output / error"):
         table.add_column(column)
@@ -140,6 +146,8 @@ def result_lines(console: Console, result: Any) -> None:
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..domain import TERMINAL_STATES, RunState
 from . import render
 from .common import (
     STATE,
@@ -20,6 +19,7 @@ from .common import (
     opened,
     out,
     parse_json,
+    real,
     require_store,
     run_async,
     store_url,
@@ -29,8 +29,13 @@ if TYPE_CHECKING:
     from ..runtime.harness import Harness  # imported when a verb needs it: `status` stays quick
 
 verbs = Verbs()
-# Where `run --wait` may see a run rest: these make it exit 1 (completed and waiting_for_approval: 0).
-UNSUCCESSFUL = TERMINAL_STATES - {RunState.COMPLETED}
+
+
+def _unsuccessful() -> frozenset[str]:
+    """Where `run --wait` may see a run rest: these make it exit 1 (completed and waiting_for_approval: 0)."""
+    from ..domain import TERMINAL_STATES, RunState
+
+    return TERMINAL_STATES - {RunState.COMPLETED}
 
 
 def _harness(worker_id: str | None = None, agents: list[str] | None = None) -> Harness:
@@ -62,7 +67,7 @@ def demo() -> None:
     from .demo import run_demo
 
     with guarded():
-        run_async(run_demo(store_url(), out))
+        run_async(run_demo(store_url(), real(out)))
 
 
 # Over 40 lines: the signature is the verb's options, declared once for typer and --help.
@@ -108,7 +113,7 @@ def run_(
     with guarded():
         result = run_async(go())
     emit(as_json, result.model_dump(mode="json"), lambda: render.result_lines(out, result))
-    if wait and result.state in UNSUCCESSFUL:
+    if wait and result.state in _unsuccessful():
         ended = "failed" if result.state == "failed" else "was cancelled"
         err.print(f"error: run {result.run_id} {ended}; see `runjournal history {result.run_id}`", markup=False)
         raise typer.Exit(1)

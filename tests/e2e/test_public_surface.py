@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import runjournal
@@ -26,6 +28,28 @@ def test_all_is_the_curated_list_sorted_and_every_name_resolves() -> None:
     assert set(runjournal.__all__) == PUBLIC
     for name in runjournal.__all__:
         assert getattr(runjournal, name) is not None, name
+
+
+def test_importing_the_package_loads_no_wing_until_a_name_is_used() -> None:
+    """``import runjournal`` is cheap (each name is imported on first use), and every name still comes from it."""
+    program = """
+import sys, runjournal
+wings = [m for m in sys.modules if m.startswith("runjournal.")]
+assert not wings, wings
+from runjournal import Journal, RunState
+assert Journal.__module__ == "runjournal.app.journal" and "runjournal.runtime.harness" not in sys.modules
+assert set(runjournal.__all__) <= set(dir(runjournal))
+from runjournal import *
+assert Harness.__module__ == "runjournal.runtime.harness" and load_workspace.__module__ == "runjournal.config.workspace"
+try:
+    runjournal.NoSuchName
+except AttributeError as e:
+    assert "NoSuchName" in str(e)
+else:
+    raise AssertionError("an unknown name resolved")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_every_public_name_and_its_public_methods_say_what_they_are() -> None:
