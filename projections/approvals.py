@@ -6,12 +6,16 @@ An approval whose run ends (cancelled or failed) before a decision is marked
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Sequence
 
-from sqlite_utils import Database
 
 from .base import ProjectedEvent
 from .rows import Row, RowProjection, as_json
+
+if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by every reader
+    from sqlite_utils import Database
 
 STATUS = {"approve": "approved", "reject": "rejected", "edit": "edited"}
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlite_utils import Database
 
 from .sealing import PLAINTEXT, ViewCipher
+
+if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by every reader
+    from sqlite_utils import Database
 
 
 REFUSED = "UnknownTopic"  # the type of an event whose stored topic is not runjournal's (see refused_runs.py)

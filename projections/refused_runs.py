@@ -12,12 +12,16 @@ that follows the same file. ``verify`` and the loader report the run itself.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlite_utils import Database
 
 from .base import REFUSED, ProjectedEvent, Projection
+
+if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by every reader
+    from sqlite_utils import Database
 
 
 @dataclass(frozen=True)

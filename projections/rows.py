@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from operator import itemgetter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlite_utils import Database
 
 from .base import ProjectedEvent, Projection
+
+if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by every reader
+    from sqlite_utils import Database
 
 Row = dict[str, Any]
 

@@ -7,13 +7,17 @@ event, so each view need not keep its own copy of that mapping.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from sqlite_utils import Database
 
 from .base import ProjectedEvent
 from .rows import Row, RowProjection
+
+if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by every reader
+    from sqlite_utils import Database
 
 _CACHE = 50_000
 

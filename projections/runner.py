@@ -15,9 +15,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import Cipher
-from sqlite_utils import Database
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..domain.errors import RunjournalError
@@ -25,6 +25,9 @@ from .base import ProjectedEvent, Projection
 from .refused_runs import RefusedRun, RefusedRuns
 from .run_index import RunIndex
 from .sealing import ViewCipher
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 ReadPages = Callable[[int], Iterator[list[ProjectedEvent]]]
 TRACKING = "_projection_tracking"
@@ -57,6 +60,8 @@ class ProjectionError(RunjournalError):
 
 def open_views(path: str | Path) -> Database:
     """The views database (WAL; ``synchronous=NORMAL``: it is a cache the log can rebuild)."""
+    from sqlite_utils import Database  # here, not at import: a verb that opens no views never pays for it
+
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")

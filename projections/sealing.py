@@ -17,10 +17,12 @@ the log (it is a cache), never read as garbage.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Cipher
-from sqlite_utils import Database
+
+if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by every reader
+    from sqlite_utils import Database
 
 KEY_TABLE = "_views_key"
 _TOKEN = b"runjournal views key check"
