@@ -22,7 +22,7 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     payload_fields: ClassVar[tuple[str, ...]] = ()
 
 
@@ -162,7 +162,7 @@ def _short(value: Any) -> str:
 class Claim(BaseModel):
     """A worker's hold on a run: present it with every worker command."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     worker_id: str
@@ -178,7 +178,7 @@ class Claim(BaseModel):
 class RunSnapshot(BaseModel):
     """A run as it is (or was, at a version): a frozen copy, safe to keep."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     thread_id: str
@@ -250,7 +250,7 @@ class RunSnapshot(BaseModel):
 class RecordedEvent(BaseModel):
     """One stored event of a run, as a reader sees it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     version: int
@@ -265,7 +265,7 @@ class RecordedEvent(BaseModel):
 class VerifyProblem(BaseModel):
     """One broken link found by ``verify``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     version: int | None
@@ -275,7 +275,7 @@ class VerifyProblem(BaseModel):
 class VerifyReport(BaseModel):
     """What ``verify`` checked and what it found."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     ok: bool
     runs_checked: int

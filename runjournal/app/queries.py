@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # sqlite-utils is imported where the views are opened, not by
 
 
 class _Row(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class RunRow(_Row):

@@ -34,7 +34,7 @@ class _Section(BaseModel):
 
     # Unknown keys are left to extra="forbid": pydantic then reports each of them together
     # with the section's other problems (a validator raising here would hide those).
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
