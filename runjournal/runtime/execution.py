@@ -93,9 +93,9 @@ class Execution:
 
     async def run(self) -> Outcome:
         """Drive the run; returns how it ended."""
-        heartbeat = asyncio.create_task(self._heartbeat())
+        heartbeat = _Heartbeat(self.settings.heartbeat_seconds, self._beat_once)
         try:
-            return await self._run(heartbeat)
+            return await self._run(heartbeat.ended)
         except LeaseLost:
             return Outcome.LEASE_LOST
         except InvalidTransition:
@@ -104,20 +104,18 @@ class Execution:
                 return Outcome.LEASE_LOST
             raise
         finally:
-            heartbeat.cancel()
+            heartbeat.stop()
 
-    async def _heartbeat(self) -> None:
-        if not self.settings.heartbeat_seconds:  # heartbeats off: the lease is never renewed
-            await asyncio.Event().wait()  # (a task that ends would look like a dead heartbeat)
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
-            try:
-                self._beat()
-            except LeaseLost:
-                return  # taken over: the run's next append says so and the run is dropped quietly
-            except StoreUnavailable as e:
-                _log.warning("heartbeat refused by the store, retrying on the next beat", run_id=self.claim.run_id,
-                             worker_id=self.claim.worker_id, store=e.store, cause=e.cause)
+    def _beat_once(self) -> bool:
+        """One heartbeat; False once the lease is another's (no more beats: the run's next append says so)."""
+        try:
+            self._beat()
+        except LeaseLost:
+            return False
+        except StoreUnavailable as e:
+            _log.warning("heartbeat refused by the store, retrying on the next beat", run_id=self.claim.run_id,
+                         worker_id=self.claim.worker_id, store=e.store, cause=e.cause)
+        return True
 
     def _beat(self) -> None:
         """Renew the lease, and notice a cancel written by another process."""
@@ -137,7 +135,7 @@ class Execution:
                 self.cancel_requested.set()
         return self.cancel_requested.is_set()
 
-    async def _run(self, heartbeat: asyncio.Task[None]) -> Outcome:
+    async def _run(self, heartbeat: asyncio.Future[None]) -> Outcome:
         # No fresh read of the run first: it was claimed and started in the save just made.
         # The agent runs as its own task so that a cancel stops it even in the middle
         # of a long call, not only at its next chunk.
@@ -340,6 +338,49 @@ class Execution:
         return Outcome.CANCELLED
 
 
+class _Heartbeat:
+    """A run's lease renewals, every ``seconds``: a timer until the first beat, a task only after it.
+
+    Most runs end before their first beat; they never pay for a task. ``ended`` resolves
+    when the beats stop: with None once the lease is another's, with the error that
+    stopped them otherwise (which ends the run). With ``seconds`` 0 there are no beats.
+    """
+
+    def __init__(self, seconds: float, beat: Callable[[], bool]) -> None:
+        self._seconds = seconds
+        self._beat = beat
+        loop = asyncio.get_running_loop()
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self._task: asyncio.Task[None] | None = None
+        self._timer = loop.call_later(seconds, self._start) if seconds else None
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._beats())
+        self._task.add_done_callback(self._ended)
+
+    async def _beats(self) -> None:
+        while self._beat():
+            await asyncio.sleep(self._seconds)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.ended.done():
+            return
+        error = task.exception()
+        if error is None:
+            self.ended.set_result(None)
+        else:
+            self.ended.set_exception(error)
+
+    def stop(self) -> None:
+        """No more beats (the run is over)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        if not self.ended.done():
+            self.ended.cancel()
+
+
 class CancelSignal:
     """A cancel asked of a running run: set once, read any number of times, awaited as a future.
 
@@ -367,7 +408,7 @@ def _tool_identity(chunk: Chunk) -> str:
     )
 
 
-async def _work_or_stop(work: asyncio.Task[Outcome], stop: asyncio.Future[None], heartbeat: asyncio.Task[None]) -> bool:
+async def _work_or_stop(work: asyncio.Task[Outcome], stop: asyncio.Future[None], heartbeat: asyncio.Future[None]) -> bool:
     """Wait for the agent (True) or a cancel (False); raises the heartbeat's error if it dies of one."""
     watched: set[asyncio.Future[Any]] = {work, stop, heartbeat}
     while True:
