@@ -94,11 +94,7 @@ class Claims(Quarantine):
         if count == 1:
             one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start, agents=agents)
             return [one] if one else []
-        prepared = []
-        for run_id in self._candidates(count, req.agents):
-            run = self._claimable(run_id, req.worker_id)
-            if run is not None:
-                prepared.append(self._prepare_claim(run, req, start=start))
+        prepared = self._prepared_claims(req, count, start=start)
         if not prepared:
             return []
         try:
@@ -110,6 +106,17 @@ class Claims(Quarantine):
                 claims.append(c)
             return claims
         return [claim for _, claim in prepared]
+
+    def _prepared_claims(
+        self, req: ClaimInput, count: int, *, start: bool, busy: Collection[str] = ()
+    ) -> list[tuple[Run, Claim]]:
+        """Up to ``count`` of the best claimable runs, claimed (and started) but not saved; ``busy`` runs skipped."""
+        prepared = []
+        for run_id in self._candidates(count, req.agents) if count > 0 else ():
+            run = None if run_id in busy else self._claimable(run_id, req.worker_id)
+            if run is not None:
+                prepared.append(self._prepare_claim(run, req, start=start))
+        return prepared
 
     def _claimable(self, run_id: str, worker_id: str) -> Run | None:
         """The run, loaded, if it may be claimed; the rows of a run that is over or gone are removed.

@@ -140,11 +140,7 @@ class RunCommands(Claims):
         refusals, changed = self._completed_runs(items)
         if any(isinstance(r, StoreUnavailable) for r in refusals):
             count = 0  # that run still holds its slot (and lease): no new claim may take it
-        prepared = []
-        for run_id in self._candidates(count, req.agents) if count > 0 else ():
-            run = None if run_id in changed else self._claimable(run_id, req.worker_id)
-            if run is not None:
-                prepared.append(self._prepare_claim(run, req, start=start))
+        prepared = self._prepared_claims(req, count, start=start, busy=changed)
         runs = [*changed.values(), *(run for run, _ in prepared)]
         if not runs:
             return refusals, []

@@ -32,6 +32,7 @@ from ..app.models import Claim
 from ..config.workspace import Workspace
 from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, RunState, StoreUnavailable
 from ..domain.errors import TamperDetected
+from .heartbeat import CancelSignal, Heartbeat
 from .outcome import Outcome
 from .routing import tool_denial
 from .streaming import StreamEvent
@@ -93,7 +94,7 @@ class Execution:
 
     async def run(self) -> Outcome:
         """Drive the run; returns how it ended."""
-        heartbeat = _Heartbeat(self.settings.heartbeat_seconds, self._beat_once)
+        heartbeat = Heartbeat(self.settings.heartbeat_seconds, self._beat_once)
         try:
             return await self._run(heartbeat.ended)
         except LeaseLost:
@@ -336,68 +337,6 @@ class Execution:
         """Stop: output produced after the request is not recorded as the run's output."""
         self.journal.finish_cancel(self.claim)
         return Outcome.CANCELLED
-
-
-class _Heartbeat:
-    """A run's lease renewals, every ``seconds``: a timer until the first beat, a task only after it.
-
-    Most runs end before their first beat; they never pay for a task. ``ended`` resolves
-    when the beats stop: with None once the lease is another's, with the error that
-    stopped them otherwise (which ends the run). With ``seconds`` 0 there are no beats.
-    """
-
-    def __init__(self, seconds: float, beat: Callable[[], bool]) -> None:
-        self._seconds = seconds
-        self._beat = beat
-        loop = asyncio.get_running_loop()
-        self.ended: asyncio.Future[None] = loop.create_future()
-        self._task: asyncio.Task[None] | None = None
-        self._timer = loop.call_later(seconds, self._start) if seconds else None
-
-    def _start(self) -> None:
-        self._task = asyncio.ensure_future(self._beats())
-        self._task.add_done_callback(self._ended)
-
-    async def _beats(self) -> None:
-        while self._beat():
-            await asyncio.sleep(self._seconds)
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self.ended.done():
-            return
-        error = task.exception()
-        if error is None:
-            self.ended.set_result(None)
-        else:
-            self.ended.set_exception(error)
-
-    def stop(self) -> None:
-        """No more beats (the run is over)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
-        if not self.ended.done():
-            self.ended.cancel()
-
-
-class CancelSignal:
-    """A cancel asked of a running run: set once, read any number of times, awaited as a future.
-
-    A future, not an ``asyncio.Event`` waited on by a task of its own: one task less per run.
-    """
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def set(self) -> None:
-        """Ask the run to stop."""
-        if not self.future.done():
-            self.future.set_result(None)
-
-    def is_set(self) -> bool:
-        """True once a cancel was asked."""
-        return self.future.done()
 
 
 def _tool_identity(chunk: Chunk) -> str:

@@ -18,6 +18,7 @@ from ..app.models import RunSnapshot
 from ..domain import InvalidInput
 
 MAX_GROUP = 500  # requests per transaction: a bounded commit, however many callers wait
+KEPT_COMMITS = 1000  # the sizes of the latest transactions kept, for benches and tests (memory stays bounded)
 
 
 class SubmitGroup:
@@ -27,7 +28,7 @@ class SubmitGroup:
         self._journal = journal
         self._submitted = submitted  # told of every run saved, after its commit
         self._pending: list[tuple[dict[str, Any], asyncio.Future[RunSnapshot]]] = []
-        self.commits: list[int] = []  # runs per transaction, for benches and health
+        self.commits: list[int] = []  # runs per transaction, the latest KEPT_COMMITS of them
 
     async def submit(self, request: dict[str, Any]) -> RunSnapshot:
         """Queue ``request`` (``Journal.submit`` keywords) with this turn's others; returns its run once saved."""
@@ -51,23 +52,34 @@ class SubmitGroup:
             return
         except Exception as e:  # noqa: BLE001 - a store fault is every caller's answer: nothing was saved
             for _, future in group:
-                if not future.done():
-                    future.set_exception(e)
+                _answer(future, error=e)
             return
-        self.commits.append(len(runs))
-        self._submitted(runs)
+        self._saved(runs)
         for (_, future), run in zip(group, runs, strict=True):
-            if not future.done():  # a caller that gave up (cancelled) still has its run saved
-                future.set_result(run)
+            _answer(future, run)
 
     def _save_one(self, request: dict[str, Any], future: asyncio.Future[RunSnapshot]) -> None:
         try:
             run = self._journal.submit(**request)
         except Exception as e:  # noqa: BLE001 - the caller's own answer
-            if not future.done():
-                future.set_exception(e)
+            _answer(future, error=e)
             return
-        self.commits.append(1)
-        self._submitted([run])
-        if not future.done():
-            future.set_result(run)
+        self._saved([run])
+        _answer(future, run)
+
+    def _saved(self, runs: list[RunSnapshot]) -> None:
+        self.commits.append(len(runs))
+        if len(self.commits) > 2 * KEPT_COMMITS:
+            del self.commits[:-KEPT_COMMITS]
+        self._submitted(runs)
+
+
+def _answer(future: asyncio.Future[RunSnapshot], run: RunSnapshot | None = None, *, error: Exception | None = None) -> None:
+    """Answer a caller, unless it gave up (cancelled): its run is saved all the same."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert run is not None
+        future.set_result(run)

@@ -18,12 +18,13 @@ from datetime import timedelta
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
-from ..adapters.agents import AgentAdapter, AgentRequest
+from ..adapters.agents import AgentAdapter
 from ..app.journal import Journal
 from ..app.logs import logger
 from ..app.models import Claim
 from ..config.workspace import Workspace
 from ..domain import RESTING_STATES, InvalidInput, ResumeFailedError, RunNotFound, RunState, StoreUnavailable, TamperDetected
+from .agent_request import agent_request
 from .execution import Execution, ExecutionSettings
 from .listeners import Listeners
 from .outcome import Outcome
@@ -235,10 +236,9 @@ class Worker:
         if not self._completing:
             return
         executions = self._completing
-        limit = self.workspace.concurrency.max_concurrent_runs
         results, claims = self.journal.complete_and_claim(
             [(e.claim, e.output) for e in executions], worker_id=self.worker_id,
-            count=limit - len(self._active) if limit else _UNLIMITED_BATCH,  # a saved Completed frees its slot
+            count=self._free_slots(len(self._active)),  # a saved Completed frees its slot
             lease_seconds=self.settings.lease_seconds, start=True, agents=self.agents,
         )
         self._completing = []
@@ -273,8 +273,7 @@ class Worker:
             self.journal.expire_leases(can_replay=self._can_replay, running_grace=grace)
 
     def _fill_slots(self) -> None:
-        limit = self.workspace.concurrency.max_concurrent_runs
-        while (free := limit - self._slots_held() if limit else _UNLIMITED_BATCH) > 0:
+        while (free := self._free_slots(self._slots_held())) > 0:
             # Every free slot is claimed (and started) in one save: a group commit.
             claims = self.journal.claim_many(
                 worker_id=self.worker_id, count=free, lease_seconds=self.settings.lease_seconds, start=True,
@@ -285,6 +284,11 @@ class Worker:
             self._launch_all(claims)
         if self.listeners and self._positions:
             self._emit_positions()
+
+    def _free_slots(self, held: int) -> int:
+        """Slots a claim may fill while ``held`` runs hold theirs (a batch at a time when slots are unlimited)."""
+        limit = self.workspace.concurrency.max_concurrent_runs
+        return limit - held if limit else _UNLIMITED_BATCH
 
     def _slots_held(self) -> int:
         # A finished run whose Completed is not saved yet still holds its slot.
@@ -305,26 +309,10 @@ class Worker:
 
     def _launch(self, claim: Claim) -> None:
         adapter = self.adapters[claim.agent_id]  # claims are of this worker's agents only
-        execution = Execution(self.journal, claim, adapter, self._request(claim, adapter), self.settings, self.listeners.emit)
+        execution = Execution(self.journal, claim, adapter, agent_request(self.journal, claim, adapter), self.settings,
+                              self.listeners.emit)
         self.listeners.emit(StreamEvent(type="state", run_id=claim.run_id, data={"state": "running", "worker_id": self.worker_id}))
         self._active[claim.run_id] = (asyncio.create_task(execution.run()), execution)
-
-    def _request(self, claim: Claim, adapter: AgentAdapter) -> AgentRequest:
-        messages: tuple[dict[str, str], ...] = ()
-        if getattr(adapter, "uses_history", True):
-            messages = tuple(
-                {"role": m.role, "content": m.content}
-                for m in self.journal.messages(claim.thread_id)
-                if m.run_id != claim.run_id
-            )
-        resume = claim.resume or {}
-        invocation = claim.invocation or {}
-        return AgentRequest(
-            run_id=claim.run_id, thread_id=claim.thread_id, agent_id=claim.agent_id, input=claim.input,
-            messages=messages, resume=resume.get("decision"), resume_kind=resume.get("resume_kind"),
-            context=invocation.get("context"), inputs=invocation.get("inputs"),
-            attachments=tuple(invocation.get("attachments") or ()),
-        )
 
     def _harness_error(self, claim: Claim, error: Exception) -> Outcome | None:
         """A run's task died of ``error``: record it as the run's failure, or else fail its waiters with it.
