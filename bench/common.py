@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from . import plots
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -74,11 +76,16 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_results(path: Path | str, bench: str, figures: Mapping[str, Any]) -> Path:
-    """Write ``figures`` plus bench name and machine info as JSON; returns the path."""
+    """Write ``figures`` plus bench name and machine info as JSON, then draw its plot; returns the path."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"bench": bench, **machine_info(), **figures}
     out.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    # The plot of a run written to bench/results goes to docs/images (docs/performance.md shows it);
+    # a run written elsewhere (--out) draws beside its JSON and leaves the docs' images alone.
+    images = plots.IMAGES_DIR if out.resolve().parent == RESULTS_DIR else out.parent
+    if (png := plots.draw(bench, doc, images)) is not None:
+        print(f"plot written to {png}")
     return out
 
 
