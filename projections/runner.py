@@ -1,10 +1,11 @@
 """The projection runner: pages of the log in, view rows and positions out, exactly once.
 
-For each page it opens ONE transaction (``BEGIN IMMEDIATE``, so several
-processes may follow the same views file), re-reads every projection's
-position inside it, lets each projection handle the events past its position,
-records the new positions, and commits. A kill at any instant leaves rows and
-positions together: either the page is in, or it is not. A projection that
+It reads the log in pages and applies them in transactions of up to
+``TRANSACTION_EVENTS`` events (``BEGIN IMMEDIATE``, so several processes may
+follow the same views file): for each page it re-reads every projection's
+position, lets each projection handle the events past its position and records
+the new positions; then it commits. A kill at any instant leaves rows and
+positions together: either the transaction's pages are in, or none is. A projection that
 raises is rolled back to the event before the failing one, stops there, and is
 reported; the others go on.
 """
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 ReadPages = Callable[[int], Iterator[list[ProjectedEvent]]]
 TRACKING = "_projection_tracking"
+# A catch-up far behind commits once per this many events, not once per page: with random keys
+# (run and thread ids) each commit rewrites about one page of every keyed table per touched row,
+# so on a large views file the pages written per event fall with the events per commit.
+TRANSACTION_EVENTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,9 @@ def open_views(path: str | Path) -> Database:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
     _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the touched rows of a page stay in memory
+    # 256 MiB at most (taken only as the file grows): a catch-up transaction's touched pages stay in
+    # memory until its commit instead of spilling to the WAL and being written again.
+    conn.execute("PRAGMA cache_size=-262144")
     return Database(conn)
 
 
@@ -102,6 +109,7 @@ class ProjectionRunner:
         self._refused = RefusedRuns()
         self._projections: dict[str, Projection] = {}
         self.failures: dict[str, ProjectionFailure] = {}
+        self.transaction_events = TRANSACTION_EVENTS  # the most events a catch-up commits at once
         self.wiped = self._match_key()
         with self._transaction():
             self.db.execute(
@@ -175,13 +183,20 @@ class ProjectionRunner:
         if not positions:
             return 0
         processed = 0
-        for page in self._read_pages(min(positions.values())):
+        pages = self._read_pages(min(positions.values()))
+        page, read_error = _next_page(pages)
+        while page is not None:
             with self._transaction():
-                positions = self.positions()  # another process may have moved them
-                self._apply(page, positions)
-            processed += len(page)
-            if progress is not None:
-                progress(len(page))
+                in_transaction = 0
+                while page is not None and in_transaction < self.transaction_events:
+                    self._apply(page, self.positions())  # read in the transaction: another process may have moved them
+                    in_transaction += len(page)
+                    if progress is not None:
+                        progress(len(page))
+                    page, read_error = _next_page(pages)
+            processed += in_transaction
+        if read_error is not None:  # the pages read before it are committed
+            raise read_error
         if self.failures:
             raise ProjectionError(list(self.failures.values()))
         return processed
@@ -274,6 +289,14 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _next_page(pages: Iterator[list[ProjectedEvent]]) -> tuple[list[ProjectedEvent] | None, Exception | None]:
+    """The next page (None at the end), or the error reading it raised."""
+    try:
+        return next(pages, None), None
+    except Exception as e:  # noqa: BLE001 - raised by catch_up once what came before is committed
+        return None, e
 
 
 def chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ..domain import ConcurrencyConflict, InvalidInput, Run, RunNotFound
 from .commands import RunCommands
+from .ids import time_ordered_id
 from .models import RunSnapshot, SubmitInput, validate
 from .unit_of_work import default_actor
 
@@ -41,6 +42,7 @@ class Submissions(RunCommands):
             parent_version=parent_version, invocation=invocation, requested_agent_id=requested_agent_id,
             execution_mode=execution_mode,
         )
+        run_id: UUID | None
         if req.idempotency_key is not None:
             run_id = uuid5(_IDEMPOTENCY_NAMESPACE, req.idempotency_key)
             try:
@@ -48,7 +50,7 @@ class Submissions(RunCommands):
             except RunNotFound:
                 pass
         else:
-            run_id = uuid4()
+            run_id = None
         run = self._new_run(run_id, req, refuse)
         try:
             self._save(run)
@@ -79,16 +81,17 @@ class Submissions(RunCommands):
             except TypeError as e:
                 raise InvalidInput(f"requests[{i}]", str(e)) from None
             prepared.append((req, refuse))
-        runs = [self._new_run(uuid4(), req, refuse) for req, refuse in prepared]
+        runs = [self._new_run(None, req, refuse) for req, refuse in prepared]
         if runs:
             self._save(*runs)
         return [RunSnapshot.of(run) for run in runs]
 
-    def _new_run(self, run_id: UUID, req: SubmitInput, refuse: str | None) -> Run:
+    def _new_run(self, run_id: UUID | None, req: SubmitInput, refuse: str | None) -> Run:
+        """A new run (its id time-ordered unless an idempotency key named it), queued or refused."""
         now = self._now()
         run = Run.create(
-            run_id=run_id,
-            thread_id=req.thread_id or str(uuid4()),
+            run_id=run_id or time_ordered_id(now),
+            thread_id=req.thread_id or str(time_ordered_id(now)),
             agent_id=req.agent_id,
             requested_agent_id=req.requested_agent_id,
             execution_mode=req.execution_mode,

@@ -241,7 +241,8 @@ def test_a_redelivered_page_is_applied_once(tmp_path) -> None:
         runner.close()
 
 
-def test_a_page_that_raises_outside_any_handler_leaves_rows_and_position_together(tmp_path) -> None:
+def _crash_on_second_page(tmp_path) -> tuple[ProjectionRunner, dict[str, bool]]:
+    """A runner over a two-page log whose projection 'dies' (a BaseException) after writing page 2."""
     log = [_event(1, "r1", 1, "Created", thread_id="t", agent_id="a", input=None, priority=0),
            _event(2, "r1", 2, "Queued", priority=0)]
     crash = {"on": True}
@@ -260,8 +261,14 @@ def test_a_page_that_raises_outside_any_handler_leaves_rows_and_position_togethe
                 raise KeyboardInterrupt
 
     runner = ProjectionRunner(open_views(tmp_path / "views.db"), pages)
+    runner.add(CrashesAfterWriting())
+    return runner, crash
+
+
+def test_a_page_that_raises_outside_any_handler_leaves_rows_and_position_together(tmp_path) -> None:
+    runner, crash = _crash_on_second_page(tmp_path)
+    runner.transaction_events = 1  # one page per transaction
     try:
-        runner.add(CrashesAfterWriting())
         with pytest.raises(KeyboardInterrupt):
             runner.catch_up()
         # The first page committed; the second rolled back whole: no row 2, position 1.
@@ -270,6 +277,40 @@ def test_a_page_that_raises_outside_any_handler_leaves_rows_and_position_togethe
         crash["on"] = False
         runner.catch_up()
         assert [r["position"] for r in runner.db["event_log"].rows] == [1, 2]
+    finally:
+        runner.close()
+
+
+def test_the_pages_of_one_transaction_commit_together_or_not_at_all(tmp_path) -> None:
+    runner, crash = _crash_on_second_page(tmp_path)
+    assert runner.transaction_events >= 2  # both pages fit in one transaction
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.catch_up()
+        assert [r["position"] for r in runner.db["event_log"].rows] == []
+        assert runner.positions()["event_log"] == 0
+        crash["on"] = False
+        assert runner.catch_up() == 2
+        assert [r["position"] for r in runner.db["event_log"].rows] == [1, 2]
+    finally:
+        runner.close()
+
+
+def test_a_failed_read_keeps_the_pages_applied_before_it(tmp_path) -> None:
+    log = [_event(1, "r1", 1, "Created", thread_id="t", agent_id="a", input=None, priority=0)]
+
+    def pages(start: int) -> Iterator[list[ProjectedEvent]]:
+        if start < 1:
+            yield log
+        raise ConnectionError("store went away")
+
+    runner = ProjectionRunner(open_views(tmp_path / "views.db"), pages)
+    try:
+        runner.add(EventLog())
+        with pytest.raises(ConnectionError, match="store went away"):
+            runner.catch_up()
+        assert [r["position"] for r in runner.db["event_log"].rows] == [1]
+        assert runner.positions()["event_log"] == 1
     finally:
         runner.close()
 

@@ -31,7 +31,6 @@ from runjournal.domain import Run
 from bench.common import Ticker
 from bench.lives import save_in_phases
 from runjournal import Journal
-from runjournal.app.unit_of_work import PAGE_SIZE
 
 EVENTS = 50_000
 BATCH = 200  # runs per batch; each batch is saved in three transactions (one per phase)
@@ -48,6 +47,9 @@ EMPTY = {"_refused_runs"}
 CHILD = Path(__file__).with_name("_catch_up_child.py")
 REPO = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT = 120.0
+# The child's catch-up: two pages per views transaction, so kills land inside multi-page
+# transactions and between them, and the 50,000-event log takes ten commits.
+PAGE_EVENTS, TRANSACTION_EVENTS = 2_500, 5_000
 
 
 # -- building the log (the journal's batched save path) ------------------------------------------
@@ -238,7 +240,7 @@ def low_water(views: Path) -> int:
 
 def spawn(url: str, views: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(CHILD), url, str(views)],
+        [sys.executable, str(CHILD), url, str(views), str(PAGE_EVENTS), str(TRANSACTION_EVENTS)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -273,7 +275,7 @@ def kill_mid_catch_up(url: str, views: Path, max_position: int, rng: random.Rand
     A random target position is drawn in the first half of what is left to do
     (so later children have work left to be killed in); once the child has
     committed past it, the kill comes after a further random delay of up to one
-    page's processing time (timed from the child's own progress), so it may land
+    transaction's processing time (timed from the child's own progress), so it may land
     anywhere inside the page being applied, or between pages.
     """
     before = low_water(views)
@@ -284,7 +286,7 @@ def kill_mid_catch_up(url: str, views: Path, max_position: int, rng: random.Rand
     first, t_first = low_water(views), time.monotonic()
     wait_until(lambda: low_water(views) >= target, child)
     reached, t_reached = low_water(views), time.monotonic()
-    page_s = (t_reached - t_first) * PAGE_SIZE / (reached - first) if reached > first else 0.05
+    page_s = (t_reached - t_first) * TRANSACTION_EVENTS / (reached - first) if reached > first else 0.05
     delay = rng.uniform(0, page_s)
     time.sleep(delay)
     interrupted = kill(child)
