@@ -15,7 +15,7 @@ rebuild of the index leaves it as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -296,7 +296,16 @@ def write_entries(
 class InlineViews(Protocol):
     """What the journal reads from, and rebuilds, the inline views through."""
 
-    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]: ...
+    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
+        """The best claimable runs, best first; a store shared by processes reserves them until released."""
+        ...
+
+    def release_candidates(self, claimed: Collection[str] = ()) -> None:
+        """Release what the last ``claim_candidates`` reserved (the journal does, once the claim is saved or given up).
+
+        ``claimed``: the runs the claim saved; no longer candidates, their reservations may go later.
+        """
+        ...
 
     def unlabelled_rows(self) -> list[str]: ...
 

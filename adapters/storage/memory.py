@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
@@ -87,6 +87,9 @@ class MemoryRunRecorder(POPOApplicationRecorder):
                 if agents is None or self._agents.get(run_id) in agents:
                     best.append(run_id)
         return best
+
+    def release_candidates(self, claimed: Collection[str] = ()) -> None:
+        """Nothing reserved: one process, one lock."""
 
     def unlabelled_rows(self) -> list[str]:
         """Always empty: this store's rows are as new as the process."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -26,6 +26,7 @@ from psycopg.sql import SQL, Identifier
 
 from ...domain import StoreError
 from . import index
+from .reservations import Reservations
 from .sql_views import SqlInlineViews
 from .urls import POSTGRES_CONNINFO
 from .index import IndexEntry
@@ -74,11 +75,21 @@ class PostgresSnapshotRecorder(_SchemaUnderLock, PostgresAggregateRecorder):
     """eventsourcing's PostgreSQL snapshot recorder, its schema created under the lock."""
 
 
+# Candidates read per reservation, per run asked for: room to pass over the runs other workers hold.
+_CANDIDATES_PER_CLAIM = 4
+_MAX_SCAN = 4096
+
+
 class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationRecorder):
-    """eventsourcing's PostgreSQL recorder, also writing the claim queue and leases."""
+    """eventsourcing's PostgreSQL recorder, also writing the claim queue and leases.
+
+    Its claim candidates are reserved (``reservations.py``): workers on one database
+    claim disjoint runs instead of racing for the same best ones.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.reservations = Reservations(self._reserving_connection)
         if self.datastore.enable_db_functions:
             # Its insert path calls the function instead of _fetch_ids_after_insert_events.
             raise StoreError(DB_FUNCTIONS_REFUSED)
@@ -114,6 +125,26 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
             positions = index.first_positions((str(s.originator_id) for s in stored_events), ids)
             index.write_entries(curs, self.index_sql, index_entries, positions)
         return ids
+
+    def _reserving_connection(self) -> psycopg.Connection[Any]:
+        pool = self.datastore.pool
+        conninfo, settings = connection_args(pool)
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(2, round(pool.timeout)), **settings)
+
+    def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
+        """The best claimable runs that no other worker holds reserved, reserved now for this one."""
+        scan = limit * _CANDIDATES_PER_CLAIM + len(self.reservations.held)
+        while True:
+            candidates = super().claim_candidates(scan, agents)
+            chosen = self.reservations.reserve(candidates, limit)
+            # Every run read may be held by other workers while more wait further down: read on.
+            if len(chosen) >= limit or len(candidates) < scan or scan >= _MAX_SCAN:
+                return chosen
+            scan *= 4
+
+    def release_candidates(self, claimed: Collection[str] = ()) -> None:
+        """Release the reservations of the last claim (it is saved, or given up); ``claimed`` ones with the next."""
+        self.reservations.release(claimed)
 
     def _select(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -160,6 +191,7 @@ class Factory(PostgresFactory):
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
+        self._reservations: list[Reservations] = []
         if self.datastore.enable_db_functions:
             self.close()
             raise StoreError(DB_FUNCTIONS_REFUSED)
@@ -167,6 +199,17 @@ class Factory(PostgresFactory):
         self._check_connection()
         if self.datastore.pre_ping:
             _check_all_after_a_failed_check(self.datastore.pool)
+
+    def application_recorder(self) -> PostgresRunRecorder:
+        recorder = super().application_recorder()
+        assert isinstance(recorder, PostgresRunRecorder)
+        self._reservations.append(recorder.reservations)
+        return recorder
+
+    def close(self) -> None:
+        for reservations in self._reservations:
+            reservations.close()
+        super().close()
 
     def _pass_on_conninfo(self) -> None:
         """Give every connection the URL's libpq parameters that eventsourcing has no setting for (sslmode ...)."""
@@ -181,14 +224,9 @@ class Factory(PostgresFactory):
             pool.kwargs = {**(pool.kwargs or {}), **extra}
 
     def _check_connection(self) -> None:
-        pool = self.datastore.pool
-        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
-        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
-        settings = {k: v for k, v in (kwargs or {}).items() if k != "row_factory"}
-        if pool.get_password_func is not None:
-            settings["password"] = pool.get_password_func()
+        conninfo, settings = connection_args(self.datastore.pool)
         # libpq counts whole seconds and treats anything below 2 as 2.
-        settings["connect_timeout"] = max(2, round(pool.timeout))
+        settings["connect_timeout"] = max(2, round(self.datastore.pool.timeout))
         try:
             psycopg.connect(conninfo, **settings).close()
         except psycopg.OperationalError as e:
@@ -196,6 +234,16 @@ class Factory(PostgresFactory):
             # eventsourcing's own type for it, carrying the server's message: the
             # journal turns it into StoreUnavailable / StoreError like any store fault.
             raise OperationalError(" ".join(str(e).split())) from e
+
+
+def connection_args(pool: Any) -> tuple[str, dict[str, Any]]:
+    """The conninfo and settings of the pool's connections, for one connection of our own (tuple rows)."""
+    kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+    conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+    settings = {k: v for k, v in (kwargs or {}).items() if k != "row_factory"}
+    if pool.get_password_func is not None:
+        settings["password"] = pool.get_password_func()
+    return conninfo, settings
 
 
 def _check_all_after_a_failed_check(pool: Any) -> None:

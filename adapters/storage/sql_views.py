@@ -7,7 +7,7 @@ The in-process store keeps the same views in dictionaries (``memory.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from . import index
@@ -29,6 +29,9 @@ class SqlInlineViews:
     def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:
         """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
         return [r[0] for r in self._select(*index.candidates_query(self.index_sql, limit, agents))]
+
+    def release_candidates(self, claimed: Collection[str] = ()) -> None:
+        """Done with the last candidates (a store that reserves them releases them here)."""
 
     def unlabelled_rows(self) -> list[str]:
         """Queue rows that do not name their run's agent yet (written before they did)."""

@@ -10,7 +10,7 @@ events fail their check is quarantined. ``claim_many`` claims several in one sav
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -57,17 +57,31 @@ class Claims(Quarantine):
         """
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
         skipped: set[str] = set()  # rows that say claimable while their run is not: look past them
-        for _ in range(_CLAIM_ROUNDS):  # each round claims, or lost a race, or meets stale rows
-            candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped), req.agents)
-                          if r not in skipped]
-            if not candidates:
-                return None
-            for run_id in candidates:
-                claim = self._try_claim(run_id, req, start=start)
-                if claim is not None:
-                    return claim
-                skipped.add(run_id)
+        with self._reserved_candidates() as claimed:
+            for _ in range(_CLAIM_ROUNDS):  # each round claims, or lost a race, or meets stale rows
+                candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped), req.agents)
+                              if r not in skipped]
+                if not candidates:
+                    return None
+                for run_id in candidates:
+                    claim = self._try_claim(run_id, req, start=start)
+                    if claim is not None:
+                        claimed.append(claim.run_id)
+                        return claim
+                    skipped.add(run_id)
         return None  # every candidate went to other workers, round after round: try again later
+
+    @contextlib.contextmanager
+    def _reserved_candidates(self) -> Iterator[list[str]]:
+        """Around a claim: the candidates a store reserved for it (PostgreSQL) are released after its save.
+
+        The claim appends the run ids it saved claims of to the list it is given.
+        """
+        claimed: list[str] = []
+        try:
+            yield claimed
+        finally:
+            self.inline_views.release_candidates(claimed)  # never raises: a dropped session released them already
 
     def _candidates(self, limit: int, agents: tuple[str, ...] | None) -> list[str]:
         with self._faults():
@@ -94,28 +108,45 @@ class Claims(Quarantine):
         if count == 1:
             one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start, agents=agents)
             return [one] if one else []
-        prepared = self._prepared_claims(req, count, start=start)
-        if not prepared:
-            return []
-        try:
-            self._save(*(run for run, _ in prepared))
-        except ConcurrencyConflict:
-            claims: list[Claim] = []
-            while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds,
-                                                                start=start, agents=agents)):
-                claims.append(c)
-            return claims
-        return [claim for _, claim in prepared]
+        with self._reserved_candidates() as claimed:
+            prepared = self._prepared_claims(req, count, start=start)
+            if not prepared:
+                return []
+            try:
+                self._save(*(run for run, _ in prepared))
+                claimed.extend(run.run_id for run, _ in prepared)
+                return [claim for _, claim in prepared]
+            except ConcurrencyConflict:
+                pass  # lost a race: one at a time
+        claims: list[Claim] = []
+        while len(claims) < count and (c := self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds,
+                                                            start=start, agents=agents)):
+            claims.append(c)
+        return claims
 
     def _prepared_claims(
         self, req: ClaimInput, count: int, *, start: bool, busy: Collection[str] = ()
     ) -> list[tuple[Run, Claim]]:
-        """Up to ``count`` of the best claimable runs, claimed (and started) but not saved; ``busy`` runs skipped."""
-        prepared = []
-        for run_id in self._candidates(count, req.agents) if count > 0 else ():
-            run = None if run_id in busy else self._claimable(run_id, req.worker_id)
-            if run is not None:
-                prepared.append(self._prepare_claim(run, req, start=start))
+        """Up to ``count`` of the best claimable runs, claimed (and started) but not saved; ``busy`` runs skipped.
+
+        A candidate may turn out taken since the queue was read (another worker claimed
+        it in between): it is passed over and the queue read again for the slots left.
+        """
+        prepared: list[tuple[Run, Claim]] = []
+        passed: set[str] = set()  # looked at: the queue may still list them
+        for _ in range(_CLAIM_ROUNDS):
+            wanted = count - len(prepared)
+            if wanted <= 0:
+                break
+            asked = wanted + len(passed)
+            listed = self._candidates(asked, req.agents)
+            for run_id in [r for r in listed if r not in passed][:wanted]:
+                passed.add(run_id)
+                run = None if run_id in busy else self._claimable(run_id, req.worker_id)
+                if run is not None:
+                    prepared.append(self._prepare_claim(run, req, start=start))
+            if len(listed) < asked:  # the queue holds no more
+                break
         return prepared
 
     def _claimable(self, run_id: str, worker_id: str) -> Run | None:

@@ -140,17 +140,20 @@ class RunCommands(Claims):
         refusals, changed = self._completed_runs(items)
         if any(isinstance(r, StoreUnavailable) for r in refusals):
             count = 0  # that run still holds its slot (and lease): no new claim may take it
-        prepared = self._prepared_claims(req, count, start=start, busy=changed)
-        runs = [*changed.values(), *(run for run, _ in prepared)]
-        if not runs:
-            return refusals, []
-        try:
-            self._save(*runs)
-        except ConcurrencyConflict:
-            completed = [r if isinstance(r, RunjournalError) else None for r in self.complete_many(items)]
-            return completed, self.claim_many(worker_id=worker_id, count=count, lease_seconds=lease_seconds,
-                                              start=start, agents=agents)
-        return refusals, [claim for _, claim in prepared]
+        with self._reserved_candidates() as claimed:
+            prepared = self._prepared_claims(req, count, start=start, busy=changed)
+            runs = [*changed.values(), *(run for run, _ in prepared)]
+            if not runs:
+                return refusals, []
+            try:
+                self._save(*runs)
+                claimed.extend(run.run_id for run, _ in prepared)
+                return refusals, [claim for _, claim in prepared]
+            except ConcurrencyConflict:
+                pass  # fall back: completions first, then claims
+        completed = [r if isinstance(r, RunjournalError) else None for r in self.complete_many(items)]
+        return completed, self.claim_many(worker_id=worker_id, count=count, lease_seconds=lease_seconds,
+                                          start=start, agents=agents)
 
     def _completed_runs(self, items: Sequence[tuple[Claim, Any]]) -> tuple[list[RunjournalError | None], dict[str, Run]]:
         """Apply ``Completed`` to each item's run, unsaved: per item its refusal (or None), and the runs changed."""

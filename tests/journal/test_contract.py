@@ -219,6 +219,7 @@ def test_claim_many_falls_back_to_single_claims_when_a_run_was_taken_meanwhile(s
         for i in range(3):
             a.submit(agent_id="x", input={"i": i})
         a.inline_views.claim_candidates(3)
+        a.inline_views.release_candidates()  # on PostgreSQL they were reserved for a: b may take them
         for run in a.queue():
             a._load(run.run_id)  # a caches every queued run
         taken = b.claim_next(worker_id="b")  # b takes the best one: a's cached copy is stale
