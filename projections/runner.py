@@ -1,10 +1,11 @@
 """The projection runner: pages of the log in, view rows and positions out, exactly once.
 
-It reads the log in pages and applies them in transactions of up to
-``TRANSACTION_EVENTS`` events (``BEGIN IMMEDIATE``, so several processes may
-follow the same views file): for each page it re-reads every projection's
-position, lets each projection handle the events past its position and records
-the new positions; then it commits. A kill at any instant leaves rows and
+It reads the log in pages, up to ``TRANSACTION_EVENTS`` events at a time
+(read before the views' write lock is taken), and applies them in one
+transaction (``BEGIN IMMEDIATE``, so several processes may follow the same
+views file): for each page it re-reads every projection's position, lets each
+projection handle the events past its position and records the new positions;
+then it commits. A kill at any instant leaves rows and
 positions together: either the transaction's pages are in, or none is. A projection that
 raises is rolled back to the event before the failing one, stops there, and is
 reported; the others go on.
@@ -109,7 +110,7 @@ class ProjectionRunner:
         self._refused = RefusedRuns()
         self._projections: dict[str, Projection] = {}
         self.failures: dict[str, ProjectionFailure] = {}
-        self.transaction_events = TRANSACTION_EVENTS  # the most events a catch-up commits at once
+        self._transaction_events = TRANSACTION_EVENTS
         self.wiped = self._match_key()
         with self._transaction():
             self.db.execute(
@@ -117,6 +118,17 @@ class ProjectionRunner:
             )
         self.add(self._index)
         self.add(self._refused)
+
+    @property
+    def transaction_events(self) -> int:
+        """The most events a catch-up reads ahead and commits at once (whole pages; at least one)."""
+        return self._transaction_events
+
+    @transaction_events.setter
+    def transaction_events(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"transaction_events must be >= 1 (got {value})")
+        self._transaction_events = value
 
     @property
     def projections(self) -> dict[str, Projection]:
@@ -184,19 +196,22 @@ class ProjectionRunner:
             return 0
         processed = 0
         pages = self._read_pages(min(positions.values()))
-        page, read_error = _next_page(pages)
-        while page is not None:
-            with self._transaction():
-                in_transaction = 0
-                while page is not None and in_transaction < self.transaction_events:
-                    self._apply(page, self.positions())  # read in the transaction: another process may have moved them
-                    in_transaction += len(page)
+        while True:
+            # Read (and decode) a transaction's pages before taking the views' write lock: a slow
+            # store never holds up the other processes following this file.
+            batch, read_error = _read_batch(pages, self.transaction_events)
+            if batch:
+                with self._transaction():
+                    for page in batch:
+                        self._apply(page, self.positions())  # in the transaction: another process may have moved them
+                for page in batch:
+                    processed += len(page)
                     if progress is not None:
                         progress(len(page))
-                    page, read_error = _next_page(pages)
-            processed += in_transaction
-        if read_error is not None:  # the pages read before it are committed
-            raise read_error
+            if read_error is not None:  # the pages read before it are committed
+                raise read_error
+            if not batch:
+                break
         if self.failures:
             raise ProjectionError(list(self.failures.values()))
         return processed
@@ -291,12 +306,22 @@ class _Transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _next_page(pages: Iterator[list[ProjectedEvent]]) -> tuple[list[ProjectedEvent] | None, Exception | None]:
-    """The next page (None at the end), or the error reading it raised."""
+def _read_batch(
+    pages: Iterator[list[ProjectedEvent]], events: int,
+) -> tuple[list[list[ProjectedEvent]], Exception | None]:
+    """The next pages up to ``events`` events in all (at least one page), and the error reading one raised."""
+    batch: list[list[ProjectedEvent]] = []
+    count = 0
     try:
-        return next(pages, None), None
-    except Exception as e:  # noqa: BLE001 - raised by catch_up once what came before is committed
-        return None, e
+        while count < events:
+            page = next(pages, None)
+            if page is None:
+                break
+            batch.append(page)
+            count += len(page)
+    except Exception as e:  # noqa: BLE001 - raised by catch_up once the pages before it are committed
+        return batch, e
+    return batch, None
 
 
 def chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:

@@ -15,7 +15,7 @@ rebuild of the index leaves it as it is.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -300,11 +300,8 @@ class InlineViews(Protocol):
         """The best claimable runs, best first; a store shared by processes reserves them until released."""
         ...
 
-    def release_candidates(self, claimed: Collection[str] = ()) -> None:
-        """Release what the last ``claim_candidates`` reserved (the journal does, once the claim is saved or given up).
-
-        ``claimed``: the runs the claim saved; no longer candidates, their reservations may go later.
-        """
+    def release_candidates(self) -> None:
+        """Release what the last ``claim_candidates`` reserved (the journal does, once the claim is saved or given up)."""
         ...
 
     def unlabelled_rows(self) -> list[str]: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
@@ -88,7 +88,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
                     best.append(run_id)
         return best
 
-    def release_candidates(self, claimed: Collection[str] = ()) -> None:
+    def release_candidates(self) -> None:
         """Nothing reserved: one process, one lock."""
 
     def unlabelled_rows(self) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -142,9 +142,9 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
                 return chosen
             scan *= 4
 
-    def release_candidates(self, claimed: Collection[str] = ()) -> None:
-        """Release the reservations of the last claim (it is saved, or given up); ``claimed`` ones with the next."""
-        self.reservations.release(claimed)
+    def release_candidates(self) -> None:
+        """Release the reservations of the last claim (it is saved, or given up)."""
+        self.reservations.release()
 
     def _select(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

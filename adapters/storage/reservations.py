@@ -7,41 +7,39 @@ transactions per run). Before a worker loads and claims candidates it takes a
 concurrent workers claim disjoint runs. The locks live on a connection of their own
 (autocommit: no transaction is held open), so they never wait on, or hold up, the
 worker's saves, which conflict-check as always: a reservation only steers, it
-guarantees nothing. A reservation that did not become a claim is released as soon as
-the claim is saved or given up; one that did, with the worker's next claim; all of
-them with the session if the worker dies.
+guarantees nothing. Every reservation is released as soon as its claim is saved or
+given up (so a claimed run that comes back to the queue, its lease expired, is open
+to every worker), and with the session if the worker dies: the server is asked to
+probe an idle connection after 10 s, so a machine that vanished loses its
+reservations within about 25 s, sooner than a default 30 s lease.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
 # The two-key form keeps these apart from the single-key schema lock. hashtext() may map two runs
-# to one key: the second is then passed over until the first's claim is saved. Harmless.
+# to one key: the second is then passed over while the first is being claimed. Harmless.
 _CLASS = 0x52554E51  # "RUNQ"
 # A function scan under a filter and a limit: rows are tried in the array's order (best first) and
 # the scan stops at the limit, so no more locks are taken than there are runs wanted.
 _RESERVE = ("SELECT r FROM unnest(%s::text[]) AS r WHERE pg_try_advisory_lock(%s, hashtext(r)) LIMIT %s")
 _UNLOCK = "SELECT pg_advisory_unlock(%s, hashtext(r)) FROM unnest(%s::text[]) AS r"
+# Server-side keepalives: a dead peer's session (and its locks) ends in ~10 + 3 * 5 s.
+_KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 3")
 
 
 class Reservations:
-    """The runs this store's claims hold reserved; one reserving connection, opened on first use.
-
-    A claim costs one round trip: the reservations of runs claimed last time are released
-    in the same pipeline as this claim's (a claimed run is no longer a candidate, so its
-    lock may wait until then); a reservation that did not become a claim is released at once.
-    """
+    """The runs this store's claims hold reserved; one reserving connection, opened on first use."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
         self._connect = connect
         self._conn: psycopg.Connection[Any] | None = None
         self._held: set[str] = set()
-        self._claimed: set[str] = set()  # held for runs already claimed: released with the next reservation
         self._lock = threading.Lock()
 
     def reserve(self, candidates: Sequence[str], limit: int) -> list[str]:
@@ -51,11 +49,11 @@ class Reservations:
             wanted = limit - len(mine)
             free = [r for r in candidates if r not in self._held]
             try:
-                got = set(self._reserve(free, wanted)) if free and wanted > 0 else set()
+                got = set(self._execute(_RESERVE, (free, _CLASS, wanted))) if free and wanted > 0 else set()
                 chosen = [r for r in candidates if r in self._held or r in got][:limit]
                 extra = [r for r in got if r not in chosen]
                 if extra:
-                    self._unlock(extra)
+                    self._execute(_UNLOCK, (_CLASS, extra))
             except psycopg.Error:
                 # Reservations only steer: without them claims still conflict-check. The save that
                 # follows meets the same fault, if it lasts, and reports it.
@@ -64,17 +62,16 @@ class Reservations:
             self._held.update(chosen)
             return chosen
 
-    def release(self, claimed: Collection[str] = ()) -> None:
-        """Done with this claim: reservations of ``claimed`` runs go with the next one, the others now."""
+    def release(self) -> None:
+        """Release every reservation (the claim they were for is saved, or given up)."""
         with self._lock:
-            unclaimed = sorted(self._held.difference(claimed))
-            self._claimed.update(self._held.intersection(claimed))
-            self._held.clear()
-            if unclaimed:
-                try:
-                    self._unlock(unclaimed)
-                except psycopg.Error:
-                    self._drop()  # a dropped session has released them already
+            if not self._held:
+                return
+            held, self._held = sorted(self._held), set()
+            try:
+                self._execute(_UNLOCK, (_CLASS, held))
+            except psycopg.Error:
+                self._drop()  # a dropped session has released them already
 
     @property
     def held(self) -> frozenset[str]:
@@ -86,23 +83,13 @@ class Reservations:
         with self._lock:
             self._drop()
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def _execute(self, statement: str, params: Sequence[Any]) -> list[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-            self._claimed.clear()  # a new session holds nothing
-        return self._conn
-
-    def _reserve(self, free: Sequence[str], wanted: int) -> list[str]:
-        conn = self._connection()
-        claimed, self._claimed = sorted(self._claimed), set()
-        with conn.pipeline():
-            if claimed:
-                conn.execute(_UNLOCK, (_CLASS, claimed))
-            cursor = conn.execute(_RESERVE, (free, _CLASS, wanted))
-        return [row[0] for row in cursor.fetchall()]
-
-    def _unlock(self, run_ids: Sequence[str]) -> None:
-        self._connection().execute(_UNLOCK, (_CLASS, list(run_ids)))
+            conn = self._connect()
+            for setting in _KEEPALIVES:
+                conn.execute(setting)
+            self._conn = conn
+        return [row[0] for row in self._conn.execute(statement, params).fetchall()]
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -112,4 +99,3 @@ class Reservations:
             except psycopg.Error:
                 pass
         self._held.clear()
-        self._claimed.clear()

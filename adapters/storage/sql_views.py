@@ -7,7 +7,7 @@ The in-process store keeps the same views in dictionaries (``memory.py``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import index
@@ -30,7 +30,7 @@ class SqlInlineViews:
         """Run ids of the best claimable runs (of ``agents`` only, when given), best first."""
         return [r[0] for r in self._select(*index.candidates_query(self.index_sql, limit, agents))]
 
-    def release_candidates(self, claimed: Collection[str] = ()) -> None:
+    def release_candidates(self) -> None:
         """Done with the last candidates (a store that reserves them releases them here)."""
 
     def unlabelled_rows(self) -> list[str]:

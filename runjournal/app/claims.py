@@ -15,13 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from ..adapters.storage.index import IndexEntry
-from ..domain import ConcurrencyConflict, InvalidInput, LeaseLost, Run, RunNotFound
+from ..domain import ConcurrencyConflict, InvalidInput, Run, RunjournalError, RunNotFound
 from ..domain.errors import TamperDetected
 from ..domain.transitions import is_allowed
 from .models import Claim, ClaimInput, RunSnapshot, validate
 from .quarantine import Quarantine
 
-_CLAIM_CANDIDATES = 8
 _CLAIM_ROUNDS = 64
 
 
@@ -57,31 +56,26 @@ class Claims(Quarantine):
         """
         req = validate(ClaimInput, worker_id=worker_id, lease_seconds=lease_seconds, agents=agents)
         skipped: set[str] = set()  # rows that say claimable while their run is not: look past them
-        with self._reserved_candidates() as claimed:
+        with self._reserved_candidates():
             for _ in range(_CLAIM_ROUNDS):  # each round claims, or lost a race, or meets stale rows
-                candidates = [r for r in self._candidates(_CLAIM_CANDIDATES + len(skipped), req.agents)
-                              if r not in skipped]
+                # One candidate at a time: a store that reserves them (PostgreSQL) holds back no
+                # better run from other workers than the one this claim tries.
+                candidates = [r for r in self._candidates(1 + len(skipped), req.agents) if r not in skipped]
                 if not candidates:
                     return None
-                for run_id in candidates:
-                    claim = self._try_claim(run_id, req, start=start)
-                    if claim is not None:
-                        claimed.append(claim.run_id)
-                        return claim
-                    skipped.add(run_id)
+                claim = self._try_claim(candidates[0], req, start=start)
+                if claim is not None:
+                    return claim
+                skipped.add(candidates[0])
         return None  # every candidate went to other workers, round after round: try again later
 
     @contextlib.contextmanager
-    def _reserved_candidates(self) -> Iterator[list[str]]:
-        """Around a claim: the candidates a store reserved for it (PostgreSQL) are released after its save.
-
-        The claim appends the run ids it saved claims of to the list it is given.
-        """
-        claimed: list[str] = []
+    def _reserved_candidates(self) -> Iterator[None]:
+        """Around a claim: the candidates a store reserved for it (PostgreSQL) are released after its save."""
         try:
-            yield claimed
+            yield
         finally:
-            self.inline_views.release_candidates(claimed)  # never raises: a dropped session released them already
+            self.inline_views.release_candidates()  # never raises: a dropped session released them already
 
     def _candidates(self, limit: int, agents: tuple[str, ...] | None) -> list[str]:
         with self._faults():
@@ -108,13 +102,12 @@ class Claims(Quarantine):
         if count == 1:
             one = self.claim_next(worker_id=worker_id, lease_seconds=lease_seconds, start=start, agents=agents)
             return [one] if one else []
-        with self._reserved_candidates() as claimed:
+        with self._reserved_candidates():
             prepared = self._prepared_claims(req, count, start=start)
             if not prepared:
                 return []
             try:
                 self._save(*(run for run, _ in prepared))
-                claimed.extend(run.run_id for run, _ in prepared)
                 return [claim for _, claim in prepared]
             except ConcurrencyConflict:
                 pass  # lost a race: one at a time
@@ -231,23 +224,21 @@ class Claims(Quarantine):
         for ``running_grace`` too (recovery's ``stale_running_after_seconds``).
         """
         now = self._now()
-        handled = []
         with self._faults():
             expired = self.inline_views.expired_leases(now.timestamp(), limit + len(self._quarantine_local))
         expired = [r for r in expired if r not in self._quarantine_local][:limit]
-        for run_id in expired:
-            try:
-                run = self._load(run_id, fresh=True)
-                replay = bool(can_replay and can_replay(run.agent_id))
-                if not run.expire_if_due(now=now, running_grace=running_grace, can_replay=replay):
-                    continue
-                self._save(run)
-            except (ConcurrencyConflict, RunNotFound, LeaseLost):
-                continue  # someone else handled it
-            except TamperDetected as e:
-                self.quarantine(e, by="system:lease")
-                continue
-            handled.append(run_id)
+
+        def expire(run: Run) -> bool:
+            replay = bool(can_replay and can_replay(run.agent_id))
+            return run.expire_if_due(now=now, running_grace=running_grace, can_replay=replay)
+
+        # Every lease that ran out, expired in ONE save (fresh copies: another process renews them).
+        handled = []
+        for run_id, result in zip(expired, self._execute_many([(r, expire) for r in expired], fresh=True), strict=True):
+            if isinstance(result, TamperDetected):
+                self.quarantine(result, by="system:lease")
+            elif not isinstance(result, RunjournalError) and result[1]:
+                handled.append(run_id)  # else someone else handled it, or the lease was renewed
         return handled
 
     def rebuild_index(self) -> int:

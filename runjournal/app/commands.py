@@ -7,7 +7,7 @@ is refused before anything is saved.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from ..domain import (
@@ -140,14 +140,13 @@ class RunCommands(Claims):
         refusals, changed = self._completed_runs(items)
         if any(isinstance(r, StoreUnavailable) for r in refusals):
             count = 0  # that run still holds its slot (and lease): no new claim may take it
-        with self._reserved_candidates() as claimed:
+        with self._reserved_candidates():
             prepared = self._prepared_claims(req, count, start=start, busy=changed)
             runs = [*changed.values(), *(run for run, _ in prepared)]
             if not runs:
                 return refusals, []
             try:
                 self._save(*runs)
-                claimed.extend(run.run_id for run, _ in prepared)
                 return refusals, [claim for _, claim in prepared]
             except ConcurrencyConflict:
                 pass  # fall back: completions first, then claims
@@ -213,6 +212,27 @@ class RunCommands(Claims):
         """Count a recovery attempt on a run (it is then resumed with ``resume_kind``)."""
         run, _ = self._execute(run_id, lambda run: run.attempt_recovery(resume_kind=resume_kind, now=self._now()))
         return RunSnapshot.of(run)
+
+    def recover_many(
+        self, *, failures: Mapping[str, str] | None = None, attempts: Sequence[str] = (),
+        resume_kind: str = "startup-recovery", actor: str = "system:recovery",
+    ) -> dict[str, RunjournalError | None]:
+        """Fail runs (run id -> error) and count recovery attempts on others in ONE save; per run, None or its refusal.
+
+        Recovery's transitions as one group commit; a run changed meanwhile (a lost race)
+        gets its own refusal and fails no other.
+        """
+        fails = {run_id: validate(ErrorInput, error=_clip(error), actor=actor) for run_id, error in (failures or {}).items()}
+        now = self._now()
+        def fail(req: ErrorInput) -> Callable[[Run], Any]:
+            return lambda run: run.fail(error=req.error, actor=req.actor, now=now)
+
+        def attempt(run: Run) -> Any:
+            return run.attempt_recovery(resume_kind=resume_kind, now=now)
+
+        commands = [(run_id, fail(req)) for run_id, req in fails.items()] + [(run_id, attempt) for run_id in attempts]
+        results = self._execute_many(commands)
+        return {run_id: r if isinstance(r, RunjournalError) else None for (run_id, _), r in zip(commands, results, strict=True)}
 
     def finish_cancel(self, claim: Claim) -> RunSnapshot:
         """The worker has stopped a cancelling run: append ``Cancelled``."""

@@ -40,7 +40,7 @@ from ..adapters.storage import faults
 from ..adapters.storage.codec import RunTranscoder
 from ..adapters.storage.index import IndexEntry, InlineViews
 from ..adapters.storage.urls import redacted
-from ..domain import ConcurrencyConflict, Run, RunNotFound, StoreError, StoreUnavailable
+from ..domain import ConcurrencyConflict, Run, RunjournalError, RunNotFound, StoreError, StoreUnavailable
 from ..domain.errors import TamperDetected
 from . import load_check, logs
 from .decoding import RawEvent, raw
@@ -286,6 +286,46 @@ class UnitOfWork:
                 fresh = True
                 continue
             return run, result
+
+    def _execute_many(
+        self, commands: Sequence[tuple[str, Callable[[Run], Any]]], *, fresh: bool = False,
+    ) -> list[tuple[Run, Any] | RunjournalError]:
+        """Load and command several runs, saved in ONE save; per run, (run, result) or the error refusing it.
+
+        A run its command left unchanged is not saved. On a conflict each run is
+        done on its own (``_execute``), so one run changed meanwhile fails no other.
+        ``fresh`` loads every run from the store, not the cache. A store outage is raised.
+        """
+        done: list[tuple[Run, Any] | RunjournalError] = []
+        changed: dict[str, Run] = {}
+        for run_id, command in commands:
+            try:
+                run = self._load(run_id, fresh=fresh and run_id not in changed)
+                result = command(run)
+            except StoreUnavailable:
+                raise
+            except RunjournalError as e:
+                if run_id not in changed:
+                    self._runs.pop(run_id, None)  # the command may have left it half-advanced
+                done.append(e)
+                continue
+            done.append((run, result))
+            if run.pending_events:
+                changed[run_id] = run
+        if changed:
+            try:
+                self._save(*changed.values())
+            except ConcurrencyConflict:
+                return [self._execute_or_refusal(run_id, command) for run_id, command in commands]
+        return done
+
+    def _execute_or_refusal(self, run_id: str, command: Callable[[Run], Any]) -> tuple[Run, Any] | RunjournalError:
+        try:
+            return self._execute(run_id, command)
+        except StoreUnavailable:
+            raise
+        except RunjournalError as e:
+            return e
 
     def _now(self) -> Any:
         return self.clock.now()

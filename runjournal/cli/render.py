@@ -68,6 +68,11 @@ def state(text: str) -> str:
     return f"[{style}]{text}[/{style}]"
 
 
+def short_id(run_id: str) -> str:
+    """A run id shortened for a table: its last 8 hex digits, random in a time-ordered id (its first are the time)."""
+    return run_id[-8:]
+
+
 def _short(value: Any, width: int = 48) -> str:
     """A value on one line, cut to ``width``, safe to show (see ``visible``)."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -96,7 +101,7 @@ def runs_table(title: str, runs: Sequence[RunSnapshot]) -> Table:
         table.add_column(column)
     for r in runs:
         result = visible(r.error) if r.error else _short(r.output) if r.output is not None else ""
-        table.add_row(r.run_id[:8], visible(r.agent_id), str(r.priority), state(r.state), str(r.version), result)
+        table.add_row(short_id(r.run_id), visible(r.agent_id), str(r.priority), state(r.state), str(r.version), result)
     return table
 
 
@@ -159,7 +164,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 def threads_table(rows: Sequence[Any]) -> Table:
     """Thread summaries."""
     return _table("threads", ("thread", "agent", "latest run", "status", "runs", "messages", "updated"),
-                  [(r.thread_id, r.agent_id, r.latest_run_id[:8], r.status, r.run_count, r.message_count,
+                  [(r.thread_id, r.agent_id, short_id(r.latest_run_id), r.status, r.run_count, r.message_count,
                     r.updated_at[:19]) for r in rows])
 
 

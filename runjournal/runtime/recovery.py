@@ -4,6 +4,9 @@ Invariant: recovery reads the ``recovery_intents`` view (one row per live run),
 never the whole log, and appends each transition at most once however many
 processes run it at the same time: every step re-checks the run it loaded and
 a lost race is a ``ConcurrencyConflict`` that simply means someone else did it.
+Its transitions are group commits: the expired leases in one save, then the
+failures and recovery attempts in one more; a lost race in a group has each run
+saved on its own, so it costs no other run its transition.
 
 Rules (DESIGN.md, Recovery):
 - expired leases first: ``claimed`` -> ``queued`` (or back to ``resuming``);
@@ -31,7 +34,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..app.journal import Journal
-from ..domain import ConcurrencyConflict, InvalidTransition, RunNotFound, RunState
+from ..domain import RunNotFound, RunState
 
 MISSING_REQUEST = "missing persisted run request for queued run recovery"
 EXHAUSTED = "recovery attempts exhausted"
@@ -60,28 +63,36 @@ def recover(journal: Journal, config: Any, *, can_replay: Callable[[str], bool])
         run = journal.get_run(run_id)
         if run.state == RunState.FAILED and run.error:
             report.failed[run_id] = run.error
+    # Every transition below is decided first and appended in ONE save (a group commit).
+    failures: dict[str, str] = {}
+    attempts: list[str] = []
     for intent in journal.recovery_intents():
         try:
             if intent.intent == "execute" and not intent.has_request:
-                journal.fail_run(intent.run_id, error=MISSING_REQUEST, actor="system:recovery")
-                report.failed[intent.run_id] = MISSING_REQUEST
+                failures[intent.run_id] = MISSING_REQUEST
             elif intent.intent == "resume" and config.resume_resuming_runs_on_startup:
-                _recover_resuming(journal, intent.run_id, config.max_recovery_attempts, report)
+                _plan_resuming(journal, intent.run_id, config.max_recovery_attempts, failures, attempts, report)
             else:
                 report.left += 1
-        except (ConcurrencyConflict, InvalidTransition, RunNotFound):
-            continue  # another process recovered it first
+        except RunNotFound:
+            continue
+    refused = journal.recover_many(failures=failures, attempts=attempts)
+    for run_id, error in failures.items():
+        if refused[run_id] is None:
+            report.failed[run_id] = error
+    report.resumed.extend(run_id for run_id in attempts if refused[run_id] is None)
+    # A refusal (ConcurrencyConflict, InvalidTransition, RunNotFound) means another process recovered it first.
     return report
 
 
-def _recover_resuming(journal: Journal, run_id: str, max_attempts: int, report: RecoveryReport) -> None:
+def _plan_resuming(
+    journal: Journal, run_id: str, max_attempts: int, failures: dict[str, str], attempts: list[str],
+    report: RecoveryReport,
+) -> None:
     run = journal.get_run(run_id)
     if run.state != RunState.RESUMING or journal.history(run_id)[-1].type in RETRY_SCHEDULED:
         report.left += 1  # a retry is already counted and waits for a worker: nothing more to append
-        return
-    if run.recovery_attempts >= max_attempts:
-        journal.fail_run(run_id, error=EXHAUSTED, actor="system:recovery")
-        report.failed[run_id] = EXHAUSTED
-        return
-    journal.attempt_recovery(run_id, resume_kind="startup-recovery")
-    report.resumed.append(run_id)
+    elif run.recovery_attempts >= max_attempts:
+        failures[run_id] = EXHAUSTED
+    else:
+        attempts.append(run_id)

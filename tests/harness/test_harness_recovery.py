@@ -352,6 +352,34 @@ def test_recovering_twice_appends_each_transition_once(harness, clock):
         assert history.count("Failed") <= 1
 
 
+def _resuming_ahead_of_the_queue(journal: Journal, priority: int) -> str:
+    """A resuming run made while claimable runs (resuming ones too) wait: ahead of them all, so its claim takes it."""
+    journal.submit(agent_id="deployer", input={"message": "deploy"}, priority=priority)
+    claim = journal.claim_next(worker_id="dead", lease_seconds=LEASE, start=True)
+    assert claim is not None and claim.agent_id == "deployer"
+    approval_id = journal.request_approval(
+        claim, tool_name="deploy", tool_args={"env": "prod"}, tool_call_id="call-0", checkpoint_ref="step:0"
+    )
+    journal.resolve_approval(approval_id, decision="approve", actor="alice")
+    return claim.run_id
+
+
+def test_a_recovery_pass_appends_its_transitions_in_two_saves_however_many_runs(harness, clock, monkeypatch):
+    """Expired leases in one save, then the failures and recovery attempts in another."""
+    runs = every_situation(harness.journal)
+    more_resuming = [_resuming_ahead_of_the_queue(harness.journal, priority) for priority in (10, 11)]
+    clock.advance(LEASE + STALE + 1)
+    saves: list[int] = []
+    store_save = harness.journal._store.save
+    monkeypatch.setattr(harness.journal._store, "save", lambda *runs, **k: saves.append(len(runs)) or store_save(*runs, **k))
+
+    report = recover(harness)
+
+    assert sorted(report.resumed) == sorted([runs["resuming"], *more_resuming])
+    assert len(report.expired) == 3 and report.failed[runs["no_request"]] == MISSING_REQUEST
+    assert saves == [3, 4], "recovery's transitions were not grouped"
+
+
 def test_a_second_process_recovering_the_same_sqlite_store_appends_nothing_more(make_harness, sqlite_url, clock):
     one = make_harness(recovery_workspace(), url=sqlite_url, clock=clock)
     runs = every_situation(one.journal)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from runjournal import Journal
+from runjournal.adapters.clock import ManualClock
 
 
 def _submit(journal: Journal, n: int) -> None:
@@ -100,11 +101,39 @@ def _advisory_locks(url: str, pid: int) -> int:
 
 
 @pytest.mark.postgres
-def test_only_the_reservations_of_claimed_runs_outlive_their_claim_until_the_next(postgres_url: str) -> None:
+def test_no_reservation_outlives_its_claim(postgres_url: str) -> None:
     with Journal.open(postgres_url) as a:
         _submit(a, 12)
-        assert a.claim_next(worker_id="a") is not None  # it looked at 8 candidates, claimed 1
-        pid = a._store.recorder.reservations._conn.info.backend_pid
-        assert _advisory_locks(postgres_url, pid) == 1  # the 7 it did not claim are free at once
+        assert a.claim_next(worker_id="a") is not None
+        conn = a._store.recorder.reservations._conn
+        pid = conn.info.backend_pid
+        assert _advisory_locks(postgres_url, pid) == 0
+        # A vanished machine's session (and its reservations) ends within ~25 s, not hours.
+        assert conn.execute("SHOW tcp_keepalives_idle").fetchone()[0] in ("10", "10s")
         assert len(a.claim_many(worker_id="a", count=3)) == 3
-        assert _advisory_locks(postgres_url, pid) == 3  # the first claim's went with this one's reservation
+        assert _advisory_locks(postgres_url, pid) == 0
+
+
+@pytest.mark.postgres
+def test_a_run_whose_lease_expired_is_open_to_every_worker_while_its_old_worker_lives(
+    postgres_url: str, clock: ManualClock
+) -> None:
+    with Journal.open(postgres_url, clock=clock) as a, Journal.open(postgres_url, clock=clock) as b:
+        _submit(a, 1)
+        (claim,) = a.claim_many(worker_id="a", count=2, lease_seconds=1)  # then a hangs, its session alive
+        clock.advance(5)
+        assert b.expire_leases() == [claim.run_id]
+        taken = b.claim_next(worker_id="b")
+        assert taken is not None and taken.run_id == claim.run_id
+
+
+@pytest.mark.postgres
+def test_a_claim_in_progress_holds_back_only_the_run_it_tries(postgres_url: str) -> None:
+    with Journal.open(postgres_url) as a, Journal.open(postgres_url) as b:
+        a.submit(agent_id="x", input={}, priority=0)
+        best = [a.submit(agent_id="x", input={"i": i}, priority=10).run_id for i in range(8)]
+        tried = a._candidates(1, None)  # a is mid-claim_next: it reserved what it tries
+        assert tried == best[:1]
+        taken = b.claim_next(worker_id="b")
+        assert taken is not None and taken.run_id == best[1]  # not the priority-0 run
+        a.inline_views.release_candidates()

@@ -5,6 +5,7 @@ Also ``Journal.subscribe``: callbacks see every newly stored event until unsubsc
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -390,3 +391,36 @@ def test_subscribers_get_every_new_event_until_they_unsubscribe(journal: Journal
     journal.submit(agent_id="after", input={})
     assert len(seen) == 7
     assert journal.max_position() == 11
+
+
+def test_a_catch_up_reads_the_log_without_holding_the_views_write_lock(tmp_path) -> None:
+    """Another process following the same views file can write while this one waits on the store."""
+    log = [_event(1, "r1", 1, "Created", thread_id="t", agent_id="a", input=None, priority=0),
+           _event(2, "r1", 2, "Queued", priority=0)]
+    views = tmp_path / "views.db"
+    writable_while_reading: list[bool] = []
+
+    def pages(start: int) -> Iterator[list[ProjectedEvent]]:
+        for e in log:
+            if e.position > start:
+                other = sqlite3.connect(views, timeout=0, isolation_level=None)
+                try:
+                    other.execute("BEGIN IMMEDIATE")  # fails at once if the runner held the write lock
+                    other.execute("ROLLBACK")
+                    writable_while_reading.append(True)
+                except sqlite3.OperationalError:
+                    writable_while_reading.append(False)
+                finally:
+                    other.close()
+                yield [e]
+
+    runner = ProjectionRunner(open_views(views), pages)
+    try:
+        runner.add(EventLog())
+        runner.transaction_events = 1  # a transaction per page: the second page is read after the first commit
+        assert runner.catch_up() == 2
+        assert writable_while_reading == [True, True]
+        with pytest.raises(ValueError, match="transaction_events must be >= 1"):
+            runner.transaction_events = 0
+    finally:
+        runner.close()
