@@ -89,7 +89,7 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.reservations = Reservations(self._reserving_connection)
+        self.reservations = Reservations(self._reserving_connection, namespace=self.datastore.schema)
         if self.datastore.enable_db_functions:
             # Its insert path calls the function instead of _fetch_ids_after_insert_events.
             raise StoreError(DB_FUNCTIONS_REFUSED)
@@ -129,6 +129,9 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
     def _reserving_connection(self) -> psycopg.Connection[Any]:
         pool = self.datastore.pool
         conninfo, settings = connection_args(pool)
+        # Client-side keepalives too: a half-open connection fails within ~25 s instead of hanging a claim.
+        for name, value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5), ("keepalives_count", 3)):
+            settings.setdefault(name, value)
         return psycopg.connect(conninfo, autocommit=True, connect_timeout=max(2, round(pool.timeout)), **settings)
 
     def claim_candidates(self, limit: int, agents: Sequence[str] | None = None) -> list[str]:

@@ -27,8 +27,10 @@ import psycopg
 _CLASS = 0x52554E51  # "RUNQ"
 # A function scan under a filter and a limit: rows are tried in the array's order (best first) and
 # the scan stops at the limit, so no more locks are taken than there are runs wanted.
-_RESERVE = ("SELECT r FROM unnest(%s::text[]) AS r WHERE pg_try_advisory_lock(%s, hashtext(r)) LIMIT %s")
-_UNLOCK = "SELECT pg_advisory_unlock(%s, hashtext(r)) FROM unnest(%s::text[]) AS r"
+# The key hashes the store's schema with the run id: stores in other schemas of the same database
+# (a copy, a test) never hold back each other's runs.
+_RESERVE = "SELECT r FROM unnest(%s::text[]) AS r WHERE pg_try_advisory_lock(%s, hashtext(%s || r)) LIMIT %s"
+_UNLOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s || r)) FROM unnest(%s::text[]) AS r"
 # Server-side keepalives: a dead peer's session (and its locks) ends in ~10 + 3 * 5 s.
 _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 3")
 
@@ -36,8 +38,9 @@ _KEEPALIVES = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5"
 class Reservations:
     """The runs this store's claims hold reserved; one reserving connection, opened on first use."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], namespace: str = "") -> None:
         self._connect = connect
+        self._namespace = f"{namespace}:"
         self._conn: psycopg.Connection[Any] | None = None
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -49,11 +52,11 @@ class Reservations:
             wanted = limit - len(mine)
             free = [r for r in candidates if r not in self._held]
             try:
-                got = set(self._execute(_RESERVE, (free, _CLASS, wanted))) if free and wanted > 0 else set()
+                got = set(self._execute(_RESERVE, (free, _CLASS, self._namespace, wanted))) if free and wanted > 0 else set()
                 chosen = [r for r in candidates if r in self._held or r in got][:limit]
                 extra = [r for r in got if r not in chosen]
                 if extra:
-                    self._execute(_UNLOCK, (_CLASS, extra))
+                    self._unlock(extra)
             except psycopg.Error:
                 # Reservations only steer: without them claims still conflict-check. The save that
                 # follows meets the same fault, if it lasts, and reports it.
@@ -69,7 +72,7 @@ class Reservations:
                 return
             held, self._held = sorted(self._held), set()
             try:
-                self._execute(_UNLOCK, (_CLASS, held))
+                self._unlock(held)
             except psycopg.Error:
                 self._drop()  # a dropped session has released them already
 
@@ -90,6 +93,15 @@ class Reservations:
                 conn.execute(setting)
             self._conn = conn
         return [row[0] for row in self._conn.execute(statement, params).fetchall()]
+
+    def _unlock(self, run_ids: Sequence[str]) -> None:
+        """Unlock; a lock this session did not hold drops the session (whatever it held goes with it).
+
+        That happens behind a transaction-pooling proxy, which may move the connection to
+        another server session between statements: reservations need session pooling.
+        """
+        if not all(self._execute(_UNLOCK, (_CLASS, self._namespace, list(run_ids)))):
+            self._drop()
 
     def _drop(self) -> None:
         if self._conn is not None:

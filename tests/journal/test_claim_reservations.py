@@ -137,3 +137,29 @@ def test_a_claim_in_progress_holds_back_only_the_run_it_tries(postgres_url: str)
         taken = b.claim_next(worker_id="b")
         assert taken is not None and taken.run_id == best[1]  # not the priority-0 run
         a.inline_views.release_candidates()
+
+
+@pytest.mark.postgres
+def test_reservations_of_stores_in_other_schemas_of_one_database_never_collide(postgres_url: str) -> None:
+    from bench.postgres import fresh_schema
+
+    with fresh_schema(postgres_url.split("?", 1)[0], prefix="other_") as other_url:
+        with Journal.open(postgres_url) as a, Journal.open(other_url) as b:
+            ours, theirs = a._store.recorder.reservations, b._store.recorder.reservations
+            assert ours.reserve(["same-run"], 1) == ["same-run"]
+            assert theirs.reserve(["same-run"], 1) == ["same-run"]  # another schema: another key
+            ours.release()
+            theirs.release()
+
+
+@pytest.mark.postgres
+def test_an_unlock_that_finds_no_lock_drops_the_reserving_session(postgres_url: str) -> None:
+    with Journal.open(postgres_url) as a:
+        reservations = a._store.recorder.reservations
+        assert reservations.reserve(["r1"], 1) == ["r1"]
+        conn = reservations._conn
+        conn.execute("SELECT pg_advisory_unlock_all()")  # as if the session had been swapped under us
+        reservations.release()
+        assert reservations._conn is None and conn.closed
+        assert reservations.reserve(["r1"], 1) == ["r1"]  # a new session reserves again
+        reservations.release()
