@@ -11,9 +11,10 @@ workspace there choosing the store:
 - ``python -c pass``: the interpreter alone, the baseline;
 - ``runjournal --help``;
 - ``runjournal status RUN`` and ``runjournal history RUN`` of the completed run;
-- the libraries ``status`` cannot do without (typer, pydantic, eventsourcing,
-  sqlite-utils, rich, PyYAML), imported by ``python -c`` and nothing else: a floor
-  for ``status`` that no change to runjournal's own imports can go below.
+- the libraries ``status`` cannot do without (typer, pydantic, eventsourcing, rich,
+  PyYAML), imported by ``python -c`` and nothing else: a floor for ``status`` that
+  no change to runjournal's own imports can go below. (``status`` reads what
+  recovery would do off the run's state, so it opens no views: no sqlite-utils.)
 
 Each is started N times (default 7), the commands taking turns so that a noisy
 moment is shared out, and the median is reported with its ratio to the
@@ -44,8 +45,8 @@ DEFAULT_REPEAT = 7
 AIM_MS = 150.0
 AIMED = ("--help", "status")  # the commands the aim is for
 RUNJOURNAL = Path(sys.executable).parent / "runjournal"
-# What `status` needs besides runjournal: the command line, the models, the store, the views, the output, the workspace.
-LIBRARIES = ("import typer, sqlite_utils, eventsourcing.application, eventsourcing.domain, rich.console, yaml; "
+# What `status` needs besides runjournal: the command line, the models, the store, the output, the workspace.
+LIBRARIES = ("import typer, eventsourcing.application, eventsourcing.domain, rich.console, yaml; "
              "from pydantic import BaseModel, TypeAdapter")
 # Variables that would choose another store, change what the CLI prints, or how bytecode is cached (set here).
 SCRUBBED = ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR", "TERM", "PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")

@@ -99,6 +99,24 @@ RESTING_STATES = frozenset(s for s in S if s not in CLAIMABLE_STATES | LEASED_ST
 # States whose expired lease may fail the run (a stale running run): recovery's grace applies first.
 GRACED_STATES = frozenset(s for s, targets in TRANSITIONS["LeaseExpired"].items() if S.FAILED in targets)
 
+# What startup recovery does for a run in each non-terminal state (DESIGN.md, Recovery); a
+# terminal run has nothing done to it. Data, like the table: the recovery view and ``status`` read it.
+RECOVERY_INTENTS: dict[RunState, str] = {
+    S.CREATED: "queue",
+    S.QUEUED: "execute",
+    S.CLAIMED: "requeue-if-lease-expired",
+    S.RUNNING: "replay-or-fail-if-stale",
+    S.RESUMING: "resume",
+    S.WAITING_FOR_APPROVAL: "wait-for-approval",
+    S.CANCELLING: "cancel-if-lease-expired",
+}
+NO_RECOVERY = "nothing (terminal)"
+
+
+def recovery_intent(state: str) -> str:
+    """What startup recovery does for a run in ``state``."""
+    return RECOVERY_INTENTS.get(RunState(state), NO_RECOVERY)
+
 
 def allowed_targets(state: str, event: str) -> frozenset[RunState]:
     """The states ``event`` may lead to from ``state``; empty when forbidden."""

@@ -6,21 +6,12 @@ of live runs. Terminal runs have no row.
 
 from __future__ import annotations
 
-from ..domain.transitions import TERMINAL_STATES, RunState
+from ..domain.transitions import RECOVERY_INTENTS, TERMINAL_STATES, RunState
 from .base import ProjectedEvent
 from .rows import Row, RowProjection, as_json
 from .runs import next_state
 
-# What recovery does for a run in each non-terminal state.
-INTENTS = {
-    RunState.CREATED: "queue",
-    RunState.QUEUED: "execute",
-    RunState.CLAIMED: "requeue-if-lease-expired",
-    RunState.RUNNING: "replay-or-fail-if-stale",
-    RunState.RESUMING: "resume",
-    RunState.WAITING_FOR_APPROVAL: "wait-for-approval",
-    RunState.CANCELLING: "cancel-if-lease-expired",
-}
+INTENTS = RECOVERY_INTENTS  # the domain's table, under the name this module has always exported
 
 
 class RecoveryIntentsView(RowProjection):

@@ -159,10 +159,12 @@ def status(run_id: str, as_json: JsonOption = False) -> None:
 
     Example: runjournal status 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11
     """
+    from ..domain.transitions import recovery_intent
+
     with opened(read_only=True) as journal:
         run = journal.get_run(run_id)
-        intent = next((i for i in journal.recovery_intents() if i.run_id == run_id), None)
-        recovery = intent.intent if intent else "nothing (terminal)"
+        # Read off the run's state (the table the recovery view uses too): no views to open or catch up.
+        recovery = recovery_intent(run.state)
         payload = {**run.model_dump(mode="json"), "recovery": recovery}
         emit(as_json, payload, lambda: render.run_panel(out, run, recovery))
 

@@ -151,9 +151,10 @@ def test_the_composition_root_spells_the_default_workspace_file_as_the_parser_do
     assert bootstrap.DEFAULT_FILENAME == workspace.DEFAULT_FILENAME
 
 
-def test_history_reads_the_log_without_loading_the_views_library(populated: tuple[CLI, Any, Any]) -> None:
-    """The followed views' library is imported where the views are opened; history never opens them."""
+def test_status_and_history_read_the_log_without_loading_the_views_library(populated: tuple[CLI, Any, Any]) -> None:
+    """The followed views' library is imported where the views are opened; status and history never open them."""
     cli, hello, _ = populated
-    modules, importtime = loaded(cli, "history", hello["run_id"])
-    assert "runjournal.app.journal" in modules
-    assert_not_loaded(modules, importtime, ("sqlite_utils",), "runjournal history")
+    for verb in ("status", "history"):
+        modules, importtime = loaded(cli, verb, hello["run_id"])
+        assert "runjournal.app.journal" in modules
+        assert_not_loaded(modules, importtime, ("sqlite_utils",), f"runjournal {verb}")

@@ -69,3 +69,11 @@ def test_an_ambiguous_transition_needs_its_target() -> None:
     assert check("r1", "running", "LeaseExpired", "failed") == RunState.FAILED
     with pytest.raises(InvalidTransition):
         check("r1", "running", "LeaseExpired", "completed")
+
+
+def test_every_live_state_says_what_recovery_does_and_a_terminal_one_says_nothing() -> None:
+    from runjournal.domain.transitions import NO_RECOVERY, RECOVERY_INTENTS, TERMINAL_STATES, RunState, recovery_intent
+
+    assert set(RECOVERY_INTENTS) == set(RunState) - TERMINAL_STATES
+    assert all(recovery_intent(s) == NO_RECOVERY for s in TERMINAL_STATES)
+    assert recovery_intent("queued") == "execute" and recovery_intent("resuming") == "resume"
