@@ -118,4 +118,15 @@ def profile_tables(profile: cProfile.Profile, top: int) -> dict[str, str]:
     cumulative, own = io.StringIO(), io.StringIO()
     pstats.Stats(profile, stream=cumulative).sort_stats("cumulative").print_stats(top)
     pstats.Stats(profile, stream=own).sort_stats("tottime").print_stats(15)
-    return {"cumulative": cumulative.getvalue(), "tottime": own.getvalue()}
+    return {"cumulative": without_machine_paths(cumulative.getvalue()),
+            "tottime": without_machine_paths(own.getvalue())}
+
+
+def without_machine_paths(text: str) -> str:
+    """``text`` with this checkout's and this interpreter's folders cut from its file names (results are committed)."""
+    import sysconfig
+
+    roots = {str(Path(__file__).resolve().parent.parent), *(sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib"))}
+    for root in sorted(roots, key=len, reverse=True):  # the longest first: site-packages lies inside the prefix
+        text = text.replace(root.rstrip("/") + "/", "")
+    return text
