@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import resolve_topic
 
 from . import transitions
 
@@ -60,6 +61,18 @@ class Created(RunEvent, Aggregate.Created):
         state["requested_agent_id"] = None
         state["execution_mode"] = None
         state["invocation"] = None
+
+    def mutate(self, aggregate: Any) -> Any:
+        """The run this event begins: eventsourcing's generic path, less its signature inspection.
+
+        That path reads the aggregate's ``__init__`` signature on every create to pick its
+        arguments; ``Run.__init__`` takes none, so the shell is initialised and applied directly.
+        """
+        assert aggregate is None
+        run = object.__new__(resolve_topic(self.originator_topic))
+        run.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+        self.apply(run)
+        return run
 
     def apply(self, run: Run) -> None:
         run.state = transitions.RunState.CREATED

@@ -21,7 +21,7 @@ from eventsourcing.domain import Aggregate
 
 from . import chain, events
 from .errors import InvalidTransition, LeaseLost
-from .transitions import GRACED_STATES, LEASED_STATES, RunState, check, is_allowed
+from .transitions import GRACED_STATES, LEASED_STATES, TERMINAL_STATES, RunState, check, is_allowed
 
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
 STEP_KINDS = ("step", "tool_result", "message", "reasoning", "output")
@@ -150,7 +150,7 @@ class Run(Aggregate):
     @property
     def is_terminal(self) -> bool:
         """True when no event can follow."""
-        return RunState(self.state).is_terminal
+        return self.state in TERMINAL_STATES
 
     @property
     def lease_holder(self) -> str | None:

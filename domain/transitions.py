@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import cast
 
 from .errors import InvalidTransition
 
@@ -120,7 +121,9 @@ def recovery_intent(state: str) -> str:
 
 def allowed_targets(state: str, event: str) -> frozenset[RunState]:
     """The states ``event`` may lead to from ``state``; empty when forbidden."""
-    return TRANSITIONS.get(event, {}).get(RunState(state), frozenset())
+    # A plain string finds its member: a StrEnum member hashes and compares as its value.
+    by_state = cast("Mapping[str, frozenset[RunState]]", TRANSITIONS.get(event, {}))
+    return by_state.get(state, _NONE)
 
 
 def is_allowed(state: str, event: str) -> bool:
@@ -130,14 +133,25 @@ def is_allowed(state: str, event: str) -> bool:
 
 def check(run_id: str, state: str, event: str, target: str | None = None) -> RunState:
     """Return the state ``event`` leads to, or raise ``InvalidTransition``."""
-    targets = allowed_targets(state, event)
-    if target is not None:
-        if RunState(target) in targets:
-            return RunState(target)
-        raise InvalidTransition(run_id, state, event, target=target)
-    if len(targets) != 1:
-        raise InvalidTransition(run_id, state, event)
-    return next(iter(targets))
+    if target is None:
+        only = _ONLY_TARGET.get((event, state))
+        if only is None:
+            raise InvalidTransition(run_id, state, event)
+        return only
+    for allowed in allowed_targets(state, event):
+        if allowed == target:
+            return allowed
+    raise InvalidTransition(run_id, state, event, target=target)
+
+
+_NONE: frozenset[RunState] = frozenset()
+# (event, from state) -> the one state it leads to, for every pair with exactly one target.
+_ONLY_TARGET: dict[tuple[str, str], RunState] = {
+    (event, str(state)): next(iter(targets))
+    for event, by_state in TRANSITIONS.items()
+    for state, targets in by_state.items()
+    if len(targets) == 1
+}
 
 
 def all_pairs() -> list[tuple[RunState, str]]:

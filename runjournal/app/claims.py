@@ -173,10 +173,12 @@ class Claims(Quarantine):
         now = self._now()
         expires = now + timedelta(seconds=req.lease_seconds)
         epoch = run.dequeue(worker_id=req.worker_id, lease_expires_at=expires, now=now)
-        claim = Claim(
+        # Unvalidated: every value is the run's own or the validated request's (dicts copied, as validation did).
+        claim = Claim.model_construct(
             run_id=run.run_id, worker_id=req.worker_id, epoch=epoch, lease_expires_at=expires,
-            agent_id=run.agent_id, thread_id=run.thread_id, input=run.input, invocation=run.invocation,
-            resume=run.pending_resume,
+            agent_id=run.agent_id, thread_id=run.thread_id, input=run.input,
+            invocation=None if run.invocation is None else dict(run.invocation),
+            resume=None if run.pending_resume is None else dict(run.pending_resume),
         )
         if start:
             begin(run, req.worker_id, epoch, now)

@@ -215,8 +215,12 @@ class RunSnapshot(BaseModel):
 
     @classmethod
     def of(cls, run: Run) -> RunSnapshot:
-        """Copy a run aggregate's state."""
-        return cls(
+        """Copy a run aggregate's state.
+
+        Built without validation: every value comes from the aggregate, which only holds
+        what its events validated. The dicts are copied so a caller's edit cannot reach it.
+        """
+        return cls.model_construct(
             run_id=run.run_id,
             thread_id=run.thread_id,
             agent_id=run.agent_id,
@@ -226,14 +230,14 @@ class RunSnapshot(BaseModel):
             version=run.version,
             priority=run.priority,
             input=run.input,
-            invocation=run.invocation,
+            invocation=_copied(run.invocation),
             output=run.output,
             error=run.error,
             epoch=run.epoch,
             worker_id=run.worker_id,
             lease_expires_at=run.lease_expires_at,
-            pending_approval=run.pending_approval,
-            pending_resume=run.pending_resume,
+            pending_approval=_copied(run.pending_approval),
+            pending_resume=_copied(run.pending_resume),
             recovery_attempts=run.recovery_attempts,
             steps=run.steps,
             idempotency_key=run.idempotency_key,
@@ -245,6 +249,10 @@ class RunSnapshot(BaseModel):
             updated_at=run.modified_on,
             chain=run.chain,
         )
+
+
+def _copied(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
 
 
 class RecordedEvent(BaseModel):

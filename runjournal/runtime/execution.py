@@ -35,7 +35,7 @@ from ..domain.errors import TamperDetected
 from .heartbeat import CancelSignal, Heartbeat
 from .outcome import Outcome
 from .routing import tool_denial
-from .streaming import StreamEvent
+from .streaming import StreamType
 
 _log = logger("runjournal.execution")
 
@@ -74,7 +74,7 @@ class Execution:
         adapter: AgentAdapter,
         request: AgentRequest,
         settings: ExecutionSettings,
-        emit: Callable[[StreamEvent], None],
+        emit: Callable[[StreamType, str, dict[str, Any]], None],
     ) -> None:
         self.journal = journal
         self.claim = claim
@@ -242,7 +242,7 @@ class Execution:
     def _say(self, text: str) -> None:
         self._texts.append(text)
         self._stream_text("output", text)
-        self.emit(StreamEvent(type="content", run_id=self.claim.run_id, data={"text": text}))
+        self.emit("content", self.claim.run_id, {"text": text})
 
     def _stream_text(self, kind: str, text: str) -> None:
         if self._stretch is not None and self._stretch[0] != kind:
@@ -276,11 +276,11 @@ class Execution:
             return None
         if chunk.kind == "reasoning":
             self._stream_text("reasoning", str(chunk.content))
-            self.emit(StreamEvent(type="reasoning", run_id=run_id, data={"text": str(chunk.content)}))
+            self.emit("reasoning", run_id, {"text": str(chunk.content)})
             return None
         if chunk.kind == "step":  # what was streamed before a chunk comes first in the log
             self._record(("step", chunk.content))
-            self.emit(StreamEvent(type="step", run_id=run_id, data={"content": chunk.content}))
+            self.emit("step", run_id, {"content": chunk.content})
         elif chunk.kind == "tool_result":
             return self._tool_result(chunk)
         elif chunk.kind == "interrupt":
@@ -299,7 +299,7 @@ class Execution:
         if chunk.is_error:
             self._tool_errors.append(render_tool_failure(chunk.tool_name, chunk.content))
         self._record(("tool_result", result))
-        self.emit(StreamEvent(type="tool_result", run_id=self.claim.run_id, data=result))
+        self.emit("tool_result", self.claim.run_id, result)
         return None
 
     def _interrupt(self, chunk: Chunk) -> Outcome:
@@ -316,7 +316,7 @@ class Execution:
             output="".join(self._texts) or None,
         )
         data = {"approval_id": approval_id, "tool_name": chunk.tool_name, "tool_args": chunk.tool_args}
-        self.emit(StreamEvent(type="approval", run_id=self.claim.run_id, data=data))
+        self.emit("approval", self.claim.run_id, data)
         return Outcome.WAITING_FOR_APPROVAL
 
     def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> Outcome:

@@ -177,7 +177,7 @@ class Harness(Worker):
 
     def _submitted(self, runs: list[RunSnapshot]) -> None:
         for run in runs:
-            self.listeners.emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state, "agent_id": run.agent_id}))
+            self.listeners.emit("state", run.run_id, {"state": run.state, "agent_id": run.agent_id})
         self._emit_positions()
         self._wake.set()
 
@@ -232,7 +232,7 @@ class Harness(Worker):
             if agent_id not in self.agents:  # this worker could never resume it: nothing is recorded
                 raise UnknownAgent(agent_id, self.agents)
         run = self.journal.resolve_approval(approval_id, decision=decision, edits=edits, actor=actor)
-        self.listeners.emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state}))
+        self.listeners.emit("state", run.run_id, {"state": run.state})
         self._wake.set()
         return await self.wait(run.run_id)
 

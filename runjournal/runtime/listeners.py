@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..app.logs import logger
-from .streaming import StreamEvent
+from .streaming import StreamEvent, StreamType
 
 _log = logger("runjournal.harness")
 
@@ -31,8 +31,14 @@ class Listeners:
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback)
 
-    def emit(self, event: StreamEvent) -> None:
-        """Give ``event`` to every listener; one that raises is logged and counted."""
+    def emit(self, kind: StreamType, run_id: str, data: dict[str, Any]) -> None:
+        """Give the event to every listener; one that raises is logged and counted.
+
+        The event is built only when someone listens: most runs have no listener.
+        """
+        if not self._callbacks:
+            return
+        event = StreamEvent(type=kind, run_id=run_id, data=data)
         for listener in list(self._callbacks):
             try:
                 listener(event)

@@ -30,7 +30,6 @@ from .listeners import Listeners
 from .outcome import Outcome
 from .recovery import RecoveryReport, recover
 from .routing import served_agents
-from .streaming import StreamEvent
 
 _POLL_SECONDS = 0.05
 _UNLIMITED_BATCH = 64  # with max_concurrent_runs: 0, claims per save until the queue is empty
@@ -110,11 +109,11 @@ class Worker:
                 data = {"position": position, "priority": row.priority, "state": row.state,
                         "active_slots": self._slots_held(),
                         "max_concurrent_runs": self.workspace.concurrency.max_concurrent_runs}
-                self.listeners.emit(StreamEvent(type="queue.position", run_id=row.run_id, data=data))
+                self.listeners.emit("queue.position", row.run_id, data)
         self._positions = positions
 
     def _settle(self, run_id: str, state: str) -> None:
-        self.listeners.emit(StreamEvent(type="state", run_id=run_id, data={"state": state}))
+        self.listeners.emit("state", run_id, {"state": state})
         self._wake_waiters(run_id)
 
     def _wake_waiters(self, run_id: str, error: BaseException | None = None) -> None:
@@ -155,8 +154,20 @@ class Worker:
     async def _cycle_through_outage(self) -> bool:
         """One cycle, tried again with jittered exponential backoff while the store is unavailable.
 
-        Each cycle gets its own budget: one that gets through has ended the outage.
+        Each cycle gets its own budget: one that gets through has ended the outage. A cycle
+        that does not fail never builds the retry machinery (it costs as much as a claim).
         """
+        started = asyncio.get_running_loop().time()
+        try:
+            return bool(await self._cycle())
+        except StoreUnavailable as e:
+            first_failure: list[StoreUnavailable] = [e]
+
+        async def cycle() -> bool:
+            if first_failure:  # the retry machinery sees the failure that began the outage as its first attempt
+                raise first_failure.pop()
+            return await self._cycle()
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
             wait=wait_random_exponential(multiplier=_POLL_SECONDS, max=_BACKOFF_MAX_SECONDS),
@@ -164,9 +175,8 @@ class Worker:
             before_sleep=self._backing_off,
             reraise=True,
         )
-        started = asyncio.get_running_loop().time()
         try:
-            return bool(await retrying(self._cycle))
+            return bool(await retrying(cycle))
         except StoreUnavailable as e:  # only once the outage outlasted store_outage_seconds
             lasted = asyncio.get_running_loop().time() - started
             raise StoreUnavailable(
@@ -311,7 +321,7 @@ class Worker:
         adapter = self.adapters[claim.agent_id]  # claims are of this worker's agents only
         execution = Execution(self.journal, claim, adapter, agent_request(self.journal, claim, adapter), self.settings,
                               self.listeners.emit)
-        self.listeners.emit(StreamEvent(type="state", run_id=claim.run_id, data={"state": "running", "worker_id": self.worker_id}))
+        self.listeners.emit("state", claim.run_id, {"state": "running", "worker_id": self.worker_id})
         self._active[claim.run_id] = (asyncio.create_task(execution.run()), execution)
 
     def _harness_error(self, claim: Claim, error: Exception) -> Outcome | None:
@@ -361,7 +371,7 @@ class Worker:
         run = self.journal.get_run(execution.claim.run_id)
         error = ResumeFailedError(run.run_id, run.error or str(execution.error), attempt=run.recovery_attempts,
                                   retries=self.settings.resume_retries)
-        self.listeners.emit(StreamEvent(type="state", run_id=run.run_id, data={"state": run.state, "error": run.error}))
+        self.listeners.emit("state", run.run_id, {"state": run.state, "error": run.error})
         self._wake_waiters(run.run_id, error)
         self._wake.set()
 

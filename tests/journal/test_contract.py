@@ -133,6 +133,16 @@ def test_approval_then_resume_with_the_decision(any_journal: Journal) -> None:
     assert history[-1].data["resume_kind"] == "cross-restart"
 
 
+def test_a_snapshot_is_a_copy_an_edit_of_which_changes_nothing_in_the_journal(any_journal: Journal) -> None:
+    any_journal.submit(agent_id="echo", input={"message": "hi"}, invocation={"context": {"a": 1}})
+    claim = any_journal.claim_next(worker_id="w1")
+    started = any_journal.start(claim)  # built from the aggregate the journal keeps for the next command
+    started.invocation["context"] = "edited"
+    done = any_journal.complete(claim, output={"text": "hello"})
+    assert done.invocation == {"context": {"a": 1}}
+    assert any_journal.get_run(claim.run_id).invocation == {"context": {"a": 1}}
+
+
 @pytest.mark.parametrize("state", ["queued", "waiting_for_approval", "running", "claimed", "resuming", "completed"])
 def test_cancel_follows_the_rules(any_journal: Journal, state: str) -> None:
     run = any_journal.submit(agent_id="a", input={})
