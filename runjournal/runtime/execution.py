@@ -5,6 +5,10 @@ results as ``StepRecorded``, an interrupt as ``ApprovalRequested`` (which frees
 the slot), the end as ``Completed`` / ``Failed`` / ``Cancelled``. A worker whose
 lease was taken over gets ``LeaseLost`` on its next append and stops quietly.
 
+A write the store refuses for a transient fault waits for it, the agent with it,
+and is never made twice (``run_writes.py``); an outage longer than
+``store_outage_seconds`` leaves the run to its lease, as if its worker died.
+
 The heartbeat renews the lease meanwhile; a beat the store refuses for a
 transient fault is tried again on the next one. A heartbeat that dies of any
 other error stops the agent and takes the run down with it (the harness then
@@ -35,6 +39,7 @@ from ..domain.errors import TamperDetected
 from .heartbeat import CancelSignal, Heartbeat
 from .outcome import Outcome
 from .routing import tool_denial
+from .run_writes import RunWrites
 from .streaming import StreamType
 
 _log = logger("runjournal.execution")
@@ -49,10 +54,11 @@ class ExecutionSettings:
     invoke_timeout_seconds: float
     deny_tools: tuple[str, ...] = ()
     resume_retries: int = 0  # how often a resume the agent failed is retried (0: its failure is final)
+    store_outage_seconds: float = 60.0  # how long a write the store refuses is tried again
 
     @classmethod
-    def of(cls, workspace: Workspace) -> ExecutionSettings:
-        """The settings a workspace gives its executions."""
+    def of(cls, workspace: Workspace, *, store_outage_seconds: float | None = None) -> ExecutionSettings:
+        """The settings a workspace gives its executions (``store_outage_seconds``: the worker's, if it has its own)."""
         c, recovery = workspace.concurrency, workspace.recovery
         return cls(
             lease_seconds=c.lease_seconds,
@@ -61,6 +67,7 @@ class ExecutionSettings:
             deny_tools=tuple(workspace.policy.deny_tools),
             # With recovery off, nothing retries: a failed resume is final.
             resume_retries=recovery.max_recovery_attempts if recovery.enabled else 0,
+            store_outage_seconds=c.store_outage_seconds if store_outage_seconds is None else store_outage_seconds,
         )
 
 
@@ -91,6 +98,7 @@ class Execution:
         self.output: Any = None
         self.error: str | None = None  # the agent's failure, once recorded
         self._last_tool: str | None = None
+        self.writes = RunWrites(journal, settings.store_outage_seconds)
 
     async def run(self) -> Outcome:
         """Drive the run; returns how it ended."""
@@ -156,7 +164,7 @@ class Execution:
                     activity = True
                     if self._cancelled():
                         return self._finish_cancel()
-                    if (rest := self._handle(chunk)) is not None:
+                    if (rest := await self._handle(chunk)) is not None:
                         return rest
         except (LeaseLost, StoreUnavailable, TamperDetected, asyncio.CancelledError):
             # Not the agent's failure: a store fault, or a run whose log no longer checks
@@ -166,17 +174,17 @@ class Execution:
             # A stream that failed (or timed out) before any activity is answered by one
             # ``invoke`` when the agent has one; only a failure of that fails the run.
             if activity or not adapter_can_invoke(self.adapter) or self._cancelled(fresh=True):
-                return self._fail(self._agent_error(e), stage="stream")
+                return await self._fail(self._agent_error(e), stage="stream")
             if (rest := await self._invoke_once()) is not None:
                 return rest
         if self._cancelled():
             return self._finish_cancel()
         if not self._texts and self._tool_errors:  # nothing said: the failures are the answer
-            self._say("\n\n".join(self._tool_errors))
+            await self._say("\n\n".join(self._tool_errors))
         if not self._texts and adapter_can_invoke(self.adapter) and not self._cancelled(fresh=True):
             if (rest := await self._invoke_for_text()) is not None:
                 return rest
-        self._record(keep_output=True)
+        await self._record(keep_output=True)
         # The harness saves this run's Completed together with the other runs that
         # finished in the same moment (a group commit): see Harness._complete.
         self.output = {"text": "".join(self._texts)}
@@ -196,7 +204,7 @@ class Execution:
         except (LeaseLost, StoreUnavailable, TamperDetected, asyncio.CancelledError):
             raise
         except Exception as e:  # noqa: BLE001 - the fallback failed too: the run fails
-            return self._fail(self._agent_error(e), stage="invoke")
+            return await self._fail(self._agent_error(e), stage="invoke")
 
     def completion_refused(self, error: Exception) -> Outcome:
         """The group commit refused this run's Completed: how the run ended instead."""
@@ -216,7 +224,7 @@ class Execution:
             return chunks
         for chunk in chunks:
             try:
-                rest = self._handle(chunk)
+                rest = await self._handle(chunk)
             except InvalidTransition:
                 if self._cancelled(fresh=True):  # cancelled while the agent answered
                     return self._finish_cancel()
@@ -236,17 +244,17 @@ class Execution:
             return chunks
         text = "".join(str(c.content) for c in chunks if c.kind == "content" and c.content is not None)
         if text:
-            self._say(text)
+            await self._say(text)
         return None
 
-    def _say(self, text: str) -> None:
+    async def _say(self, text: str) -> None:
         self._texts.append(text)
-        self._stream_text("output", text)
+        await self._stream_text("output", text)
         self.emit("content", self.claim.run_id, {"text": text})
 
-    def _stream_text(self, kind: str, text: str) -> None:
+    async def _stream_text(self, kind: str, text: str) -> None:
         if self._stretch is not None and self._stretch[0] != kind:
-            self._record()
+            await self._record()
         if self._stretch is None:
             self._stretch = (kind, [])
         self._stretch[1].append(text)
@@ -263,50 +271,50 @@ class Execution:
         kind, pieces = stretch
         return [(kind, {"text": "".join(pieces)})]
 
-    def _record(self, *steps: tuple[str, Any], keep_output: bool = False) -> None:
+    async def _record(self, *steps: tuple[str, Any], keep_output: bool = False) -> None:
         """Record the pending streamed text, then ``steps``: one save for what belongs together."""
         if batch := [*self._take_stretch(keep_output=keep_output), *steps]:
-            self.journal.record_steps(self.claim, batch)
+            await self.writes.record_steps(self.claim, batch)
 
-    def _handle(self, chunk: Chunk) -> Outcome | None:
+    async def _handle(self, chunk: Chunk) -> Outcome | None:
         """Record and emit one chunk; returns a resting state when the run must stop here."""
         run_id = self.claim.run_id
         if chunk.kind == "content":
-            self._say(str(chunk.content))
+            await self._say(str(chunk.content))
             return None
         if chunk.kind == "reasoning":
-            self._stream_text("reasoning", str(chunk.content))
+            await self._stream_text("reasoning", str(chunk.content))
             self.emit("reasoning", run_id, {"text": str(chunk.content)})
             return None
         if chunk.kind == "step":  # what was streamed before a chunk comes first in the log
-            self._record(("step", chunk.content))
+            await self._record(("step", chunk.content))
             self.emit("step", run_id, {"content": chunk.content})
         elif chunk.kind == "tool_result":
-            return self._tool_result(chunk)
+            return await self._tool_result(chunk)
         elif chunk.kind == "interrupt":
-            return self._interrupt(chunk)
+            return await self._interrupt(chunk)
         return None
 
-    def _tool_result(self, chunk: Chunk) -> Outcome | None:
+    async def _tool_result(self, chunk: Chunk) -> Outcome | None:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
-            return self._fail(denial)
+            return await self._fail(denial)
         result = {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error}
         key = _tool_identity(chunk)
         if key == self._last_tool:
-            self._record()
+            await self._record()
             return None  # the same call's same result, repeated at once: recorded once
         self._last_tool = key
         if chunk.is_error:
             self._tool_errors.append(render_tool_failure(chunk.tool_name, chunk.content))
-        self._record(("tool_result", result))
+        await self._record(("tool_result", result))
         self.emit("tool_result", self.claim.run_id, result)
         return None
 
-    def _interrupt(self, chunk: Chunk) -> Outcome:
+    async def _interrupt(self, chunk: Chunk) -> Outcome:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
-            return self._fail(denial)
-        self._record()
-        approval_id = self.journal.request_approval(
+            return await self._fail(denial)
+        await self._record()
+        approval_id = await self.writes.request_approval(
             self.claim,
             tool_name=chunk.tool_name or "(unnamed tool)",
             tool_args=chunk.tool_args or {},
@@ -319,7 +327,7 @@ class Execution:
         self.emit("approval", self.claim.run_id, data)
         return Outcome.WAITING_FOR_APPROVAL
 
-    def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> Outcome:
+    async def _fail(self, error: str, *, stage: Literal["stream", "invoke"] | None = None) -> Outcome:
         """Fail the run, unless a cancel arrived meanwhile: then it ends cancelled, as asked.
 
         An agent's failure (``stage`` set) while resuming a decision leaves the run
@@ -327,10 +335,10 @@ class Execution:
         """
         if self._cancelled(fresh=True):
             return self._finish_cancel()
-        self._record()  # what the agent said before it failed is part of the record
+        await self._record()  # what the agent said before it failed is part of the record
         retries = self.settings.resume_retries if stage is not None else 0
         self.error = error
-        run = self.journal.fail(self.claim, error=error, stage=stage, retries=retries)
+        run = await self.writes.fail(self.claim, error=error, stage=stage, retries=retries)
         return Outcome.FAILED if run.is_terminal else Outcome.RESUME_FAILED
 
     def _finish_cancel(self) -> Outcome:

@@ -16,8 +16,6 @@ import socket
 from collections.abc import Collection
 from datetime import timedelta
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_random_exponential
-
 from ..adapters.agents import AgentAdapter
 from ..app.journal import Journal
 from ..app.logs import logger
@@ -27,13 +25,13 @@ from ..domain import RESTING_STATES, InvalidInput, ResumeFailedError, RunNotFoun
 from .agent_request import agent_request
 from .execution import Execution, ExecutionSettings
 from .listeners import Listeners
+from .outage import through_outage
 from .outcome import Outcome
 from .recovery import RecoveryReport, recover
 from .routing import served_agents
 
 _POLL_SECONDS = 0.05
 _UNLIMITED_BATCH = 64  # with max_concurrent_runs: 0, claims per save until the queue is empty
-_BACKOFF_MAX_SECONDS = 5.0
 
 _log = logger("runjournal.harness")
 
@@ -56,13 +54,14 @@ class Worker:
         self.adapters = adapters
         self.agents = served_agents(agents, adapters)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.settings = ExecutionSettings.of(workspace)
-        # How long the worker keeps backing off while the store is unavailable before it stops with the error.
+        # How long the worker (and each of its runs' writes) keeps backing off while the store is
+        # unavailable before it stops with the error.
         if store_outage_seconds is None:
             store_outage_seconds = workspace.concurrency.store_outage_seconds
         if store_outage_seconds < 0:
             raise InvalidInput("store_outage_seconds", f"must be >= 0 (got {store_outage_seconds:g})")
         self.store_outage_seconds = float(store_outage_seconds)
+        self.settings = ExecutionSettings.of(workspace, store_outage_seconds=self.store_outage_seconds)
         self.listeners = Listeners(self.worker_id)
         self._active: dict[str, tuple[asyncio.Task[Outcome], Execution]] = {}
         self._completing: list[Execution] = []  # finished runs whose Completed is not saved yet
@@ -154,43 +153,10 @@ class Worker:
     async def _cycle_through_outage(self) -> bool:
         """One cycle, tried again with jittered exponential backoff while the store is unavailable.
 
-        Each cycle gets its own budget: one that gets through has ended the outage. A cycle
-        that does not fail never builds the retry machinery (it costs as much as a claim).
+        Each cycle gets its own budget: one that gets through has ended the outage.
         """
-        started = asyncio.get_running_loop().time()
-        try:
-            return bool(await self._cycle())
-        except StoreUnavailable as e:
-            first_failure: list[StoreUnavailable] = [e]
-
-        async def cycle() -> bool:
-            if first_failure:  # the retry machinery sees the failure that began the outage as its first attempt
-                raise first_failure.pop()
-            return await self._cycle()
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_random_exponential(multiplier=_POLL_SECONDS, max=_BACKOFF_MAX_SECONDS),
-            stop=stop_after_delay(self.store_outage_seconds),
-            before_sleep=self._backing_off,
-            reraise=True,
-        )
-        try:
-            return bool(await retrying(cycle))
-        except StoreUnavailable as e:  # only once the outage outlasted store_outage_seconds
-            lasted = asyncio.get_running_loop().time() - started
-            raise StoreUnavailable(
-                e.store, e.cause,
-                detail=f"{e.detail or e.cause}; still unavailable after {lasted:.1f} s "
-                f"(store_outage_seconds={self.store_outage_seconds:g}), worker {self.worker_id} stopped",
-            ) from e
-
-    def _backing_off(self, attempt: RetryCallState) -> None:
-        error = attempt.outcome.exception() if attempt.outcome else None
-        sleep = attempt.next_action.sleep if attempt.next_action else None
-        _log.warning("store unavailable, backing off", worker_id=self.worker_id, attempt=attempt.attempt_number,
-                     store=getattr(error, "store", None), cause=getattr(error, "cause", None),
-                     retry_in_seconds=None if sleep is None else round(sleep, 3))
+        return bool(await through_outage(self._cycle, seconds=self.store_outage_seconds,
+                                         who={"worker_id": self.worker_id}, stopped=f"worker {self.worker_id} stopped"))
 
     async def _cycle(self) -> bool:
         """One turn of the loop: expire, claim, collect, complete; False when idle and unwanted."""

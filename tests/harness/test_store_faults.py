@@ -2,7 +2,9 @@
 
 The faults come from ``FaultyJournal``, a journal whose chosen commands raise
 (``StoreUnavailable`` unless told otherwise) before they touch the store, for
-their first N calls or for good, like a disk that is full for a while.
+their first N calls or for good, like a disk that is full for a while; or, with
+``committed=True``, after their save went through, like a connection lost while
+the commit's answer was on its way.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from runjournal.adapters.clock import ManualClock
 
 from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable, WorkspaceError
 
-from .conftest import ECHO, global_log, types, workspace
+from .conftest import DEPLOYER, ECHO, global_log, types, workspace
 from .conftest import Gated as SharedGated
 
 HANG = 10.0  # a hang detector, not a timing assertion: every test here settles well within it
@@ -36,15 +38,31 @@ class FaultyJournal(Journal):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._injections: dict[str, tuple[int | None, Callable[[], Exception]]] = {}
+        self._after_commit: set[str] = set()
         self.injected: Counter[str] = Counter()
 
-    def inject(self, command: str, times: int | None = None, error: Callable[[], Exception] = disk_full) -> None:
-        """Make ``command`` raise ``error()`` for its next ``times`` calls (None: until ``heal``)."""
+    def inject(self, command: str, times: int | None = None, error: Callable[[], Exception] = disk_full,
+               *, committed: bool = False) -> None:
+        """Make ``command`` raise ``error()`` for its next ``times`` calls (None: until ``heal``).
+
+        ``committed``: raise after the command's save went through instead of before it.
+        """
         self._injections[command] = (times, error)
+        if committed:
+            self._after_commit.add(command)
 
     def heal(self) -> None:
         """The store is back: no command fails any more."""
         self._injections.clear()
+        self._after_commit.clear()
+
+    def _call(self, command: str, call: Callable[[], Any]) -> Any:
+        if command not in self._after_commit:
+            self._maybe_fail(command)
+            return call()
+        result = call()
+        self._maybe_fail(command)
+        return result
 
     def _maybe_fail(self, command: str) -> None:
         if command not in self._injections:
@@ -74,12 +92,13 @@ class FaultyJournal(Journal):
         return super().heartbeat(*args, **kwargs)
 
     def record_steps(self, *args: Any, **kwargs: Any) -> Any:  # record_step comes through here too
-        self._maybe_fail("record_step")
-        return super().record_steps(*args, **kwargs)
+        return self._call("record_step", lambda: super(FaultyJournal, self).record_steps(*args, **kwargs))
+
+    def request_approval(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("request_approval", lambda: super(FaultyJournal, self).request_approval(*args, **kwargs))
 
     def fail(self, *args: Any, **kwargs: Any) -> Any:
-        self._maybe_fail("fail")
-        return super().fail(*args, **kwargs)
+        return self._call("fail", lambda: super(FaultyJournal, self).fail(*args, **kwargs))
 
     def messages(self, *args: Any, **kwargs: Any) -> Any:
         self._maybe_fail("messages")
@@ -271,16 +290,17 @@ def test_a_claim_that_cannot_be_launched_is_left_to_its_lease_and_run_again(jour
 # -- the per-run task --------------------------------------------------------------------------
 
 
-def test_a_run_whose_task_dies_and_cannot_be_failed_fails_its_waiter_with_the_error(journal, clock):
+def test_a_run_whose_writes_outlast_the_outage_limit_fails_its_waiter_and_is_run_again_later(journal, clock):
     journal.inject("record_step")
     journal.inject("fail")
     stepper = {"adapter": "scripted", "script": [{"step": {"phase": "plan"}}, {"say": "done"}]}
-    h = harness(journal, {"stepper": stepper})
+    h = harness(journal, {"stepper": stepper}, outage=0.2)
     run_id = h.submit("x", agent_id="stepper").run_id
 
-    with pytest.raises(StoreUnavailable, match="disk full"):
+    with pytest.raises(StoreUnavailable, match=f"disk full.*still unavailable after.*run {run_id} left to its lease"):
         asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
-    assert ends(journal, run_id) == []  # the Failed could not be saved either: left to its lease
+    assert ends(journal, run_id) == []  # nothing could be saved: left to its lease
+    assert journal.injected["record_step"] > 1  # tried again before giving up
     assert h.health().adapter_failures == 1
 
     journal.heal()
@@ -290,21 +310,51 @@ def test_a_run_whose_task_dies_and_cannot_be_failed_fails_its_waiter_with_the_er
     assert ends(journal, run_id) == ["Completed"]
 
 
-def test_a_step_the_store_refuses_once_is_not_recorded_as_the_run_failing(journal, clock):
-    """A store fault is not the run's failure: the run is left to its lease and run again."""
-    journal.inject("record_step", 1)
-    stepper = {"adapter": "scripted", "script": [{"step": {"phase": "plan"}}, {"say": "done"}]}
-    h = harness(journal, {"stepper": stepper})
+STEPPER = {"adapter": "scripted", "script": [{"step": {"phase": "plan"}}, {"say": "done"}]}
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["refused", "committed-but-unanswered"])
+def test_a_step_the_store_fails_for_a_while_is_recorded_once_and_the_agent_is_not_run_again(
+    journal, runjournal_logs, committed
+):
+    """A store fault is not the run's failure: the write waits for the store, and a save that went
+    through though it raised is found in the log, not made twice."""
+    journal.inject("record_step", 3, committed=committed)
+    h = harness(journal, {"stepper": STEPPER})
     run_id = h.submit("x", agent_id="stepper").run_id
 
-    with pytest.raises(StoreUnavailable, match="disk full"):
-        asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
-    assert ends(journal, run_id) == []
-
-    clock.advance(LEASE + STALE + 1)
     result = asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+
     assert (result.state, result.output) == ("completed", {"text": "done"})
+    assert journal.injected["record_step"] == (1 if committed else 3)  # a committed save is found, not made again
+    history = types(journal, run_id)
+    assert history.count("StepRecorded") == 1 and history.count("Started") == 1  # one execution, one step
     assert ends(journal, run_id) == ["Completed"]
+    backoffs = [b for b in logged(runjournal_logs, "store unavailable, backing off") if b.get("run_id") == run_id]
+    assert [b["attempt"] for b in backoffs] == ([1] if committed else [1, 2, 3])
+
+
+def test_an_approval_request_whose_save_went_through_unanswered_is_asked_once(journal):
+    journal.inject("request_approval", 1, committed=True)
+    h = harness(journal, {"deployer": DEPLOYER})
+    run_id = h.submit("ship it", agent_id="deployer").run_id
+
+    result = asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+
+    assert result.state == "waiting_for_approval"
+    assert types(journal, run_id).count("ApprovalRequested") == 1
+    assert [a.approval_id for a in journal.pending_approvals()] == [f"{run_id}.a1"]
+
+
+def test_a_failure_whose_save_was_refused_for_a_while_is_recorded_once(journal):
+    journal.inject("fail", 2)
+    h = harness(journal, {"broken": {"adapter": "scripted", "script": [{"say": "partial"}, {"fail": "quota exceeded"}]}})
+    run_id = h.submit("x", agent_id="broken").run_id
+
+    result = asyncio.run(asyncio.wait_for(h.wait(run_id), HANG))
+
+    assert (result.state, result.error) == ("failed", "quota exceeded")
+    assert ends(journal, run_id) == ["Failed"] and journal.injected["fail"] == 2
 
 
 # -- the heartbeat -----------------------------------------------------------------------------
