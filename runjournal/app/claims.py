@@ -10,7 +10,7 @@ events fail their check is quarantined. ``claim_many`` claims several in one sav
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -212,6 +212,25 @@ class Claims(Quarantine):
             ),
         )
         return claim.model_copy(update={"lease_expires_at": expires})
+
+    def heartbeat_many(self, claims: Sequence[Claim], *, lease_seconds: float = 30) -> list[RunSnapshot | RunjournalError]:
+        """Renew several leases in ONE save; per claim, the run renewed or the error refusing it.
+
+        One worker's beat for all its runs. A run changed meanwhile by another process (a
+        cancel) is renewed on its own from a fresh read, so its snapshot shows ``cancelling``.
+        """
+        if not claims:
+            return []
+        req = validate(ClaimInput, worker_id=claims[0].worker_id, lease_seconds=lease_seconds)
+        now = self._now()
+        expires = now + timedelta(seconds=req.lease_seconds)
+
+        def renew(claim: Claim) -> Callable[[Run], Any]:
+            return lambda run: run.renew_lease(worker_id=claim.worker_id, epoch=claim.epoch,
+                                               lease_expires_at=expires, now=now)
+
+        results = self._execute_many([(c.run_id, renew(c)) for c in claims])
+        return [r if isinstance(r, RunjournalError) else RunSnapshot.of(r[0]) for r in results]
 
     def expire_leases(
         self,

@@ -9,7 +9,7 @@ A write the store refuses for a transient fault waits for it, the agent with it,
 and is never made twice (``run_writes.py``); an outage longer than
 ``store_outage_seconds`` leaves the run to its lease, as if its worker died.
 
-The heartbeat renews the lease meanwhile; a beat the store refuses for a
+The worker's heartbeat (``heartbeat.py``) renews the lease meanwhile; a beat the store refuses for a
 transient fault is tried again on the next one. A heartbeat that dies of any
 other error stops the agent and takes the run down with it (the harness then
 fails the run), since a run whose lease nobody renews would be run twice.
@@ -31,18 +31,16 @@ from ..adapters.agents.base import (
     adapter_can_invoke,
 )
 from ..app.journal import Journal
-from ..app.logs import logger
 from ..app.models import Claim
 from ..config.workspace import Workspace
 from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, RunState, StoreUnavailable
 from ..domain.errors import TamperDetected
-from .heartbeat import CancelSignal, Heartbeat
+from .heartbeat import CancelSignal, Heartbeats
 from .outcome import Outcome
 from .routing import tool_denial
 from .run_writes import RunWrites
 from .streaming import StreamType
 
-_log = logger("runjournal.execution")
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,7 @@ class Execution:
         request: AgentRequest,
         settings: ExecutionSettings,
         emit: Callable[[StreamType, str, dict[str, Any]], None],
+        heartbeats: Heartbeats,
     ) -> None:
         self.journal = journal
         self.claim = claim
@@ -89,6 +88,7 @@ class Execution:
         self.request = request
         self.settings = settings
         self.emit = emit
+        self.heartbeats = heartbeats
         self.cancel_requested = CancelSignal()
         self._texts: list[str] = []
         self._tool_errors: list[str] = []  # each failed tool call, rendered: the output when nothing is said
@@ -102,9 +102,9 @@ class Execution:
 
     async def run(self) -> Outcome:
         """Drive the run; returns how it ended."""
-        heartbeat = Heartbeat(self.settings.heartbeat_seconds, self._beat_once)
+        lease = self.heartbeats.keep(self.claim, self.cancel_requested)
         try:
-            return await self._run(heartbeat.ended)
+            return await self._run(lease.ended)
         except LeaseLost:
             return Outcome.LEASE_LOST
         except InvalidTransition:
@@ -113,24 +113,7 @@ class Execution:
                 return Outcome.LEASE_LOST
             raise
         finally:
-            heartbeat.stop()
-
-    def _beat_once(self) -> bool:
-        """One heartbeat; False once the lease is another's (no more beats: the run's next append says so)."""
-        try:
-            self._beat()
-        except LeaseLost:
-            return False
-        except StoreUnavailable as e:
-            _log.warning("heartbeat refused by the store, retrying on the next beat", run_id=self.claim.run_id,
-                         worker_id=self.claim.worker_id, store=e.store, cause=e.cause)
-        return True
-
-    def _beat(self) -> None:
-        """Renew the lease, and notice a cancel written by another process."""
-        self.claim = self.journal.heartbeat(self.claim, lease_seconds=self.settings.lease_seconds)
-        if self.journal.get_run(self.claim.run_id).state == RunState.CANCELLING:
-            self.cancel_requested.set()
+            lease.stop()
 
     def _taken_over(self) -> bool:
         """True when the run's lease is no longer this claim's: it expired, or another worker has the run (or ended it)."""

@@ -98,6 +98,7 @@ class Harness(Worker):
         if self._active:
             await asyncio.gather(*(t for t, _ in self._active.values()), return_exceptions=True)
         self._active.clear()
+        await self.heartbeats.close()
         self._completing.clear()  # unsaved Completed: their leases run out and the runs are found again
         if self._owns_journal:
             self.journal.close()

@@ -1,56 +1,123 @@
-"""Keeping a run's lease: its heartbeat, and the signal that asks the run to stop.
+"""Keeping the leases of a worker's runs: one heartbeat loop for all of them, and the signal that asks a run to stop.
 
-Both are futures the execution awaits beside its agent, so most runs (those that
-end before their first beat) cost one task, the agent's, and a timer.
+Every ``seconds`` the loop renews, in one save (``Journal.heartbeat_many``), the lease of
+each run that has held it that long, and of those nearly due with them; a run that ends
+before its first beat costs a future and a dict entry, no timer and no task. Each run
+awaits its ``Lease.ended`` beside its agent: it resolves with None once the lease is
+another's, with the error that refused the renewal otherwise (which ends the run). A
+beat the store refuses for a transient fault is tried again on the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..app.logs import logger
+from ..app.models import Claim, RunSnapshot
+from ..domain import LeaseLost, RunState, StoreUnavailable
+
+_log = logger("runjournal.execution")
+Renew = Callable[[Sequence[Claim]], Sequence[Any]]  # claims -> per claim, a RunSnapshot or the error refusing it
 
 
-class Heartbeat:
-    """A run's lease renewals, every ``seconds``: a timer until the first beat, a task only after it.
+class Lease:
+    """One run's place in the worker's heartbeat."""
 
-    Most runs end before their first beat; they never pay for a task. ``ended`` resolves
-    when the beats stop: with None once the lease is another's, with the error that
-    stopped them otherwise (which ends the run). With ``seconds`` 0 there are no beats.
-    """
+    def __init__(self, heartbeats: Heartbeats, claim: Claim, cancel: CancelSignal, due: float) -> None:
+        self.claim = claim
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._heartbeats = heartbeats
+        self._cancel = cancel
+        self.due = due
 
-    def __init__(self, seconds: float, beat: Callable[[], bool]) -> None:
-        self._seconds = seconds
-        self._beat = beat
-        loop = asyncio.get_running_loop()
-        self.ended: asyncio.Future[None] = loop.create_future()
-        self._task: asyncio.Task[None] | None = None
-        self._timer = loop.call_later(seconds, self._start) if seconds else None
+    def stop(self) -> None:
+        """No more beats (the run is over)."""
+        self._heartbeats.drop(self)
+        if not self.ended.done():
+            self.ended.cancel()
 
-    def _start(self) -> None:
-        self._task = asyncio.ensure_future(self._beats())
-        self._task.add_done_callback(self._ended)
+    def renewed(self, run: RunSnapshot) -> None:
+        """The lease was renewed: note its new expiry, and a cancel asked meanwhile."""
+        self.claim = self.claim.model_copy(update={"lease_expires_at": run.lease_expires_at})
+        if run.state == RunState.CANCELLING:  # a cancel written by another process
+            self._cancel.set()
 
-    async def _beats(self) -> None:
-        while self._beat():
-            await asyncio.sleep(self._seconds)
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self.ended.done():
+    def end(self, error: BaseException | None) -> None:
+        """No more beats: the lease is another's (None), or ``error`` refused its renewal."""
+        self._heartbeats.drop(self)
+        if self.ended.done():
             return
-        error = task.exception()
         if error is None:
             self.ended.set_result(None)
         else:
             self.ended.set_exception(error)
 
-    def stop(self) -> None:
-        """No more beats (the run is over)."""
-        if self._timer is not None:
-            self._timer.cancel()
+
+class Heartbeats:
+    """The lease renewals of every run of one worker, every ``seconds`` (0: none)."""
+
+    def __init__(self, seconds: float, renew: Renew) -> None:
+        self._seconds = seconds
+        self._renew = renew
+        self._leases: dict[str, Lease] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def keep(self, claim: Claim, cancel: CancelSignal) -> Lease:
+        """Renew ``claim``'s lease from ``seconds`` from now on, until its ``stop``."""
+        loop = asyncio.get_running_loop()
+        lease = Lease(self, claim, cancel, loop.time() + self._seconds)
+        if self._seconds:
+            self._leases[claim.run_id] = lease
+            if self._task is None or self._task.done():
+                self._task = loop.create_task(self._beats())
+        return lease
+
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing ``lease``."""
+        if self._leases.get(lease.claim.run_id) is lease:
+            del self._leases[lease.claim.run_id]
+
+    async def close(self) -> None:
+        """Stop the loop (the worker is closing)."""
         if self._task is not None:
             self._task.cancel()
-        if not self.ended.done():
-            self.ended.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _beats(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._leases:
+            now = loop.time()
+            first = min(lease.due for lease in self._leases.values())
+            if first > now:
+                await asyncio.sleep(first - now)
+                continue
+            # Those due within half a period go with them: one save instead of two soon after.
+            due = [lease for lease in self._leases.values() if lease.due <= now + self._seconds / 2]
+            for lease in due:
+                lease.due = now + self._seconds
+            self._beat(due)
+
+    def _beat(self, due: list[Lease]) -> None:
+        try:
+            results = self._renew([lease.claim for lease in due])
+        except StoreUnavailable as e:
+            _log.warning("heartbeat refused by the store, retrying on the next beat",
+                         run_ids=[lease.claim.run_id for lease in due], worker_id=due[0].claim.worker_id,
+                         store=e.store, cause=e.cause)
+            return
+        except Exception as e:  # noqa: BLE001 - a renewal that dies of a bug ends every run it was for
+            for lease in due:
+                lease.end(e)
+            return
+        for lease, result in zip(due, results, strict=True):
+            if isinstance(result, LeaseLost):
+                lease.end(None)  # quiet: the run's next append says so
+            elif isinstance(result, BaseException):
+                lease.end(result)
+            else:
+                lease.renewed(result)
 
 
 class CancelSignal:

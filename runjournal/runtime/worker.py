@@ -24,6 +24,7 @@ from ..config.workspace import Workspace
 from ..domain import RESTING_STATES, InvalidInput, ResumeFailedError, RunNotFound, RunState, StoreUnavailable, TamperDetected
 from .agent_request import agent_request
 from .execution import Execution, ExecutionSettings
+from .heartbeat import Heartbeats
 from .listeners import Listeners
 from .outage import through_outage
 from .outcome import Outcome
@@ -62,6 +63,9 @@ class Worker:
             raise InvalidInput("store_outage_seconds", f"must be >= 0 (got {store_outage_seconds:g})")
         self.store_outage_seconds = float(store_outage_seconds)
         self.settings = ExecutionSettings.of(workspace, store_outage_seconds=self.store_outage_seconds)
+        lease_seconds = self.settings.lease_seconds
+        self.heartbeats = Heartbeats(self.settings.heartbeat_seconds,
+                                     lambda claims: journal.heartbeat_many(claims, lease_seconds=lease_seconds))
         self.listeners = Listeners(self.worker_id)
         self._active: dict[str, tuple[asyncio.Task[Outcome], Execution]] = {}
         self._completing: list[Execution] = []  # finished runs whose Completed is not saved yet
@@ -286,7 +290,7 @@ class Worker:
     def _launch(self, claim: Claim) -> None:
         adapter = self.adapters[claim.agent_id]  # claims are of this worker's agents only
         execution = Execution(self.journal, claim, adapter, agent_request(self.journal, claim, adapter), self.settings,
-                              self.listeners.emit)
+                              self.listeners.emit, self.heartbeats)
         self.listeners.emit("state", claim.run_id, {"state": "running", "worker_id": self.worker_id})
         self._active[claim.run_id] = (asyncio.create_task(execution.run()), execution)
 

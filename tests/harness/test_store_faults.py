@@ -87,9 +87,12 @@ class FaultyJournal(Journal):
         self._maybe_fail("expire_leases")
         return super().expire_leases(*args, **kwargs)
 
-    def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
-        self._maybe_fail("heartbeat")
-        return super().heartbeat(*args, **kwargs)
+    def heartbeat_many(self, claims: Any, **kwargs: Any) -> Any:  # the worker's beat for all its runs
+        try:
+            self._maybe_fail("heartbeat")
+        except LeaseLost as e:  # refused per claim, as the journal refuses it for real
+            return [e for _ in claims]
+        return super().heartbeat_many(claims, **kwargs)
 
     def record_steps(self, *args: Any, **kwargs: Any) -> Any:  # record_step comes through here too
         return self._call("record_step", lambda: super(FaultyJournal, self).record_steps(*args, **kwargs))
