@@ -25,7 +25,8 @@ from eventsourcing.persistence import Transcoder
 
 # The only fields of ours whose values are not plain JSON (event timestamps,
 # lease expiries; a snapshot's creation and modification times).
-TYPED_FIELDS = frozenset({"timestamp", "lease_expires_at", "_created_on", "_modified_on"})
+_TYPED_KEYS = ("timestamp", "lease_expires_at", "_created_on", "_modified_on")
+TYPED_FIELDS = frozenset(_TYPED_KEYS)
 SNAPSHOT_STATE = "state"  # a snapshot's aggregate state: typed fields at its top level too
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 
@@ -52,13 +53,15 @@ def _refuse(value: Any) -> Any:
     raise UntypedValue(f"{type(value).__name__} is not JSON and is not one of runjournal's typed fields")
 
 
-def _typed(fields: dict[str, Any], convert: Any) -> dict[str, Any]:
-    out = dict(fields)
-    for key in TYPED_FIELDS.intersection(out):
-        out[key] = convert(out[key])
+def _typed(fields: dict[str, Any], convert: Any, *, copy: bool = True) -> dict[str, Any]:
+    # Four lookups: ``TYPED_FIELDS.intersection(fields)`` walks every key of the event instead.
+    out = dict(fields) if copy else fields
+    for key in _TYPED_KEYS:
+        if key in out:
+            out[key] = convert(out[key])
     state = out.get(SNAPSHOT_STATE)
     if type(state) is dict:
-        out[SNAPSHOT_STATE] = _typed(state, convert)
+        out[SNAPSHOT_STATE] = _typed(state, convert, copy=copy)
     return out
 
 
@@ -75,12 +78,15 @@ def decode(data: bytes) -> dict[str, Any]:
     payload rule existed may hold some, and its chains were hashed over them.
     """
     fields: dict[str, Any] = json.loads(data)
-    return _typed(fields, _unwrap)
+    return _typed(fields, _unwrap, copy=False)  # a dict just parsed: no one else holds it
 
 
 def decode_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Parsed stored JSON back to the state that was encoded (for readers that parse it themselves)."""
-    return _typed(fields, _unwrap)
+    """Parsed stored JSON back to the state that was encoded (for readers that parse it themselves).
+
+    Converts ``fields`` in place and returns it: pass the dict just parsed, not one kept elsewhere.
+    """
+    return _typed(fields, _unwrap, copy=False)
 
 
 class RunTranscoder(Transcoder):
