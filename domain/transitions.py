@@ -120,10 +120,17 @@ def recovery_intent(state: str) -> str:
 
 
 def allowed_targets(state: str, event: str) -> frozenset[RunState]:
-    """The states ``event`` may lead to from ``state``; empty when forbidden."""
+    """The states ``event`` may lead to from ``state``; empty when forbidden.
+
+    Raises ``ValueError`` for a ``state`` that is not a run state.
+    """
     # A plain string finds its member: a StrEnum member hashes and compares as its value.
     by_state = cast("Mapping[str, frozenset[RunState]]", TRANSITIONS.get(event, {}))
-    return by_state.get(state, _NONE)
+    found = by_state.get(state)
+    if found is None:
+        RunState(state)  # a state that is none is an error, not a forbidden transition
+        return _NONE
+    return found
 
 
 def is_allowed(state: str, event: str) -> bool:
@@ -132,15 +139,19 @@ def is_allowed(state: str, event: str) -> bool:
 
 
 def check(run_id: str, state: str, event: str, target: str | None = None) -> RunState:
-    """Return the state ``event`` leads to, or raise ``InvalidTransition``."""
+    """Return the state ``event`` leads to, or raise ``InvalidTransition``.
+
+    Raises ``ValueError`` for a ``state`` or ``target`` that is not a run state.
+    """
     if target is None:
         only = _ONLY_TARGET.get((event, state))
         if only is None:
+            RunState(state)
             raise InvalidTransition(run_id, state, event)
         return only
-    for allowed in allowed_targets(state, event):
-        if allowed == target:
-            return allowed
+    wanted = RunState(target)
+    if wanted in allowed_targets(state, event):
+        return wanted
     raise InvalidTransition(run_id, state, event, target=target)
 
 

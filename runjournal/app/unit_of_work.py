@@ -303,6 +303,8 @@ class UnitOfWork:
                 run = self._load(run_id, fresh=fresh and run_id not in changed)
                 result = command(run)
             except StoreUnavailable:
+                for changed_id in changed:  # commanded but never saved: their cached copies are ahead of the log
+                    self._runs.pop(changed_id, None)
                 raise
             except RunjournalError as e:
                 if run_id not in changed:

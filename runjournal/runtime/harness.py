@@ -251,7 +251,9 @@ class Harness(Worker):
     async def wait(self, run_id: str) -> RunResult:
         """Wait until a run rests (this harness's loop works meanwhile)."""
         run = self.journal.get_run(run_id)
-        if run.state not in RESTING_STATES:
+        # Woken when an execution of the run ends; by then a decision or a newer claim may have
+        # moved the run on (approved at once, and resumed): wait again until it does rest.
+        while run.state not in RESTING_STATES:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(run_id, []).append(future)
             self._ensure_loop()

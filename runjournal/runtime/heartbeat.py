@@ -70,7 +70,8 @@ class Heartbeats:
         lease = Lease(self, claim, cancel, loop.time() + self._seconds)
         if self._seconds:
             self._leases[claim.run_id] = lease
-            if self._task is None or self._task.done():
+            # A task of an event loop that has ended (one ``asyncio.run`` after another) beats no more.
+            if self._task is None or self._task.done() or self._task.get_loop() is not loop:
                 self._task = loop.create_task(self._beats())
         return lease
 
@@ -81,23 +82,32 @@ class Heartbeats:
 
     async def close(self) -> None:
         """Stop the loop (the worker is closing)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task, self._task = self._task, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _beats(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._leases:
-            now = loop.time()
-            first = min(lease.due for lease in self._leases.values())
-            if first > now:
-                await asyncio.sleep(first - now)
-                continue
-            # Those due within half a period go with them: one save instead of two soon after.
-            due = [lease for lease in self._leases.values() if lease.due <= now + self._seconds / 2]
-            for lease in due:
-                lease.due = now + self._seconds
-            self._beat(due)
+        try:
+            while self._leases:
+                now = loop.time()
+                first = min(lease.due for lease in self._leases.values())
+                if first > now:
+                    await asyncio.sleep(first - now)
+                    continue
+                # Those due within half a period go with them: one save instead of two soon after.
+                due = [lease for lease in self._leases.values() if lease.due <= now + self._seconds / 2]
+                self._beat(due)
+                # The next beat is a period after this one ENDED: a save slower than the period
+                # must not make the loop beat again at once, never yielding to the runs.
+                after = loop.time() + self._seconds
+                for lease in due:
+                    lease.due = after
+        except Exception as e:  # noqa: BLE001 - a heartbeat that dies of a bug ends the runs it kept, never silently
+            for lease in list(self._leases.values()):
+                lease.end(e)
+            raise
 
     def _beat(self, due: list[Lease]) -> None:
         try:

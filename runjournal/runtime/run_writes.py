@@ -7,7 +7,8 @@ been committed (a connection lost while the commit's answer was on its way, a
 sync that failed after SQLite wrote the WAL frames), so before each new try the
 log is read: when it already holds the write, its result is returned instead.
 Only this claim appends those events (the lease fences every other worker), so
-counting them in the log since the claim started the run says whether it landed.
+finding them in the log since the claim started the run says whether it landed
+(the run's state would not: a decision or a cancel may have moved it on since).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any, Literal, TypeVar
 
 from ..app.journal import Journal
 from ..app.models import Claim, RecordedEvent, RunSnapshot
-from ..domain import RunState
 from .outage import through_outage
 
 _STARTS = ("Started", "Resumed")  # the events with which a claim begins to run
+_FAILURES = ("Failed", "ResumeFailed")  # what ``Journal.fail`` appends (a lease that ran out is not one)
 T = TypeVar("T")
 
 
@@ -41,8 +42,8 @@ class RunWrites:
     async def request_approval(self, claim: Claim, **request: Any) -> str:
         """``Journal.request_approval``, once: the approval's id."""
         def landed() -> str | None:
-            run = self._rested(claim, RunState.WAITING_FOR_APPROVAL)
-            return None if run is None or run.pending_approval is None else str(run.pending_approval["approval_id"])
+            asked = [e for e in self._since_start(claim) if e.type == "ApprovalRequested"]
+            return str(asked[-1].data["approval_id"]) if asked else None
 
         return await self._durably(claim, lambda: self.journal.request_approval(claim, **request), landed=landed)
 
@@ -50,8 +51,12 @@ class RunWrites:
         self, claim: Claim, *, error: str, stage: Literal["stream", "invoke"] | None, retries: int
     ) -> RunSnapshot:
         """``Journal.fail``, once: the run as the failure left it."""
+        def landed() -> RunSnapshot | None:
+            failed = any(e.type in _FAILURES for e in self._since_start(claim))
+            return self.journal.get_run(claim.run_id) if failed else None
+
         return await self._durably(claim, lambda: self.journal.fail(claim, error=error, stage=stage, retries=retries),
-                                   landed=lambda: self._rested(claim, RunState.FAILED, RunState.RESUMING))
+                                   landed=landed)
 
     async def _durably(self, claim: Claim, write: Callable[[], T], *, landed: Callable[[], T | None]) -> T:
         """``write``, tried again while the store is unavailable; ``landed`` (read after a failed try)
@@ -81,6 +86,3 @@ class RunWrites:
         logged = sum(e.type == "StepRecorded" for e in self._since_start(claim))
         return self.journal.get_run(claim.run_id) if logged >= self.steps_saved + count else None
 
-    def _rested(self, claim: Claim, *states: str) -> RunSnapshot | None:
-        run = self.journal.get_run(claim.run_id)
-        return run if run.state in states and run.epoch == claim.epoch else None

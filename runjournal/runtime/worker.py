@@ -289,6 +289,11 @@ class Worker:
 
     def _launch(self, claim: Claim) -> None:
         adapter = self.adapters[claim.agent_id]  # claims are of this worker's agents only
+        if (stale := self._active.pop(claim.run_id, None)) is not None:
+            # An older execution of this run, still waiting out the store for a write that landed (an
+            # approval request, decided since): the run has moved on under a newer claim. Its writes
+            # are fenced; stop it, so it neither holds a slot nor tells the run's waiters of its end.
+            stale[0].cancel()
         execution = Execution(self.journal, claim, adapter, agent_request(self.journal, claim, adapter), self.settings,
                               self.listeners.emit, self.heartbeats)
         self.listeners.emit("state", claim.run_id, {"state": "running", "worker_id": self.worker_id})

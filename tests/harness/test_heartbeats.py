@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+from runjournal.app.models import Claim
+from runjournal.runtime.heartbeat import CancelSignal, Heartbeats
 
 from runjournal import Harness, Journal
 
@@ -92,3 +98,80 @@ def test_a_cancel_written_by_another_process_is_noticed_at_the_next_beat(tmp_pat
     with Journal.open(url) as reader:
         history = types(reader, result.run_id)
     assert history[-1] == "Cancelled" and "CancelRequested" in history and "Failed" not in history
+
+
+# -- the loop itself, with a renewal the test writes ---------------------------------------------
+
+
+def _claim(run_id: str) -> Claim:
+    return Claim.model_construct(run_id=run_id, worker_id="w1", epoch=1, lease_expires_at=datetime.now(UTC),
+                                 agent_id="job", thread_id="t", input=None)
+
+
+def _renewed(claims: Any) -> list[Any]:
+    return [SimpleNamespace(lease_expires_at=datetime.now(UTC), state="running") for _ in claims]
+
+
+def test_a_beat_slower_than_its_period_still_lets_the_runs_go_on() -> None:
+    calls = 0
+
+    def slow_renew(claims: Any) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls >= 50:  # a loop that never yields would get here at once: end it so the test can fail
+            raise RuntimeError("beat again and again without yielding")
+        time.sleep(0.03)  # a save slower than the 0.02 s period
+        return _renewed(claims)
+
+    async def main() -> int:
+        heartbeats = Heartbeats(0.02, slow_renew)
+        lease = heartbeats.keep(_claim("r1"), CancelSignal())
+        ticks = 0
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+            ticks += 1
+        lease.stop()
+        await heartbeats.close()
+        return ticks
+
+    ticks = asyncio.run(main())
+    assert ticks == 10 and 1 <= calls < 50
+
+
+def test_a_heartbeat_left_pending_by_an_event_loop_that_closed_beats_again_in_the_next() -> None:
+    renewals: list[str] = []
+
+    def renew(claims: Any) -> list[Any]:
+        renewals.extend(c.run_id for c in claims)
+        return _renewed(claims)
+
+    heartbeats = Heartbeats(0.01, renew)
+
+    async def hold(run_id: str) -> None:
+        lease = heartbeats.keep(_claim(run_id), CancelSignal())
+        while run_id not in renewals:
+            await asyncio.sleep(0.005)
+        if run_id == "second":
+            lease.stop()
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(asyncio.wait_for(hold("first"), HANG))
+    first.close()  # closed with the heartbeat task still pending, as an embedding application may do
+
+    asyncio.run(asyncio.wait_for(hold("second"), HANG))  # hangs (and fails) if no new task beats
+    asyncio.run(heartbeats.close())  # a loop that is not the task's: nothing to await, no error
+    assert "second" in renewals
+
+
+def test_a_heartbeat_that_dies_of_a_bug_ends_every_run_it_kept() -> None:
+    def broken(claims: Any) -> list[Any]:
+        return []  # fewer results than claims: the loop itself fails
+
+    async def main() -> list[BaseException | None]:
+        heartbeats = Heartbeats(0.01, broken)
+        leases = [heartbeats.keep(_claim(r), CancelSignal()) for r in ("a", "b")]
+        await asyncio.wait([lease.ended for lease in leases], timeout=HANG)
+        return [lease.ended.exception() for lease in leases]
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, ValueError) for e in errors)  # zip(strict=True): told, not silent

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from runjournal.adapters.agents import AgentRequest
 from runjournal.adapters.clock import ManualClock
+from runjournal.runtime.run_writes import RunWrites
 
 from runjournal import Harness, Journal, LeaseLost, StoreError, StoreUnavailable, WorkspaceError
 
@@ -347,6 +348,47 @@ def test_an_approval_request_whose_save_went_through_unanswered_is_asked_once(jo
     assert result.state == "waiting_for_approval"
     assert types(journal, run_id).count("ApprovalRequested") == 1
     assert [a.approval_id for a in journal.pending_approvals()] == [f"{run_id}.a1"]
+
+
+def test_an_approval_request_answered_before_its_lost_answer_came_back_is_still_found(journal):
+    """The log says whether the request landed, not the run's state: a decision may have moved it on."""
+    journal.submit(agent_id="deployer", input={"message": "ship it"})
+    claim = journal.claim_next(worker_id="w1")
+    journal.start(claim)
+
+    def answered_then_lost() -> Exception:  # committed; another process approves at once; the answer is lost
+        journal.resolve_approval(f"{claim.run_id}.a1", decision="approve", actor="bot")
+        return disk_full()
+
+    journal.inject("request_approval", 1, error=answered_then_lost, committed=True)
+    writes = RunWrites(journal, store_outage_seconds=5)
+    approval_id = asyncio.run(asyncio.wait_for(writes.request_approval(claim, tool_name="deploy", tool_args={}), HANG))
+
+    assert approval_id == f"{claim.run_id}.a1"
+    assert types(journal, claim.run_id).count("ApprovalRequested") == 1
+
+
+def test_a_run_claimed_again_while_an_older_execution_of_it_waits_out_the_store_is_run_once(journal):
+    """The request landed though it raised, and was approved at once: the worker claims the run again
+    while the first execution still backs off. The older one is stopped; the run ends once."""
+    h = harness(journal, {"deployer": DEPLOYER})
+    run_id = h.submit("ship it", agent_id="deployer").run_id
+
+    def answered_then_lost() -> Exception:
+        journal.resolve_approval(f"{run_id}.a1", decision="approve", actor="bot")
+        return disk_full()
+
+    journal.inject("request_approval", 1, error=answered_then_lost, committed=True)
+
+    async def main() -> Any:
+        result = await asyncio.wait_for(h.wait(run_id), HANG)
+        await until(lambda: h.health().active_slots == 0)  # no execution left behind, holding a slot
+        return result
+
+    result = asyncio.run(main())
+    assert result.state == "completed"
+    history = types(journal, run_id)
+    assert history.count("ApprovalRequested") == 1 and ends(journal, run_id) == ["Completed"]
 
 
 def test_a_failure_whose_save_was_refused_for_a_while_is_recorded_once(journal):

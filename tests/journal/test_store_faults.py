@@ -64,6 +64,27 @@ def test_a_failed_group_save_drops_every_cached_run(sqlite_journal: Journal) -> 
     assert sqlite_journal.verify().ok
 
 
+def test_a_group_command_cut_short_by_an_outage_leaves_no_unsaved_event_behind(journal: Journal) -> None:
+    """A beat for two runs whose second load fails: the first run's unsaved renewal must not be kept."""
+    first, second = running_claim(journal), running_claim(journal)
+    journal._runs.pop(second.run_id, None)  # noqa: SLF001 - as a failed save of it leaves it: read from the store next
+    real = journal._load_checked  # noqa: SLF001
+
+    def down_for_second(uuid: Any, run_id: str, version: int | None = None) -> Any:
+        if run_id == second.run_id:
+            raise StoreUnavailable("memory://", "I/O error")
+        return real(uuid, run_id, version)
+
+    journal._load_checked = down_for_second  # type: ignore[method-assign]  # noqa: SLF001
+    for _ in range(3):  # three beats during the outage
+        with pytest.raises(StoreUnavailable):
+            journal.heartbeat_many([first, second])
+    journal._load_checked = real  # type: ignore[method-assign]  # noqa: SLF001
+
+    journal.record_step(first, "step", {"after": "the outage"})
+    assert [e.type for e in journal.history(first.run_id)][-2:] == ["Started", "StepRecorded"]
+
+
 def test_a_busy_store_is_retried_until_it_is_free(sqlite_journal: Journal) -> None:
     flaky = FlakyWrites(sqlite_journal._store.recorder, "database is locked", times=3)
     run = sqlite_journal.submit(agent_id="a", input={})
