@@ -266,6 +266,30 @@ def test_complete_many_saves_every_completion_together_and_reports_refusals_one_
     assert any_journal.get_run(claims[1].run_id).state == "cancelling"
 
 
+def test_heartbeat_many_renews_every_lease_in_one_save_and_refuses_a_stale_claim_alone(any_journal: Journal) -> None:
+    for i in range(3):
+        any_journal.submit(agent_id="a", input={"i": i})
+    claims = any_journal.claim_many(worker_id="w", count=3, start=True)
+    any_journal.cancel(claims[2].run_id, actor="carol")  # cancelling: still leased, and renewed
+    stale = claims[1].model_copy(update={"epoch": claims[1].epoch + 1})  # a claim this worker does not hold
+    saves: list[int] = []
+    save = any_journal._store.save  # noqa: SLF001 - counting this journal's own transactions
+
+    def counted(*runs: Any, **kwargs: Any) -> Any:
+        saves.append(len(runs))
+        return save(*runs, **kwargs)
+
+    any_journal._store.save = counted  # type: ignore[method-assign]  # noqa: SLF001
+    before = any_journal.max_position()
+    results = any_journal.heartbeat_many([claims[0], stale, claims[2]], lease_seconds=60)
+
+    assert isinstance(results[1], LeaseLost)
+    assert [r.state for r in (results[0], results[2])] == ["running", "cancelling"]
+    assert all(r.lease_expires_at > c.lease_expires_at for r, c in ((results[0], claims[0]), (results[2], claims[2])))
+    assert saves == [2] and any_journal.max_position() == before + 2  # one save, two LeaseRenewed
+    assert any_journal.heartbeat_many([]) == []
+
+
 def test_complete_many_refuses_repeat_completions_of_a_run_the_same_batch_completed(
     any_journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
