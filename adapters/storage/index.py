@@ -19,8 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 from ...domain import CLAIMABLE_STATES, LEASED_STATES, Run
+from ...domain.run import id_text
 
 QUEUE_TABLE = "runjournal_queue"
 LEASES_TABLE = "runjournal_leases"
@@ -251,6 +255,12 @@ class QuarantineRow:
 
 class Cursor(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+
+def run_keys(stored_events: Sequence[StoredEvent]) -> list[str]:
+    """Each stored event's run id as text: a run's UUID is formatted once, not once per event."""
+    return [id_text(s.originator_id) if isinstance(s.originator_id, UUID) else str(s.originator_id)
+            for s in stored_events]
 
 
 def first_positions(run_ids: Iterable[str], notification_ids: Sequence[int] | None) -> dict[str, int]:

@@ -122,7 +122,7 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if index_entries:
-            positions = index.first_positions((str(s.originator_id) for s in stored_events), ids)
+            positions = index.first_positions(index.run_keys(stored_events), ids)
             index.write_entries(curs, self.index_sql, index_entries, positions)
         return ids
 

@@ -63,7 +63,7 @@ class SQLiteRunRecorder(SqlInlineViews, SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
         if index_entries:
-            positions = index.first_positions((str(s.originator_id) for s in stored_events), ids)
+            positions = index.first_positions(index.run_keys(stored_events), ids)
             index.write_entries(c, self.index_sql, index_entries, positions)
         return ids
 

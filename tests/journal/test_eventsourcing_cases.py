@@ -3,7 +3,9 @@
 runjournal's recorders extend eventsourcing's (they also write the claim queue and
 the leases): the library's own cases show the extension keeps every contract the
 library tests for. Each case gets a fresh SQLite file, or a fresh PostgreSQL
-schema (the ``postgres_url`` fixture), so none of them sees another test's tables.
+schema (the ``postgres_url`` fixture), so none of them sees another test's tables;
+the in-process store's run recorder (which replaces the library's POPO insert)
+is run through the application recorder cases too.
 """
 
 from __future__ import annotations
@@ -109,6 +111,15 @@ class OnSQLite(TestCase):
         return factory
 
 
+class OnMemory(TestCase):
+    """The in-process store (its recorder keeps eventsourcing's POPO insert, with ids formatted once)."""
+
+    def create_factory(self, name: str = "") -> Any:
+        from runjournal.adapters.storage import memory
+
+        return memory.Factory(Environment(name, {}))
+
+
 @pytest.mark.postgres
 class OnPostgres(TestCase):
     """A fresh PostgreSQL schema per test (skipped, like every PostgreSQL test, without a server)."""
@@ -169,6 +180,10 @@ class ProcessRecorderCases(es.ProcessRecorderTestCase):
 class TrackingRecorderCases(es.TrackingRecorderTestCase):
     def create_recorder(self) -> Any:
         raise NotImplementedError
+
+
+class TestMemoryRunRecorder(RunRecorderCases, OnMemory):
+    pass
 
 
 class TestSQLiteSnapshotRecorder(SnapshotRecorderCases, OnSQLite):
