@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..adapters.storage.index import IndexEntry
@@ -205,12 +205,7 @@ class Claims(Quarantine):
         req = validate(ClaimInput, worker_id=claim.worker_id, lease_seconds=lease_seconds)
         now = self._now()
         expires = now + timedelta(seconds=req.lease_seconds)
-        self._execute(
-            claim.run_id,
-            lambda run: run.renew_lease(
-                worker_id=claim.worker_id, epoch=claim.epoch, lease_expires_at=expires, now=now
-            ),
-        )
+        self._execute(claim.run_id, _renewal(claim, expires, now))
         return claim.model_copy(update={"lease_expires_at": expires})
 
     def heartbeat_many(self, claims: Sequence[Claim], *, lease_seconds: float = 30) -> list[RunSnapshot | RunjournalError]:
@@ -224,12 +219,7 @@ class Claims(Quarantine):
         req = validate(ClaimInput, worker_id=claims[0].worker_id, lease_seconds=lease_seconds)
         now = self._now()
         expires = now + timedelta(seconds=req.lease_seconds)
-
-        def renew(claim: Claim) -> Callable[[Run], Any]:
-            return lambda run: run.renew_lease(worker_id=claim.worker_id, epoch=claim.epoch,
-                                               lease_expires_at=expires, now=now)
-
-        results = self._execute_many([(c.run_id, renew(c)) for c in claims])
+        results = self._execute_many([(c.run_id, _renewal(c, expires, now)) for c in claims])
         return [r if isinstance(r, RunjournalError) else RunSnapshot.of(r[0]) for r in results]
 
     def expire_leases(
@@ -290,3 +280,8 @@ def begin(run: Run, worker_id: str, epoch: int, now: Any) -> None:
         run.resume(worker_id=worker_id, epoch=epoch, now=now)
     else:
         run.start(worker_id=worker_id, epoch=epoch, now=now)
+
+
+def _renewal(claim: Claim, expires: datetime, now: datetime) -> Callable[[Run], Any]:
+    """The command that renews ``claim``'s lease until ``expires``."""
+    return lambda run: run.renew_lease(worker_id=claim.worker_id, epoch=claim.epoch, lease_expires_at=expires, now=now)

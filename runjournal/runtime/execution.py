@@ -42,7 +42,6 @@ from .run_writes import RunWrites
 from .streaming import StreamType
 
 
-
 @dataclass(frozen=True)
 class ExecutionSettings:
     """The workspace settings one execution needs."""

@@ -39,8 +39,8 @@ class Lease:
             self.ended.cancel()
 
     def renewed(self, run: RunSnapshot) -> None:
-        """The lease was renewed: note its new expiry, and a cancel asked meanwhile."""
-        self.claim = self.claim.model_copy(update={"lease_expires_at": run.lease_expires_at})
+        """The lease was renewed: act on a cancel asked meanwhile (the claim's epoch, all a renewal
+        needs of it, is unchanged)."""
         if run.state == RunState.CANCELLING:  # a cancel written by another process
             self._cancel.set()
 
