@@ -328,6 +328,10 @@ class InlineViews(Protocol):
 
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None: ...
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` run ids (dashed) whose hex digits start with ``prefix`` (lower-case hex, no dashes)."""
+        ...
+
 
 def persists_quarantine(recorder: Any) -> bool:
     """True when the recorder writes its index through ``write_entries`` into SQL tables.
@@ -375,3 +379,9 @@ def select_quarantine(recorder: Any) -> list[QuarantineRow] | None:
             return []
         raise
     return [QuarantineRow(*r) for r in rows]
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str]:
+    """The lowest and highest 32-digit hex ids starting with ``prefix`` (an index range, not a scan)."""
+    pad = 32 - len(prefix)
+    return prefix + "0" * pad, prefix + "f" * pad

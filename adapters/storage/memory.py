@@ -133,6 +133,12 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             due = sorted((r for r in self._leases.values() if r.expires_at <= now), key=lambda r: r.expires_at)
         return [r.run_id for r in due[:limit]]
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` run ids whose hex starts with ``prefix`` (a scan: an in-process store is small)."""
+        with self._database_lock:
+            keys = sorted(str(k) for k, versions in self._stored_events_index.items() if versions)
+        return [k for k in keys if k.replace("-", "").startswith(prefix)][:limit]
+
     def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int, str, int]]]:
         """(events in all, events after position ``last``, 0, []): positions here are list places, from 1."""
         with self._database_lock:

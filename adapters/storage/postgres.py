@@ -154,6 +154,14 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
             curs.execute(statement, params)
             return [tuple(r.values()) for r in curs.fetchall()]
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` run ids whose hex starts with ``prefix`` (a range of the uuid key)."""
+        low, high = index.prefix_bounds(prefix)
+        rows = self._select(
+            f"SELECT DISTINCT originator_id FROM {self._events_table} WHERE originator_id BETWEEN %s::uuid AND %s::uuid"
+            " ORDER BY originator_id LIMIT %s", (low, high, limit))
+        return [str(r[0]) for r in rows]
+
     def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int | None, str, int]]]:
         """The events table beside a reading of the log up to notification id ``last``.
 

@@ -82,6 +82,14 @@ class SQLiteRunRecorder(SqlInlineViews, SQLiteApplicationRecorder):
             )
         return [(r[0], _dashed(r[1]), r[2], r[3], r[4]) for r in rows]
 
+    def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` run ids whose hex starts with ``prefix`` (ids are stored as hex: a range of the key)."""
+        low, high = index.prefix_bounds(prefix)
+        rows = self._select(
+            f"SELECT DISTINCT originator_id FROM {self.events_table_name} WHERE originator_id BETWEEN ? AND ?"
+            " ORDER BY originator_id LIMIT ?", (low, high, limit))
+        return [_dashed(r[0]) for r in rows]
+
     def log_rows(self, last: int, limit: int) -> tuple[int, int, int, list[tuple[int, str, int]]]:
         """The events table beside a reading of the log up to position ``last``.
 

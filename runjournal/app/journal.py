@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # annotations only; verification is imported by verify()
     from .queries import ApprovalRow, Message, RunRow, ThreadSummary
 
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
+AMBIGUOUS_SHOWN = 5  # candidates named when a run id prefix matches several runs
 
 
 class Journal(Submissions):
@@ -205,6 +206,25 @@ class Journal(Submissions):
         return self.views.pending_approvals()
 
     # -- reading -----------------------------------------------------------------
+
+    def resolve_run_id(self, text: str) -> str:
+        """The full id of the one run whose id starts with ``text`` (dashes and case ignored).
+
+        ``RunNotFound`` when none does; ``InvalidInput`` listing the candidates when several do.
+        """
+        digits = str(text).strip().lower().replace("-", "")
+        if not digits or len(digits) > 32 or digits.strip("0123456789abcdef"):
+            raise RunNotFound(text)
+        if len(digits) == 32:
+            return str(UUID(digits))
+        with self._faults():
+            found = self.inline_views.run_ids_starting(digits, AMBIGUOUS_SHOWN + 1)
+        if not found:
+            raise RunNotFound(text)
+        if len(found) > 1:
+            listed = ", ".join(found[:AMBIGUOUS_SHOWN]) + (", ..." if len(found) > AMBIGUOUS_SHOWN else "")
+            raise InvalidInput("run id", f"{text} is the start of several runs ({listed}); give more of it")
+        return found[0]
 
     def get_run(self, run_id: str, *, at_version: int | None = None) -> RunSnapshot:
         """The run now, or as it was after its ``at_version``-th event."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from . import outputs, render
-from .common import JsonOption, Verbs, emit, err, guarded, opened, out, real
+from .common import JsonOption, Verbs, emit, err, full_run_id, guarded, opened, out, real
 
 verbs = Verbs()
 projections_app = verbs.group("projections", typer.Typer(
@@ -43,6 +43,7 @@ def history(run_id: str, as_json: JsonOption = False) -> None:
     Example: runjournal history 3f2a9c1e-0b7d-4c55-9f0e-2d1b7a9e5c11 --json
     """
     with opened(read_only=True) as journal:
+        run_id = full_run_id(journal, run_id)
         events = journal.history(run_id)
         emit(as_json, [e.model_dump(mode="json") for e in events],
              lambda: out.print(render.history_table(run_id, events)))
@@ -62,6 +63,7 @@ def replay(
     if diff is None and at is None:  # a usage error, before the store is opened
         raise typer.BadParameter("give --at VERSION or --diff A B")
     with opened(read_only=True) as journal:
+        run_id = full_run_id(journal, run_id)
         if diff is not None:
             a, b = (journal.get_run(run_id, at_version=v).model_dump(mode="json") for v in diff)
             changes = {k: {"from": a[k], "to": b[k]} for k in a if a[k] != b[k]}
@@ -97,7 +99,7 @@ def export(
                 stream.write(json.dumps(anchoring.take(journal), sort_keys=True, indent=2) + "\n")
                 return
             if run is not None:
-                journal.get_run(run)  # an unknown run is an error, not an empty export
+                run = full_run_id(journal, run)  # an unknown run is an error, not an empty export
             with progress(journal.max_position() - since, "exporting") as advance:
                 for record in audit.export_events(journal, run_id=run, since=since):
                     stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
@@ -256,6 +258,7 @@ def timeline(
             title = f"thread {thread}"
         else:
             assert run_id is not None
+            run_id = full_run_id(journal, run_id)
             runs, title = {run_id: journal.history(run_id)}, f"run {run_id}"
         with guarded(), outputs.atomic_output(html_file, force=force, option="--html") as page:
             page.write(render_timeline(title, runs))

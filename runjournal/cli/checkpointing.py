@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import outputs
-from .common import JsonOption, Verbs, emit, err, guarded, opened, out
+from .common import JsonOption, Verbs, emit, err, full_run_id, guarded, opened, out
 from .render import visible
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def prove(
         if out_file is not None:
             outputs.check_output(out_file, force=force)  # before any work
     with opened(read_only=True) as journal, guarded():
-        proof = checkpoints.inclusion_proof(journal, run_id, version=version, checkpoint_doc=doc)
+        proof = checkpoints.inclusion_proof(journal, full_run_id(journal, run_id), version=version, checkpoint_doc=doc)
         _write_or_print(proof, out_file, force)
     if out_file is not None:
         out.print(f"run {proof['leaf']['run_id']} version {proof['leaf']['version']} is leaf "

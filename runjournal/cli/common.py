@@ -203,6 +203,24 @@ def opened(*, read_only: bool = False, create: bool = False) -> Iterator[Journal
             journal.close()
 
 
+def full_run_id(journal: Journal, text: str) -> str:
+    """The run a verb was given, by its full id or any unique start of it (what tables print)."""
+    return journal.resolve_run_id(text)
+
+
+def full_approval_id(journal: Journal, text: str) -> str:
+    """An approval id (``RUN.aN``) whose run part may be any unique start of the run's id."""
+    run_part, dot, number = text.rpartition(".a")
+    if not dot or not number.isdigit():
+        return text  # not an approval id: the journal names it as not found
+    from ..domain import ApprovalNotFound, RunNotFound
+
+    try:
+        return f"{journal.resolve_run_id(run_part)}.a{number}"
+    except RunNotFound:
+        raise ApprovalNotFound(text) from None
+
+
 def require_store() -> None:
     """Refuse a store that does not exist (for verbs that act on what is in it)."""
     from ..adapters.storage.urls import require_store as check

@@ -68,9 +68,13 @@ def state(text: str) -> str:
     return f"[{style}]{text}[/{style}]"
 
 
-def short_id(run_id: str) -> str:
-    """A run id shortened for a table: its last 8 hex digits, random in a time-ordered id (its first are the time)."""
-    return run_id[-8:]
+ID_COLUMNS = frozenset({"run", "latest run", "approval", "parent"})  # never cut: each verb takes them back
+ID_WIDTH = 36
+
+
+def id_column(table: Table, name: str) -> None:
+    """A column of ids: whole on any terminal (the other columns wrap instead), so they can be copied."""
+    table.add_column(name, no_wrap=True, min_width=ID_WIDTH + (3 if name == "approval" else 0))
 
 
 def _short(value: Any, width: int = 48) -> str:
@@ -97,11 +101,12 @@ def runs_table(title: str, runs: Sequence[RunSnapshot]) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column in ("run", "agent", "priority", "state", "version", "output / error"):
+    id_column(table, "run")
+    for column in ("agent", "priority", "state", "version", "output / error"):
         table.add_column(column)
     for r in runs:
         result = visible(r.error) if r.error else _short(r.output) if r.output is not None else ""
-        table.add_row(short_id(r.run_id), visible(r.agent_id), str(r.priority), state(r.state), str(r.version), result)
+        table.add_row(visible(r.run_id), visible(r.agent_id), str(r.priority), state(r.state), str(r.version), result)
     return table
 
 
@@ -155,7 +160,10 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        if column in ID_COLUMNS:
+            id_column(table, column)
+        else:
+            table.add_column(column)
     for row in rows:
         table.add_row(*(visible(v) if v is not None else "" for v in row))
     return table
@@ -164,7 +172,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 def threads_table(rows: Sequence[Any]) -> Table:
     """Thread summaries."""
     return _table("threads", ("thread", "agent", "latest run", "status", "runs", "messages", "updated"),
-                  [(r.thread_id, r.agent_id, short_id(r.latest_run_id), r.status, r.run_count, r.message_count,
+                  [(r.thread_id, r.agent_id, r.latest_run_id, r.status, r.run_count, r.message_count,
                     r.updated_at[:19]) for r in rows])
 
 

@@ -15,6 +15,8 @@ from .common import (
     Verbs,
     emit,
     err,
+    full_approval_id,
+    full_run_id,
     guarded,
     opened,
     out,
@@ -162,7 +164,7 @@ def status(run_id: str, as_json: JsonOption = False) -> None:
     from ..domain.transitions import recovery_intent
 
     with opened(read_only=True) as journal:
-        run = journal.get_run(run_id)
+        run = journal.get_run(full_run_id(journal, run_id))
         # Read off the run's state (the table the recovery view uses too): no views to open or catch up.
         recovery = recovery_intent(run.state)
         payload = {**run.model_dump(mode="json"), "recovery": recovery}
@@ -208,7 +210,7 @@ def approvals(
 
 def _decide(approval_id: str, decision: str, edits: object, actor: str | None, as_json: bool) -> None:
     with opened() as journal:
-        run = journal.resolve_approval(approval_id, decision=decision, edits=edits, actor=actor)
+        run = journal.resolve_approval(full_approval_id(journal, approval_id), decision=decision, edits=edits, actor=actor)
         emit(as_json, run.model_dump(mode="json"),
              lambda: out.print(f"{decision} recorded for {approval_id}; run {run.run_id} is {run.state}"
                                " (a worker resumes it)"))
@@ -251,7 +253,7 @@ def cancel(
     Example: runjournal cancel RUN_ID --reason "wrong environment"
     """
     with opened() as journal:
-        run = journal.cancel(run_id, reason=reason, actor=actor)
+        run = journal.cancel(full_run_id(journal, run_id), reason=reason, actor=actor)
         emit(as_json, run.model_dump(mode="json"), lambda: out.print(f"run {run.run_id} is {run.state}"))
 
 
@@ -284,7 +286,7 @@ def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -
     Example: runjournal retry RUN_ID
     """
     with opened() as journal:
-        old = journal.get_run(run_id)
+        old = journal.get_run(full_run_id(journal, run_id))
         new = journal.submit(
             agent_id=old.agent_id, input=old.input, thread_id=old.thread_id, priority=old.priority,
             actor=actor, parent_run_id=old.run_id, parent_version=old.version, invocation=old.invocation,
@@ -311,7 +313,7 @@ def quarantine(
     """
     if release is not None:
         with opened() as journal:
-            row = journal.release(release, actor=actor)
+            row = journal.release(_quarantined_id(journal, release), actor=actor)
             emit(as_json, _quarantine_json(row),
                  lambda: out.print(f"run {render.plain(row.run_id)} released from quarantine; workers may claim it "
                                    "again", markup=False))
@@ -319,6 +321,13 @@ def quarantine(
     with opened(read_only=True) as journal:
         rows = journal.quarantined()
         emit(as_json, [_quarantine_json(r) for r in rows], lambda: _quarantine_lines(rows))
+
+
+def _quarantined_id(journal: object, text: str) -> str:
+    """The quarantined run ``text`` starts (its events may all be gone: then the rows name it)."""
+    held = [r.run_id for r in journal.quarantined()  # type: ignore[attr-defined]
+            if r.run_id.replace("-", "").startswith(text.lower().replace("-", ""))]
+    return held[0] if len(held) == 1 else text
 
 
 def _quarantine_json(row: object) -> dict[str, object]:

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from ..app.models import RecordedEvent
 from ..domain.transitions import RunState, allowed_targets
-from .render import short_id
 
 COLOURS = {
     "created": "#9aa5b1", "queued": "#5b8def", "claimed": "#7f6df2", "running": "#1fb8cd",
@@ -56,7 +55,7 @@ def _lane(run_id: str, events: Sequence[RecordedEvent], start: datetime, total: 
 
     states = states_after(events)
     agent = next((str(e.data.get("agent_id")) for e in events if e.type == "Created"), "")
-    label = f"{short_id(run_id)} {html.escape(agent)} · {html.escape(states[-1] if states else '')}"
+    label = f"{html.escape(run_id)} {html.escape(agent)} · {html.escape(states[-1] if states else '')}"
     parts = [f'<div class="lane" data-run="{run_id}"><div class="name">{label}</div><div class="track">']
     for i, e in enumerate(events):
         left = at(e.timestamp)
