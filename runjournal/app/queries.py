@@ -34,6 +34,8 @@ class RunRow(_Row):
     error: str | None
     output: Any
     parent_run_id: str | None
+    parent_version: int | None = None
+    lineage: str = "root"  # how it came to be: root, retry or fork (of parent_run_id at parent_version)
 
 
 class ThreadSummary(_Row):
@@ -113,9 +115,20 @@ def select(
             row[name] = cipher.unseal(row[name])  # type: ignore[union-attr]
         for name in JSON_COLUMNS & row.keys():
             if row[name] is not None:
-                row[name] = json.loads(row[name])
+                row[name] = _json_cell(row[name], name, model)
         out.append(model(**row))
     return out
+
+
+def _json_cell(text: Any, column: str, model: type[_Row]) -> Any:
+    """A JSON column's value; a cell that is not JSON is a damaged views file, said with its fix."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        from ..domain import StoreError
+
+        raise StoreError(f"the views file is damaged: column {column} of a {model.__name__} row is not JSON; "
+                         "rebuild the views from the log with `runjournal projections rebuild`") from None
 
 
 def where(**filters: Any) -> tuple[str, list[Any]]:
