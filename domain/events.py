@@ -43,7 +43,7 @@ class RunEvent(Aggregate.Event):
 
 class Created(RunEvent, Aggregate.Created):
     TOPIC = "runjournal.Run.Created.v1"
-    class_version = 2
+    class_version = 3
     thread_id: str
     agent_id: str  # the agent selected to run it
     requested_agent_id: str | None  # what the caller asked for ("auto": routing chose); None before v2
@@ -54,6 +54,10 @@ class Created(RunEvent, Aggregate.Created):
     idempotency_key: str | None
     parent_run_id: str | None
     parent_version: int | None
+    # A fork of the parent at ``parent_version``: {"parent_chain": the parent's chain there (an
+    # anchor a verifier can check), "input": "kept" | "replaced" | "edited", "edits": the merge
+    # patch applied to the parent's input or None}. None: not a fork (a retry, or a new run).
+    fork: JSON
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -61,6 +65,11 @@ class Created(RunEvent, Aggregate.Created):
         state["requested_agent_id"] = None
         state["execution_mode"] = None
         state["invocation"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """Runs created before forks: none was one."""
+        state["fork"] = None
 
     def mutate(self, aggregate: Any) -> Any:
         """The run this event begins: eventsourcing's generic path, less its signature inspection.
@@ -87,6 +96,7 @@ class Created(RunEvent, Aggregate.Created):
         run.idempotency_key = self.idempotency_key
         run.parent_run_id = self.parent_run_id
         run.parent_version = self.parent_version
+        run.fork = self.fork
         run.created_by = self.actor
         run.epoch = 0
         run.worker_id = None

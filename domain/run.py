@@ -43,7 +43,7 @@ class Run(Aggregate):
 
     TOPIC = "runjournal.Run"
     INITIAL_VERSION = 1
-    class_version = 3  # of the state a snapshot holds
+    class_version = 4  # of the state a snapshot holds
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -56,6 +56,11 @@ class Run(Aggregate):
         state["requested_agent_id"] = None
         state["execution_mode"] = None
         state["invocation"] = None
+
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """Snapshots taken before forks (see ``Created.upcast_v2_v3``)."""
+        state["fork"] = None
 
     Event = events.RunEvent
     Created = events.Created
@@ -88,6 +93,7 @@ class Run(Aggregate):
     idempotency_key: str | None
     parent_run_id: str | None
     parent_version: int | None
+    fork: dict[str, Any] | None  # what a fork changed, and its parent's chain at the fork (see Created)
     created_by: str
     epoch: int
     worker_id: str | None
@@ -185,11 +191,13 @@ class Run(Aggregate):
         requested_agent_id: str | None = None,
         execution_mode: str | None = None,
         invocation: dict[str, Any] | None = None,
+        fork: dict[str, Any] | None = None,
     ) -> Run:
         """Record a new run with its persisted request (state ``created``).
 
         ``requested_agent_id`` is what the caller asked for (default: ``agent_id``),
-        ``invocation`` the envelope the agent gets beside ``input``.
+        ``invocation`` the envelope the agent gets beside ``input``, ``fork`` what a fork
+        of ``parent_run_id`` at ``parent_version`` changed.
         """
         run: Run = cls._create(
             cls.Created,
@@ -206,6 +214,7 @@ class Run(Aggregate):
             idempotency_key=idempotency_key,
             parent_run_id=parent_run_id,
             parent_version=parent_version,
+            fork=fork,
         )
         return run
 

@@ -22,17 +22,25 @@ def next_state(state: str, event: ProjectedEvent) -> str:
     return found
 
 
+def lineage_kind(created: dict[str, object]) -> str:
+    """How a run came to be: "fork" or "retry" of its parent, else "root"."""
+    if created.get("fork") is not None:
+        return "fork"
+    return "retry" if created.get("parent_run_id") else "root"
+
+
 class RunsView(RowProjection):
     name = "runs"
-    version = 2  # 2: the error of a failed resume (ResumeFailed), cleared when a retry completes
+    version = 3  # 2: the error of a failed resume (ResumeFailed), cleared when a retry completes; 3: lineage
     pk = "run_id"
     columns = {  # noqa: RUF012
         "run_id": str, "thread_id": str, "agent_id": str, "state": str, "priority": int, "version": int,
         "worker_id": str, "epoch": int, "lease_expires_at": str, "created_at": str, "updated_at": str,
-        "created_by": str, "error": str, "output": str, "parent_run_id": str,
+        "created_by": str, "error": str, "output": str, "parent_run_id": str, "parent_version": int,
+        "lineage": str,
     }
-    indexes = (("state",), ("agent_id",), ("thread_id",))
-    fixed = ("thread_id", "agent_id", "created_at", "created_by", "parent_run_id")
+    indexes = (("state",), ("agent_id",), ("thread_id",), ("parent_run_id",))
+    fixed = ("thread_id", "agent_id", "created_at", "created_by", "parent_run_id", "parent_version", "lineage")
     sealed = ("error", "output")
 
     def creates(self, event: ProjectedEvent) -> bool:
@@ -46,6 +54,7 @@ class RunsView(RowProjection):
                 "state": str(RunState.CREATED), "priority": e.data["priority"], "version": e.version, "worker_id": None,
                 "epoch": 0, "lease_expires_at": None, "created_at": ts, "updated_at": ts,
                 "created_by": e.actor, "error": None, "output": None, "parent_run_id": e.data.get("parent_run_id"),
+                "parent_version": e.data.get("parent_version"), "lineage": lineage_kind(e.data),
             }
         assert row is not None, f"{e.type} before Created for run {e.run_id}"
         row.update(state=next_state(row["state"], e), version=e.version, updated_at=ts)  # this page's copy

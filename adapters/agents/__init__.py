@@ -20,6 +20,7 @@ from .base import (
 )
 from .python import PythonAgent, to_chunk
 from .scripted import ScriptedAgent
+from .tape import Recorded, ReplayDiverged, Tape
 
 ADAPTERS: dict[str, Callable[..., AgentAdapter]] = {
     "scripted": ScriptedAgent,
@@ -48,7 +49,10 @@ __all__ = [
     "Chunk",
     "ChunkKind",
     "PythonAgent",
+    "Recorded",
+    "ReplayDiverged",
     "ScriptedAgent",
+    "Tape",
     "adapter_can_invoke",
     "adapter_kind",
     "build_adapter",

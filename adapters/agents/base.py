@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from ...domain.errors import RunjournalError
+from .tape import Tape
 
 ChunkKind = Literal["content", "reasoning", "step", "tool_result", "interrupt"]
 CHUNK_KINDS: tuple[str, ...] = get_args(ChunkKind)
@@ -34,7 +36,8 @@ class Chunk:
 
     ``content`` is text for content/reasoning, any JSON for step, the output for
     tool_result and a message for interrupt. ``tool_*`` are for tool_result and
-    interrupt, ``is_error`` for tool_result, ``checkpoint_ref`` for interrupt.
+    interrupt, ``is_error`` for tool_result, ``checkpoint_ref`` for interrupt. ``served_from``
+    names the event whose recorded output a tool result or model step repeats (see tape.py).
     """
 
     kind: ChunkKind
@@ -44,6 +47,7 @@ class Chunk:
     tool_call_id: str | None = None
     is_error: bool = False
     checkpoint_ref: str | None = None
+    served_from: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in CHUNK_KINDS:
@@ -67,6 +71,18 @@ class Chunk:
         return cls("step", obj)
 
     @classmethod
+    def model(cls, name: str, args: Any, output: Any, *, served_from: Mapping[str, Any] | None = None) -> Chunk:
+        """A step recording that model ``name`` asked with ``args`` answered ``output``."""
+        return cls("step", {"model": name, "args": args, "output": output}, served_from=served_from)
+
+    @property
+    def output(self) -> Any:
+        """What a tool returned or a model answered (``content``, or a model step's ``output``)."""
+        if self.kind == "step" and isinstance(self.content, Mapping) and "model" in self.content:
+            return self.content.get("output")
+        return self.content
+
+    @classmethod
     def tool(
         cls,
         name: str,
@@ -74,6 +90,7 @@ class Chunk:
         output: Any,
         call_id: str | None = None,
         is_error: bool = False,
+        served_from: Mapping[str, Any] | None = None,
     ) -> Chunk:
         """A tool_result chunk: tool ``name`` called with ``args`` returned ``output``."""
         return cls(
@@ -83,6 +100,7 @@ class Chunk:
             tool_args=dict(args or {}),
             tool_call_id=call_id,
             is_error=is_error,
+            served_from=served_from,
         )
 
     @classmethod
@@ -112,6 +130,8 @@ class AgentRequest:
 
     ``context``, ``inputs`` and ``attachments`` are the invocation envelope the run was
     submitted with (persisted beside the input, so a recovered run gets them too).
+    ``tape`` holds recorded outputs to serve instead of calling (a fork's parent, a replay):
+    an agent that calls through ``tool`` and ``model`` gets them without any call made.
     """
 
     run_id: str
@@ -124,6 +144,7 @@ class AgentRequest:
     context: Mapping[str, Any] | None = None
     inputs: Mapping[str, Any] | None = None
     attachments: tuple[Any, ...] = ()
+    tape: Tape | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.messages, tuple):
@@ -142,6 +163,47 @@ class AgentRequest:
     def decision(self) -> str | None:
         """The approval decision being resumed with, if any."""
         return self.resume.get("decision") if self.resume else None
+
+    @property
+    def replaying(self) -> bool:
+        """True in a replay: every call is served from the run's record, none is made."""
+        return self.tape is not None and self.tape.strict
+
+    async def tool(
+        self, name: str, args: Mapping[str, Any], call: Callable[..., Any], *, call_id: str | None = None,
+    ) -> Chunk:
+        """The tool_result of ``call(**args)``: from the record when it holds this call, else called now.
+
+        Yield the chunk (it is recorded) and read ``chunk.output``. A call that raises is
+        returned as an ``is_error`` result with the error's text.
+        """
+        served = self.tape.tool(name, args, call_id) if self.tape is not None else None
+        if served is not None:
+            c = served.content
+            return Chunk.tool(name, args, c.get("output"), call_id=call_id, is_error=bool(c.get("is_error")),
+                              served_from=served.source)
+        try:
+            output = await _called(call, **dict(args))
+        except Exception as e:  # noqa: BLE001 - a failing tool is a result the agent sees, as a real one is
+            return Chunk.tool(name, args, f"{type(e).__name__}: {e}", call_id=call_id, is_error=True)
+        return Chunk.tool(name, args, output, call_id=call_id)
+
+    async def model(self, name: str, call: Callable[[], Any], *, args: Any = None) -> Chunk:
+        """A model step with the answer of ``call()``: from the record when it holds this call, else called now.
+
+        ``args`` (any JSON: the prompt, the settings) is recorded beside the answer and must
+        match for a recorded answer to be served. Yield the chunk and read ``chunk.output``.
+        """
+        served = self.tape.model(name, args) if self.tape is not None else None
+        if served is not None:
+            return Chunk.model(name, args, served.content.get("output"), served_from=served.source)
+        return Chunk.model(name, args, await _called(call))
+
+
+async def _called(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """What ``call`` returns, awaited when it is a coroutine."""
+    result = call(*args, **kwargs)
+    return await result if inspect.isawaitable(result) else result
 
 
 @runtime_checkable

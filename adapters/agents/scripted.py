@@ -1,6 +1,7 @@
 """ScriptedAgent: a deterministic agent that walks a list of steps (for demos and tests).
 
-A tool call with ``requires_approval`` pauses the run. Resumed with ``approve`` or
+Its tool calls go through ``AgentRequest.tool``, as a replayable agent's do: a fork
+or a replay is served the recorded results. A tool call with ``requires_approval`` pauses the run. Resumed with ``approve`` or
 ``edit``, the agent reports the tool's result and plays the rest of the script; with
 ``reject`` it answers the step's ``rejected`` text (default: the tool was rejected and
 not run) and stops there, since the steps after a call are written for its success.
@@ -48,6 +49,11 @@ def _result(step: Mapping[str, Any]) -> Any:
     return dict(DEFAULT_RESULT) if result is None else result
 
 
+def _returns(result: Any) -> Any:
+    """The script's stand-in for a tool: it returns the step's result, whatever it is called with."""
+    return lambda **_args: result
+
+
 class ScriptedAgent:
     """An agent that plays a script: says, reasoning, steps, tool calls, failures and sleeps."""
 
@@ -74,7 +80,7 @@ class ScriptedAgent:
         start = 0
         if request.decision is not None:
             start = self._checkpoint(request)
-            yield self._resumed(start, request)
+            yield await self._resumed(start, request)
             if request.decision == "reject":
                 return  # the rest of the script assumes the call ran: none of it may run
             start += 1
@@ -101,7 +107,7 @@ class ScriptedAgent:
                         checkpoint_ref=f"step:{index}",
                     )
                     return  # the harness pauses the run until someone decides
-                yield Chunk.tool(name, args, _result(step), call_id=f"call-{index}")
+                yield await request.tool(name, args, _returns(_result(step)), call_id=f"call-{index}")
 
     async def invoke(self, request: AgentRequest) -> list[Chunk]:
         """Play the script and return all its chunks at once."""
@@ -117,7 +123,7 @@ class ScriptedAgent:
             raise AgentFailed(f"cannot resume scripted agent at {ref!r}: not a tool call step")
         return index
 
-    def _resumed(self, index: int, request: AgentRequest) -> Chunk:
+    async def _resumed(self, index: int, request: AgentRequest) -> Chunk:
         resume = request.resume or {}
         decision = resume.get("decision")
         if decision not in DECISIONS:
@@ -131,4 +137,4 @@ class ScriptedAgent:
         if decision == "edit" and resume.get("edited_args") is not None:
             args = dict(resume["edited_args"])
         call_id = resume.get("tool_call_id") or f"call-{index}"
-        return Chunk.tool(name, args, _result(step), call_id=call_id)
+        return await request.tool(name, args, _returns(_result(step)), call_id=call_id)

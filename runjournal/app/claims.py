@@ -179,6 +179,8 @@ class Claims(Quarantine):
             agent_id=run.agent_id, thread_id=run.thread_id, input=run.input,
             invocation=None if run.invocation is None else dict(run.invocation),
             resume=None if run.pending_resume is None else dict(run.pending_resume),
+            fork_of=None if run.fork is None else {"run_id": run.parent_run_id, "version": run.parent_version,
+                                                   "parent_chain": run.fork.get("parent_chain")},
         )
         if start:
             begin(run, req.worker_id, epoch, now)

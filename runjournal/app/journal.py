@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only; verification is imported by verify()
     from ..adapters.clock import Clock
     from ..adapters.storage.index import LeaseRow, QueueRow
     from ..projections import Projection, ProjectionError, ProjectionRunner, RefusedRun
+    from .lineage import LineageNode
     from .models import VerifyReport
     from .queries import ApprovalRow, Message, RunRow, ThreadSummary
 
@@ -185,6 +186,16 @@ class Journal(Submissions):
         """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
         return self.views.runs(state=state, agent_id=agent_id, thread_id=thread_id)
 
+    def lineage(self, run_id: str) -> LineageNode:
+        """The tree of retries and forks ``run_id`` belongs to, from its first ancestor down."""
+        from .lineage import lineage_of
+
+        self.get_run(run_id)  # an unknown run is RunNotFound, not an empty tree
+        try:
+            return lineage_of(run_id, row=self.views.run_row, children=self.views.children)
+        except LookupError:
+            raise RunNotFound(run_id) from None
+
     def threads(self) -> list[ThreadSummary]:
         """Thread summaries, most recently updated first."""
         return self.views.threads()
@@ -239,6 +250,22 @@ class Journal(Submissions):
         if not 1 <= at_version <= past.version:
             raise InvalidInput("at_version", f"run {run_id} has versions 1..{past.version} (got {at_version})")
         return RunSnapshot.of(past)
+
+    def fork(
+        self, run_id: str, *, at_version: int, input: Any = None, edits: Any = None,  # noqa: A002
+        actor: str | None = None, thread_id: str | None = None,
+    ) -> RunSnapshot:
+        """A new run from ``run_id`` as it was at ``at_version``, its input kept, replaced or edited.
+
+        ``edits`` is a JSON merge patch (RFC 7386) of the parent's input. The new run is queued
+        on a new thread unless ``thread_id``; its agent is served the parent's recorded tool
+        and model outputs up to the fork (see forks.py) and runs live from there.
+        """
+        from .forks import fork_request
+
+        parent = self.get_run(run_id, at_version=at_version)
+        return self.submit(**fork_request(parent, at_version, input=input, edits=edits), actor=actor,
+                           thread_id=thread_id)
 
     def history(self, run_id: str) -> list[RecordedEvent]:
         """Every event of a run, in order."""

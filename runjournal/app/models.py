@@ -47,7 +47,7 @@ class Invocation(_Input):
 
 
 class SubmitInput(_Input):
-    payload_fields = ("input", "invocation")
+    payload_fields = ("input", "invocation", "fork")
     agent_id: Name
     requested_agent_id: Name | None = None  # None: the caller named agent_id itself
     execution_mode: Name | None = None
@@ -59,6 +59,7 @@ class SubmitInput(_Input):
     actor: Name
     parent_run_id: Name | None = None
     parent_version: int | None = Field(default=None, ge=1)
+    fork: dict[str, JSONValue] | None = None  # what a fork of parent_run_id changed (see Journal.fork)
 
     @field_validator("input")
     @classmethod
@@ -173,6 +174,7 @@ class Claim(BaseModel):
     input: Any
     invocation: dict[str, Any] | None = None
     resume: dict[str, Any] | None = None
+    fork_of: dict[str, Any] | None = None  # {"run_id", "version", "parent_chain"}: what a fork continues
 
 
 class RunSnapshot(BaseModel):
@@ -202,6 +204,7 @@ class RunSnapshot(BaseModel):
     idempotency_key: str | None = None
     parent_run_id: str | None = None
     parent_version: int | None = None
+    fork: dict[str, Any] | None = None
     cancel_reason: str | None = None
     created_by: str
     created_at: datetime
@@ -243,6 +246,7 @@ class RunSnapshot(BaseModel):
             idempotency_key=run.idempotency_key,
             parent_run_id=run.parent_run_id,
             parent_version=run.parent_version,
+            fork=_copied(run.fork),
             cancel_reason=run.cancel_reason,
             created_by=run.created_by,
             created_at=run.created_on,

@@ -27,6 +27,7 @@ class Submissions(RunCommands):
         idempotency_key: str | None = None, actor: str | None = None, parent_run_id: str | None = None,
         parent_version: int | None = None, refuse: str | None = None, invocation: dict[str, Any] | None = None,
         requested_agent_id: str | None = None, execution_mode: str | None = None,
+        fork: dict[str, Any] | None = None,
     ) -> RunSnapshot:
         """Create and queue a run (one save); with an idempotency key, a repeat returns the first.
 
@@ -34,13 +35,13 @@ class Submissions(RunCommands):
         (a policy denial: the log shows what was asked and why it never ran).
         ``invocation`` (``context``, ``inputs``, ``attachments``) is kept beside the input and
         reaches the agent; ``requested_agent_id`` and ``execution_mode`` record how the agent
-        was chosen (a harness fills them in).
+        was chosen (a harness fills them in); ``fork`` what a fork changed (``Journal.fork`` fills it in).
         """
         req = validate(
             SubmitInput, self.payload_rule, agent_id=agent_id, input=input, thread_id=thread_id, priority=priority,
             idempotency_key=idempotency_key, actor=actor or default_actor(), parent_run_id=parent_run_id,
             parent_version=parent_version, invocation=invocation, requested_agent_id=requested_agent_id,
-            execution_mode=execution_mode,
+            execution_mode=execution_mode, fork=fork,
         )
         run_id: UUID | None
         if req.idempotency_key is not None:
@@ -103,6 +104,7 @@ class Submissions(RunCommands):
             now=now,
             parent_run_id=req.parent_run_id,
             parent_version=req.parent_version,
+            fork=req.fork,
         )
         if refuse is None:
             run.enqueue(actor=req.actor, now=now)

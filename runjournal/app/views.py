@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,19 @@ class FollowedViews:
         """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
         clause, params = queries.where(state=state, agent_id=agent_id, thread_id=thread_id)
         return self._view("runs", queries.RunRow, f"SELECT * FROM runs{clause} ORDER BY created_at, run_id", params)
+
+    def run_row(self, run_id: str) -> queries.RunRow | None:
+        """One run's row of the ``runs`` view, if it has one."""
+        rows = self._view("runs", queries.RunRow, "SELECT * FROM runs WHERE run_id = ?", [run_id])
+        return rows[0] if rows else None
+
+    def children(self, run_ids: Sequence[str]) -> list[queries.RunRow]:
+        """Runs whose parent is one of ``run_ids`` (retries and forks), oldest first (indexed)."""
+        if not run_ids:
+            return []
+        marks = ", ".join("?" for _ in run_ids)
+        return self._view("runs", queries.RunRow,
+                          f"SELECT * FROM runs WHERE parent_run_id IN ({marks}) ORDER BY created_at, run_id", list(run_ids))
 
     def threads(self) -> list[queries.ThreadSummary]:
         """Thread summaries, most recently updated first."""

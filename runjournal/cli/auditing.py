@@ -236,12 +236,15 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all of th
 def timeline(
     run_id: Annotated[str | None, typer.Argument(help="The run to draw.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Draw every run of a thread.")] = None,
+    lineage: Annotated[bool, typer.Option("--lineage", help="Draw RUN with every retry and fork of its lineage.")] = False,
     html_file: Annotated[Path, typer.Option("--html", help="Where to write the page.")] = Path("timeline.html"),
     force: Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")] = False,
 ) -> None:
     """Write a self-contained HTML timeline: states as coloured spans, events with their data.
 
-    Example: runjournal timeline RUN_ID --html out.html
+    Each lane names the run a retry or fork came from (--lineage draws the whole tree).
+
+    Example: runjournal timeline RUN_ID --lineage --html out.html
     """
     from ..domain import InvalidInput
     from .timeline import render_timeline
@@ -259,7 +262,9 @@ def timeline(
         else:
             assert run_id is not None
             run_id = full_run_id(journal, run_id)
-            runs, title = {run_id: journal.history(run_id)}, f"run {run_id}"
+            members = [n.run_id for n in journal.lineage(run_id).walk()] if lineage else [run_id]
+            runs = {member: journal.history(member) for member in members}
+            title = f"lineage of run {run_id}" if lineage else f"run {run_id}"
         with guarded(), outputs.atomic_output(html_file, force=force, option="--html") as page:
             page.write(render_timeline(title, runs))
         out.print(f"wrote {html_file} ({sum(len(v) for v in runs.values())} events)")

@@ -92,6 +92,7 @@ def history_table(run_id: str, events: Sequence[RecordedEvent]) -> Table:
         table.add_column(column, no_wrap=column != "details")
     for e in events:
         details = ", ".join(f"{k}={_short(e.data[k])}" for k in KEY_FIELDS if e.data.get(k) is not None)
+        details += _step_details(e)
         table.add_row(str(e.version), e.timestamp.strftime("%H:%M:%S.%f")[:-3], visible(e.type), visible(e.actor), details)
     return table
 
@@ -108,6 +109,19 @@ def runs_table(title: str, runs: Sequence[RunSnapshot]) -> Table:
         result = visible(r.error) if r.error else _short(r.output) if r.output is not None else ""
         table.add_row(visible(r.run_id), visible(r.agent_id), str(r.priority), state(r.state), str(r.version), result)
     return table
+
+
+def _step_details(e: RecordedEvent) -> str:
+    """What a step was (the tool or model it records) and, when served from a record, whose."""
+    content = e.data.get("content") if e.type == "StepRecorded" else None
+    if not isinstance(content, dict):
+        return ""
+    name = content.get("tool") or content.get("model")
+    text = f", {'tool' if 'tool' in content else 'model'}={_short(name)}" if isinstance(name, str) else ""
+    served = content.get("served_from")
+    if isinstance(served, dict):
+        text += f", served from {_short(served.get('run_id'))} v{_short(served.get('version'))}"
+    return text
 
 
 def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
@@ -129,7 +143,8 @@ def run_panel(console: Console, run: RunSnapshot, recovery: str | None) -> None:
     if run.error:
         console.print(f"error    [red]{visible(run.error)}[/red]")
     if run.parent_run_id:
-        console.print(f"retry of {visible(run.parent_run_id)} (version {run.parent_version})")
+        how = "fork of" if run.fork is not None else "retry of"
+        console.print(f"{how} {visible(run.parent_run_id)} (version {run.parent_version})")
     if recovery is not None:
         attempts = f"  (attempts {run.recovery_attempts})" if run.recovery_attempts else ""
         console.print(f"recovery {visible(recovery)}{attempts}")
@@ -187,6 +202,22 @@ def approvals_table(rows: Sequence[Any]) -> Table:
     return _table("approvals", ("approval", "tool", "args", "status", "decided by", "edited args"),
                   [(r.approval_id, r.tool_name, _short(r.tool_args), r.status, r.decided_by,
                     _short(r.edited_args) if r.edited_args is not None else None) for r in rows])
+
+
+def lineage_lines(console: Console, root: Any, focus: str) -> None:
+    """A lineage tree, one run per line; ``focus`` (the run asked about) is marked."""
+
+    def line(node: Any, lead: str, branch: str) -> None:
+        how = {"retry": f"retry of v{node.parent_version}", "fork": f"fork at v{node.parent_version}"}.get(
+            node.lineage, "root")
+        mark = "  <-" if node.run_id == focus else ""
+        console.print(visible(f"{lead}{branch}{node.run_id}  {how}  {node.agent_id}  {node.state}  "
+                              f"(by {node.created_by}, {node.created_at[:19]}){mark}"), markup=False)
+        below = lead + ("   " if branch == "└─ " else "│  " if branch else "")
+        for i, child in enumerate(node.children):
+            line(child, below, "└─ " if i == len(node.children) - 1 else "├─ ")
+
+    line(root, "", "")
 
 
 def recovery_summary(report: Any) -> str:

@@ -3,6 +3,8 @@ approvals, approve, reject, cancel, recover, retry, quarantine."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -294,6 +296,80 @@ def retry(run_id: str, actor: ActorOption = None, as_json: JsonOption = False) -
         )
         emit(as_json, new.model_dump(mode="json"),
              lambda: out.print(f"run {new.run_id} retries {old.run_id} (version {old.version}); it is {new.state}"))
+
+
+@verbs.command()
+def fork(
+    run_id: str,
+    at: Annotated[int, typer.Option("--at", help="The parent's version to fork from (see `runjournal history`).")],
+    input_: Annotated[str | None, typer.Option("--input", help="A new input for the fork, as JSON.")] = None,
+    edits: Annotated[str | None, typer.Option(
+        "--edits", help="Changes to the parent's input, as a JSON merge patch (null removes a key).")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="Thread for the fork (default: a new one).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Work the fork here until it rests.")] = False,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A new run from RUN as it was at version --at: its recorded tool and model outputs up to there are served, not re-run.
+
+    Its Created names the parent, the version, the parent's chain there and what changed.
+
+    Example: runjournal fork RUN_ID --at 6 --edits '{"env": "staging"}' --wait
+    """
+    with guarded():
+        new_input, patch = parse_json(input_, "--input"), parse_json(edits, "--edits")
+
+    async def go() -> object:
+        harness = _harness()
+        try:
+            parent = full_run_id(harness.journal, run_id)
+            agent_id = harness.journal.get_run(parent).agent_id
+            if agent_id not in harness.agents:  # nothing here could run it: refuse before appending
+                from ..domain import UnknownAgent
+
+                raise UnknownAgent(agent_id, harness.agents)
+            run = harness.journal.fork(parent, at_version=at, input=new_input, edits=patch, actor=actor,
+                                       thread_id=thread)
+            return await harness.wait(run.run_id) if wait else run
+        finally:
+            await harness.close()
+
+    if wait:
+        with guarded(), _as_option("at_version", "--at"):
+            result = run_async(go())
+        emit(as_json, result.model_dump(mode="json"), lambda: render.result_lines(out, result))
+        return
+    with opened() as journal, _as_option("at_version", "--at"):
+        parent = full_run_id(journal, run_id)
+        new = journal.fork(parent, at_version=at, input=new_input, edits=patch, actor=actor, thread_id=thread)
+        emit(as_json, new.model_dump(mode="json"),
+             lambda: out.print(f"run {new.run_id} forks {parent} at version {at}; it is {new.state} "
+                               "(a worker runs it)"))
+
+
+@contextmanager
+def _as_option(field: str, option: str) -> Iterator[None]:
+    """An error about the library's ``field`` named as the option the user gave it with."""
+    from ..domain import InvalidInput
+
+    try:
+        yield
+    except InvalidInput as e:
+        if e.field != field:
+            raise
+        raise InvalidInput(option, e.problem) from None
+
+
+@verbs.command()
+def lineage(run_id: str, as_json: JsonOption = False) -> None:
+    """The tree of retries and forks RUN belongs to, from its first ancestor down.
+
+    Example: runjournal lineage RUN_ID --json
+    """
+    with opened(read_only=True) as journal:
+        run_id = full_run_id(journal, run_id)
+        tree = journal.lineage(run_id)
+        emit(as_json, tree.model_dump(mode="json"), lambda: render.lineage_lines(out, tree, run_id))
 
 
 @verbs.command()

@@ -49,6 +49,17 @@ def _label(e: RecordedEvent) -> str:
     return f"{e.type} by {e.actor}"
 
 
+def _origin(events: Sequence[RecordedEvent]) -> tuple[str, str]:
+    """(the parent run, a line saying how this run came from it) read off its Created; ("", "") for a root."""
+    created = next((e for e in events if e.type == "Created"), None)
+    parent = str(created.data.get("parent_run_id") or "") if created is not None else ""
+    if not parent or created is None:
+        return "", ""
+    how = "fork" if created.data.get("fork") is not None else "retry"
+    return parent, (f'<div class="origin">{how} of {html.escape(parent)} at '
+                    f'v{html.escape(str(created.data.get("parent_version")))}</div>')
+
+
 def _lane(run_id: str, events: Sequence[RecordedEvent], start: datetime, total: float) -> str:
     def at(t: datetime) -> float:
         return 100.0 * (t - start).total_seconds() / total if total > 0 else 0.0
@@ -56,18 +67,22 @@ def _lane(run_id: str, events: Sequence[RecordedEvent], start: datetime, total: 
     states = states_after(events)
     agent = next((str(e.data.get("agent_id")) for e in events if e.type == "Created"), "")
     label = f"{html.escape(run_id)} {html.escape(agent)} · {html.escape(states[-1] if states else '')}"
-    parts = [f'<div class="lane" data-run="{run_id}"><div class="name">{label}</div><div class="track">']
+    parent, origin = _origin(events)
+    parts = [f'<div class="lane" data-run="{html.escape(run_id)}" data-parent="{html.escape(parent)}">'
+             f'<div class="name">{label}{origin}</div><div class="track">']
     for i, e in enumerate(events):
         left = at(e.timestamp)
-        right = at(events[i + 1].timestamp) if i + 1 < len(events) else 100.0
-        if i + 1 < len(events) or RunState(states[i]).is_terminal:
-            width = max(right - left, 0.4)
-            left = min(left, 100.0 - width)  # the last span stays inside the track
-            parts.append(
-                f'<div class="span state-{states[i]}" data-state="{states[i]}" '
-                f'style="left:{left:.3f}%;width:{width:.3f}%;background:{COLOURS.get(states[i], "#ccc")}" '
-                f'title="{html.escape(states[i])}"></div>'
-            )
+        # A run in a state until its next event; a run that ended is a mark where it ended (not drawn on to
+        # the end of the page); a run still going is drawn to the end of what the page shows.
+        last_is_terminal = i + 1 == len(events) and RunState(states[i]).is_terminal
+        right = at(events[i + 1].timestamp) if i + 1 < len(events) else left if last_is_terminal else 100.0
+        width = max(right - left, 0.4)
+        left = min(left, 100.0 - width)  # the last span stays inside the track
+        parts.append(
+            f'<div class="span state-{states[i]}" data-state="{states[i]}" '
+            f'style="left:{left:.3f}%;width:{width:.3f}%;background:{COLOURS.get(states[i], "#ccc")}" '
+            f'title="{html.escape(states[i])}"></div>'
+        )
     previous = -1.0
     for e in events:
         # Events saved together share a timestamp: nudge each one clear of the one before,
@@ -88,7 +103,7 @@ PAGE = """<!doctype html>
 <style>
 body{{font:14px system-ui,sans-serif;margin:24px;color:#1f2933}}
 h1{{font-size:18px}} .lane{{display:flex;align-items:center;margin:10px 0}}
-.name{{width:260px;font-family:monospace;font-size:12px}} .track{{position:relative;flex:1;height:26px;background:#f0f4f8;border-radius:4px}}
+.name{{width:260px;font-family:monospace;font-size:12px}} .origin{{color:#52606d;font-size:11px}} .track{{position:relative;flex:1;height:26px;background:#f0f4f8;border-radius:4px}}
 .span{{position:absolute;top:4px;height:18px;border-radius:3px;opacity:.85}}
 .event{{position:absolute;top:0;width:3px;height:26px;background:#1f2933;cursor:pointer;margin-left:-1px}}
 .event:hover{{background:#e15554}} #details{{white-space:pre-wrap;font-family:monospace;background:#f7f7f7;padding:12px;margin-top:16px;min-height:40px}}

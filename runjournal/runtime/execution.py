@@ -269,7 +269,7 @@ class Execution:
             self.emit("reasoning", run_id, {"text": str(chunk.content)})
             return None
         if chunk.kind == "step":  # what was streamed before a chunk comes first in the log
-            await self._record(("step", chunk.content))
+            await self._record(("step", _with_source(chunk.content, chunk)))
             self.emit("step", run_id, {"content": chunk.content})
         elif chunk.kind == "tool_result":
             return await self._tool_result(chunk)
@@ -280,7 +280,9 @@ class Execution:
     async def _tool_result(self, chunk: Chunk) -> Outcome | None:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return await self._fail(denial)
-        result = {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error}
+        result = _with_source(
+            {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error,
+             **({"call_id": chunk.tool_call_id} if chunk.tool_call_id is not None else {})}, chunk)
         key = _tool_identity(chunk)
         if key == self._last_tool:
             await self._record()
@@ -327,6 +329,13 @@ class Execution:
         """Stop: output produced after the request is not recorded as the run's output."""
         self.journal.finish_cancel(self.claim)
         return Outcome.CANCELLED
+
+
+def _with_source(content: Any, chunk: Chunk) -> Any:
+    """A step's content, naming the recorded event it repeats when it was served from one (see tape.py)."""
+    if chunk.served_from is None or not isinstance(content, dict):
+        return content
+    return {**content, "served_from": dict(chunk.served_from)}
 
 
 def _tool_identity(chunk: Chunk) -> str:

@@ -294,8 +294,15 @@ class Worker:
             # approval request, decided since): the run has moved on under a newer claim. Its writes
             # are fenced; stop it, so it neither holds a slot nor tells the run's waiters of its end.
             stale[0].cancel()
-        execution = Execution(self.journal, claim, adapter, agent_request(self.journal, claim, adapter), self.settings,
-                              self.listeners.emit, self.heartbeats)
+        try:
+            request = agent_request(self.journal, claim, adapter)
+        except StoreUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. a fork whose parent's record no longer proves itself
+            self._rest(claim.run_id, self._harness_error(claim, e))
+            return
+        execution = Execution(self.journal, claim, adapter, request, self.settings, self.listeners.emit,
+                              self.heartbeats)
         self.listeners.emit("state", claim.run_id, {"state": "running", "worker_id": self.worker_id})
         self._active[claim.run_id] = (asyncio.create_task(execution.run()), execution)
 

@@ -35,7 +35,7 @@ from runjournal.runtime.harness import Harness
 STORELESS = frozenset({"init", "keygen", "verify-proof"})
 CREATES = frozenset({"run", "worker", "demo", "import"})
 # Options a verb needs before it reaches its store (a usage rule click does not know of).
-EXTRA: dict[str, list[str]] = {"replay": ["--at", "1"]}
+EXTRA: dict[str, list[str]] = {"replay": ["--at", "1"], "fork": ["--at", "1"]}
 # Verbs that read their argument before their store: a file that passes (see workspace_folder).
 ARGUMENT_FILES: dict[tuple[str, ...], str] = {("checkpoint", "verify"): "checkpoint.json"}
 UNREACHABLE_POSTGRES = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1"

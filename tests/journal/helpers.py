@@ -38,7 +38,12 @@ def legacy_run_without_request(j: Journal, agent_id: str = "a", *, priority: int
 
 
 def store_as_v1(path: str, run_id: str, version: int, *fields: str) -> None:
-    """Rewrite event ``version`` of a run as release 1 stored it: without ``fields``, class_version 1.
+    """Rewrite event ``version`` of a run as release 1 stored it: without ``fields``, class_version 1."""
+    store_as(path, run_id, version, 1, *fields)
+
+
+def store_as(path: str, run_id: str, version: int, class_version: int, *fields: str) -> None:
+    """Rewrite event ``version`` of a run as an earlier release stored it: without ``fields``, at ``class_version``.
 
     Every later event of the run, and any snapshot of it, is re-chained from the rewritten
     event, so the run verifies as such a store would (an SQLite file at ``path``).
@@ -60,8 +65,8 @@ def store_as_v1(path: str, run_id: str, version: int, *fields: str) -> None:
         if n.originator_version == version:
             for field in fields:
                 stored.pop(field)
-            assert stored["class_version"] == 2
-            stored["class_version"] = 1
+            assert stored["class_version"] > class_version
+            stored["class_version"] = class_version
         if n.originator_version >= version:
             stored["chain"] = expected_link(previous, n, stored)
             rows.append((mapper.transcoder.encode(stored), n.id))

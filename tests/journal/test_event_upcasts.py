@@ -7,7 +7,7 @@ import uuid
 
 from runjournal import Journal
 
-from .helpers import store_as_v1
+from .helpers import store_as, store_as_v1
 
 
 def test_a_failed_event_stored_without_a_stage_loads_with_none(tmp_path) -> None:
@@ -49,7 +49,7 @@ def test_a_run_created_before_the_request_was_recorded_as_asked_loads_with_none(
         run = j.submit(agent_id="a", input={"n": 1}, invocation={"context": {"user": "u1"}})
         claim = j.claim_next(worker_id="w", start=True)
         j.complete(claim, output={"text": "done"})
-    store_as_v1(path, run.run_id, 1, "requested_agent_id", "execution_mode", "invocation")
+    store_as_v1(path, run.run_id, 1, "requested_agent_id", "execution_mode", "invocation", "fork")
     with Journal.open(f"sqlite:///{path}") as j:
         assert j.verify().ok, j.verify().problems
         created = j.history(run.run_id)[0]
@@ -63,3 +63,20 @@ def test_a_run_created_before_the_request_was_recorded_as_asked_loads_with_none(
             (state,) = db.execute("SELECT state FROM stored_events WHERE originator_id = ? ORDER BY rowid",
                                   (uuid.UUID(run.run_id).hex,)).fetchone()
         assert b'"invocation"' not in state and b'"class_version":1' in state
+
+
+def test_a_run_created_before_forks_loads_as_no_fork(tmp_path) -> None:
+    path = str(tmp_path / "j.db")
+    with Journal.open(f"sqlite:///{path}") as j:
+        parent = j.submit(agent_id="a", input={"n": 1})
+        run = j.submit(agent_id="a", input={"n": 1}, parent_run_id=parent.run_id, parent_version=2)
+    store_as(path, run.run_id, 1, 2, "fork")
+    with Journal.open(f"sqlite:///{path}") as j:
+        assert j.verify().ok, j.verify().problems
+        created = j.history(run.run_id)[0]
+        assert created.data["fork"] is None and created.data["parent_run_id"] == parent.run_id
+        assert j.get_run(run.run_id).fork is None
+        with sqlite3.connect(path) as db:
+            (state,) = db.execute("SELECT state FROM stored_events WHERE originator_id = ? ORDER BY rowid",
+                                  (uuid.UUID(run.run_id).hex,)).fetchone()
+        assert b'"fork"' not in state and b'"class_version":2' in state

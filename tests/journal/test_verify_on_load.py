@@ -11,7 +11,7 @@ from runjournal.domain.errors import StoreError, TamperDetected
 
 from runjournal import Journal
 
-from .helpers import store_as_v1
+from .helpers import store_as, store_as_v1
 
 
 def _path(url: str) -> str:
@@ -221,18 +221,23 @@ def test_an_edited_event_after_a_proven_snapshot_is_caught(sqlite_url: str) -> N
 
 
 # What each earlier class version of a Run snapshot lacked, newest last.
-_SNAPSHOT_FIELDS_SINCE = {2: ("resumed_with",), 3: ("requested_agent_id", "execution_mode", "invocation")}
+_SNAPSHOT_FIELDS_SINCE = {2: ("resumed_with",), 3: ("requested_agent_id", "execution_mode", "invocation"),
+                          4: ("fork",)}
 
 
-@pytest.mark.parametrize("old_version", [1, 2])
+@pytest.mark.parametrize("old_version", [1, 2, 3])
 def test_a_snapshot_stored_by_an_earlier_release_is_upcast_and_proven(sqlite_url: str, old_version: int) -> None:
-    """Snapshot state of class version 1 (no ``resumed_with``) or 2 (no request as asked) is what earlier releases stored."""
+    """Snapshot state of class version 1 (no ``resumed_with``), 2 (no request as asked) or 3 (no fork) is what
+    earlier releases stored."""
     run_id = _forged_snapshot_store(sqlite_url)
     # Such a release also stored its Created without the request as asked (see test_event_upcasts.py).
-    store_as_v1(_path(sqlite_url), run_id, 1, *_SNAPSHOT_FIELDS_SINCE[3])
+    if old_version < 3:
+        store_as_v1(_path(sqlite_url), run_id, 1, *_SNAPSHOT_FIELDS_SINCE[3], *_SNAPSHOT_FIELDS_SINCE[4])
+    else:  # a release with the request as asked but before forks: Created class version 2
+        store_as(_path(sqlite_url), run_id, 1, 2, *_SNAPSHOT_FIELDS_SINCE[4])
     with sqlite3.connect(_path(sqlite_url)) as db:
         stored = json.loads(db.execute("SELECT CAST(state AS TEXT) FROM stored_snapshots").fetchone()[0])
-        assert stored["state"]["class_version"] == 3
+        assert stored["state"]["class_version"] == 4
         stored["state"]["class_version"] = old_version
         for since, fields in _SNAPSHOT_FIELDS_SINCE.items():
             if since > old_version:
