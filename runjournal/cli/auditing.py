@@ -54,14 +54,20 @@ def replay(
     run_id: str,
     at: Annotated[int | None, typer.Option("--at", help="Show the run as it was after this version.")] = None,
     diff: Annotated[tuple[int, int] | None, typer.Option("--diff", help="Compare two versions: --diff A B.")] = None,
+    agent: Annotated[bool, typer.Option(
+        "--agent", help="Run the workspace's agent again against the run's record: every call served from the log, "
+        "none made, nothing appended; exit 1 at the first divergence.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Rebuild a run as it was at a version (state, lease, pending approval, output), or diff two versions.
+    """Rebuild a run as it was at a version, diff two versions, or replay its agent against its record (--agent).
 
-    Example: runjournal replay RUN_ID --at 4      runjournal replay RUN_ID --diff 3 7
+    Example: runjournal replay RUN_ID --at 4      runjournal replay RUN_ID --diff 3 7      runjournal replay RUN_ID --agent
     """
-    if diff is None and at is None:  # a usage error, before the store is opened
-        raise typer.BadParameter("give --at VERSION or --diff A B")
+    if diff is None and at is None and not agent:  # a usage error, before the store is opened
+        raise typer.BadParameter("give --at VERSION, --diff A B or --agent")
+    if agent:
+        _replay_agent(run_id, as_json)
+        return
     with opened(read_only=True) as journal:
         run_id = full_run_id(journal, run_id)
         if diff is not None:
@@ -72,6 +78,24 @@ def replay(
         assert at is not None
         run = journal.get_run(run_id, at_version=at)
         emit(as_json, run.model_dump(mode="json"), lambda: render.run_panel(out, run, None))
+
+
+def _replay_agent(run_id: str, as_json: bool) -> None:
+    """``replay --agent``: the run's agent, from the workspace, against the run's record."""
+    from .common import STATE, run_async
+
+    async def go() -> Any:
+        harness = STATE.setup.harness()
+        try:
+            return await harness.replay(full_run_id(harness.journal, run_id))
+        finally:
+            await harness.close()
+
+    with guarded():
+        report = run_async(go())
+    emit(as_json, report.model_dump(mode="json"), lambda: render.replay_lines(out, report))
+    if not report.identical:
+        raise typer.Exit(1)
 
 
 @verbs.command()

@@ -204,6 +204,21 @@ def approvals_table(rows: Sequence[Any]) -> Table:
                     _short(r.edited_args) if r.edited_args is not None else None) for r in rows])
 
 
+def replay_lines(console: Console, report: Any) -> None:
+    """A replay's outcome: identical, or where it first diverged and how."""
+    head = f"replayed run {report.run_id} ({visible(report.agent_id)}): {report.executions} executions, " \
+           f"{report.compared} recorded items reproduced, nothing called, nothing appended"
+    console.print(visible(head), markup=False)
+    if report.identical:
+        console.print("[green]identical[/green]")
+        return
+    d = report.divergence
+    console.print(f"[red]diverged[/red] at version {d.version}")
+    console.print(visible(f"  recorded: {_short(d.recorded, 200) if d.recorded is not None else '(nothing more)'}"),
+                  markup=False)
+    console.print(visible(f"  now:      {_short(d.now, 200) if d.now is not None else '(nothing more)'}"), markup=False)
+
+
 def lineage_lines(console: Console, root: Any, focus: str) -> None:
     """A lineage tree, one run per line; ``focus`` (the run asked about) is marked."""
 

@@ -175,7 +175,7 @@ class Execution:
     def _agent_error(self, error: Exception) -> str:
         if isinstance(error, TimeoutError):
             return f"timed out after {self.settings.invoke_timeout_seconds:g} s"
-        return _error_text(error)
+        return error_text(error)
 
     async def _invoke(self) -> list[Chunk] | Outcome:
         """One ``invoke`` with the run's request (its thread history included): its chunks, or the resting state
@@ -378,6 +378,7 @@ def render_tool_failure(tool_name: str | None, output: Any) -> str:
     return f"Tool {tool_name or '(unnamed tool)'} failed: {shown}"
 
 
-def _error_text(error: BaseException) -> str:
+def error_text(error: BaseException) -> str:
+    """How an agent's exception reads as a run's error (an AgentFailed's message as it is)."""
     text = str(error) or type(error).__name__
     return text if isinstance(error, AgentFailed) else f"{type(error).__name__}: {text}"

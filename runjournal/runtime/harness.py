@@ -24,6 +24,7 @@ from ..config.workspace import Workspace
 from ..domain import AUTO_AGENT, RESTING_STATES, ApprovalNotFound, InvalidInput, RunNotFound, UnknownAgent
 from ..domain.errors import TamperDetected
 from .recovery import RecoveryReport
+from .replay import ReplayReport
 from .routing import Rule, agent_denial, route
 from .streaming import Health, RunResult, StreamEvent
 from .submit_group import SubmitGroup
@@ -245,6 +246,17 @@ class Harness(Worker):
         if run.is_terminal:
             self._settle(run_id, run.state)
         return run
+
+    async def replay(self, run_id: str) -> ReplayReport:
+        """Run ``run_id``'s agent again against its record: every call served from the log, none made, nothing
+        appended; identical, or the first divergence (see replay.py)."""
+        from .replay import replay_run
+
+        agent_id = self.journal.get_run(run_id).agent_id
+        if agent_id not in self.adapters:
+            raise UnknownAgent(agent_id, list(self.adapters))
+        return await replay_run(self.journal, run_id, self.adapters[agent_id],
+                                timeout=self.settings.invoke_timeout_seconds)
 
     # -- waiting and working -------------------------------------------------------------
 

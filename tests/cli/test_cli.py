@@ -88,7 +88,7 @@ def test_usage_errors_exit_2(cli: CLI) -> None:
         usage_error(result)
     assert "No such command 'frobnicate'" in unknown.err
     assert "Missing argument 'run_id'" in missing.err
-    assert "give --at VERSION or --diff A B" in no_version.message
+    assert "give --at VERSION, --diff A B or --agent" in no_version.message
 
 
 # -- init and the workspace file -------------------------------------------------------------------

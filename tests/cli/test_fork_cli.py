@@ -60,3 +60,18 @@ def test_the_timeline_of_a_lineage_draws_each_run_with_where_it_came_from(
     ok(cli("timeline", fork["run_id"], "--html", "one.html"))
     one = (cli.cwd / "one.html").read_text(encoding="utf-8")
     assert one.count('class="lane"') == 1 and f'fork of {deploy["run_id"]} at v2' in one  # the fork, its origin named
+
+
+def test_replay_agent_says_identical_and_a_changed_workspace_agent_exits_1(
+        populated: tuple[CLI, dict[str, Any], dict[str, Any]]) -> None:
+    cli, _hello, deploy = populated
+    ok(cli("approve", deploy["approval_id"]))
+    ok(cli("worker", "--until-idle"))
+    before = ok(cli("export")).out
+    same = ok(cli("replay", deploy["run_id"], "--agent", "--json")).json()
+    assert same["identical"] and same["executions"] == 2 and same["divergence"] is None
+    workspace = (cli.cwd / "runjournal.yaml").read_text(encoding="utf-8")
+    (cli.cwd / "changed.yaml").write_text(workspace.replace("Deployed", "Shipped"), encoding="utf-8")
+    changed = cli("-w", "changed.yaml", "replay", deploy["run_id"], "--agent")
+    assert changed.code == 1 and "diverged at version" in changed.out and "Shipped" in changed.out
+    assert ok(cli("export")).out == before  # nothing appended by either
