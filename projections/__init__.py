@@ -6,6 +6,7 @@ from .messages import MessagesView
 from .recovery_intents import INTENTS, RecoveryIntentsView
 from .refused_runs import RefusedRun
 from .runner import ProjectionError, ProjectionFailure, ProjectionRunner, open_views
+from .run_facts import RunFactsView
 from .runs import RunsView
 from .sealing import ViewCipher
 from .threads import ThreadsView
@@ -13,7 +14,7 @@ from .threads import ThreadsView
 
 def builtin_projections() -> list[Projection]:
     """Fresh instances of every built-in followed view."""
-    return [RunsView(), ThreadsView(), ApprovalsView(), RecoveryIntentsView(), MessagesView()]
+    return [RunsView(), ThreadsView(), ApprovalsView(), RecoveryIntentsView(), MessagesView(), RunFactsView()]
 
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ProjectionRunner",
     "RecoveryIntentsView",
     "RefusedRun",
+    "RunFactsView",
     "RunsView",
     "ThreadsView",
     "ViewCipher",

@@ -39,7 +39,8 @@ class RunsView(RowProjection):
         "created_by": str, "error": str, "output": str, "parent_run_id": str, "parent_version": int,
         "lineage": str,
     }
-    indexes = (("state",), ("agent_id",), ("thread_id",), ("parent_run_id",))
+    # Every filter of ``Journal.find_runs`` is an index (created_at: a range) or the run_facts view.
+    indexes = (("state",), ("agent_id",), ("thread_id",), ("parent_run_id",), ("created_at",))
     fixed = ("thread_id", "agent_id", "created_at", "created_by", "parent_run_id", "parent_version", "lineage")
     sealed = ("error", "output")
 

@@ -332,6 +332,10 @@ class InlineViews(Protocol):
         """Up to ``limit`` run ids (dashed) whose hex digits start with ``prefix`` (lower-case hex, no dashes)."""
         ...
 
+    def states_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of these live runs (one indexed lookup each; terminal runs have no row)."""
+        ...
+
 
 def persists_quarantine(recorder: Any) -> bool:
     """True when the recorder writes its index through ``write_entries`` into SQL tables.

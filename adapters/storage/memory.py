@@ -133,6 +133,11 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             due = sorted((r for r in self._leases.values() if r.expires_at <= now), key=lambda r: r.expires_at)
         return [r.run_id for r in due[:limit]]
 
+    def states_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of these live runs."""
+        with self._database_lock:
+            return {r: self._queue[r].state for r in run_ids if r in self._queue}
+
     def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` run ids whose hex starts with ``prefix`` (a scan: an in-process store is small)."""
         with self._database_lock:

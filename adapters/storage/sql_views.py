@@ -54,6 +54,15 @@ class SqlInlineViews:
         """Every row of the inline queue, claimable or not: (run, priority, position, state, claimable)."""
         return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in self._select(self.index_sql.all_queue_rows)]
 
+    def states_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of these live runs, from the inline queue (its primary key)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join(self.index_sql.placeholder for _ in run_ids)
+        rows = self._select(f"SELECT run_id, state FROM {self.index_sql.queue} WHERE run_id IN ({marks})",
+                            list(run_ids))
+        return {str(r[0]): str(r[1]) for r in rows}
+
     def expired_leases(self, now: float, limit: int) -> list[str]:
         """Run ids whose lease ran out at or before ``now``."""
         return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]

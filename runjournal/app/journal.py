@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from ..adapters.storage.urls import resolve_url, store_env
 from ..domain import InvalidInput, RunNotFound, StoreError
 from . import load_check
 from .decoding import EventDecoder
-from .models import RecordedEvent, RunSnapshot
+from .models import RecordedEvent, RunSnapshot, validate
 from .payload import PayloadRule, max_bytes
 from .submissions import Submissions
 from .unit_of_work import UNDECODABLE, RunStore, default_actor, missing_driver, recorded, store_fault
@@ -37,7 +38,7 @@ if TYPE_CHECKING:  # annotations only; verification is imported by verify()
     from ..projections import Projection, ProjectionError, ProjectionRunner, RefusedRun
     from .lineage import LineageNode
     from .models import VerifyReport
-    from .queries import ApprovalRow, Message, RunRow, ThreadSummary
+    from .queries import ApprovalRow, Message, RunPage, RunRow, ThreadSummary
 
 CATCH_UP_PAGE_SIZE = 5000  # bigger pages fold more events into each row write; memory stays bounded
 AMBIGUOUS_SHOWN = 5  # candidates named when a run id prefix matches several runs
@@ -186,6 +187,28 @@ class Journal(Submissions):
         """Runs from the ``runs`` view, oldest first, filtered by any of state, agent and thread."""
         return self.views.runs(state=state, agent_id=agent_id, thread_id=thread_id)
 
+    def find_runs(
+        self, *, state: str | None = None, agent_id: str | None = None, thread_id: str | None = None,
+        tool: str | None = None, approved_by: str | None = None, decision: str | None = None, error: str | None = None,
+        waiting_longer: timedelta | None = None, since: datetime | None = None, until: datetime | None = None,
+        limit: int = 100, offset: int = 0,
+    ) -> RunPage:
+        """Runs by what happened in them, oldest first, one page: every filter given must hold.
+
+        ``tool``: called that tool; ``approved_by``: an approval approved (or edited) by that
+        actor; ``decision``: an approval decided so; ``error``: its error holds that text (case
+        ignored); ``waiting_longer``: waiting for approval for longer; ``since`` / ``until``:
+        created in ``[since, until)``. Indexed views answer (see run_query.py).
+        """
+        from .queries import RunPage
+        from .run_query import RunQuery
+
+        query = validate(RunQuery, state=state, agent_id=agent_id, thread_id=thread_id, tool=tool,
+                               approved_by=approved_by, decision=decision, error=error, waiting_longer=waiting_longer,
+                               since=since, until=until, limit=limit, offset=offset)
+        rows, total = self.views.find_runs(query, self._now())
+        return RunPage(runs=rows, total=total, limit=query.limit, offset=query.offset)
+
     def lineage(self, run_id: str) -> LineageNode:
         """The tree of retries and forks ``run_id`` belongs to, from its first ancestor down."""
         from .lineage import lineage_of
@@ -196,9 +219,16 @@ class Journal(Submissions):
         except LookupError:
             raise RunNotFound(run_id) from None
 
-    def threads(self) -> list[ThreadSummary]:
-        """Thread summaries, most recently updated first."""
-        return self.views.threads()
+    def threads(self, *, limit: int | None = None, offset: int = 0) -> list[ThreadSummary]:
+        """Thread summaries, most recently updated first: all of them, or a page (``limit`` from ``offset``)."""
+        if (limit is not None and limit < 1) or offset < 0:
+            raise InvalidInput("limit" if limit is not None and limit < 1 else "offset",
+                               f"a page needs limit >= 1 and offset >= 0 (got limit {limit}, offset {offset})")
+        return self.views.threads(limit=limit, offset=offset)
+
+    def thread_count(self) -> int:
+        """How many threads the views know."""
+        return self.views.count("threads")
 
     def thread(self, thread_id: str) -> ThreadSummary:
         """One thread's summary; ``RunNotFound`` names the thread when it has no runs."""
@@ -289,6 +319,11 @@ class Journal(Submissions):
             rows = self.inline_views.queue_rows()
         held = self.quarantined_ids() if rows else set()
         return [r for r in rows if r.run_id not in held]
+
+    def states_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of these live runs, from the inline queue (terminal runs are left out)."""
+        with self._faults():
+            return self.inline_views.states_of(list(run_ids))
 
     def leases(self) -> list[LeaseRow]:
         """Every current lease."""

@@ -38,6 +38,15 @@ class RunRow(_Row):
     lineage: str = "root"  # how it came to be: root, retry or fork (of parent_run_id at parent_version)
 
 
+class RunPage(_Row):
+    """One page of the runs a query found, and how many it found in all."""
+
+    runs: list[RunRow]
+    total: int
+    limit: int
+    offset: int
+
+
 class ThreadSummary(_Row):
     thread_id: str
     agent_id: str

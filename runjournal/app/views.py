@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..projections import (
     builtin_projections,
     open_views,
 )
-from . import queries
+from . import queries, run_query
 from .decoding import EventDecoder, RawEvent
 
 ReadPages = Callable[[int, int], Iterator[list[RawEvent]]]  # (after position, page size) -> pages
@@ -151,6 +152,24 @@ class FollowedViews:
         clause, params = queries.where(state=state, agent_id=agent_id, thread_id=thread_id)
         return self._view("runs", queries.RunRow, f"SELECT * FROM runs{clause} ORDER BY created_at, run_id", params)
 
+    def find_runs(self, query: run_query.RunQuery, now: datetime) -> tuple[list[queries.RunRow], int]:
+        """(one page of the runs ``query`` finds, oldest first; how many it finds in all)."""
+        with self._views_lock:
+            runner = self._caught_up()
+            sealed = getattr(runner.projections["runs"], "sealed", ())
+            in_sql = not (runner.cipher is not None and runner.cipher.enabled and "error" in sealed)
+            clause, params = run_query.conditions(query, now, error_in_sql=in_sql)
+            order = " ORDER BY created_at, run_id"
+            if not in_sql and query.error is not None:  # sealed errors: matched once decrypted
+                every = queries.select(runner.db, queries.RunRow, f"SELECT * FROM runs{clause}{order}", params,
+                                       cipher=runner.cipher, sealed=sealed)
+                found = [r for r in every if run_query.error_matches(query, r.error)]
+                return found[query.offset: query.offset + query.limit], len(found)
+            total = int(runner.db.conn.execute(*run_query.count_sql(query, clause, params)).fetchone()[0])
+            rows = queries.select(runner.db, queries.RunRow, run_query.page_sql(query, clause, total),
+                                  [*params, query.limit, query.offset], cipher=runner.cipher, sealed=sealed)
+            return rows, total
+
     def run_row(self, run_id: str) -> queries.RunRow | None:
         """One run's row of the ``runs`` view, if it has one."""
         rows = self._view("runs", queries.RunRow, "SELECT * FROM runs WHERE run_id = ?", [run_id])
@@ -164,9 +183,17 @@ class FollowedViews:
         return self._view("runs", queries.RunRow,
                           f"SELECT * FROM runs WHERE parent_run_id IN ({marks}) ORDER BY created_at, run_id", list(run_ids))
 
-    def threads(self) -> list[queries.ThreadSummary]:
-        """Thread summaries, most recently updated first."""
-        return self._view("threads", queries.ThreadSummary, "SELECT * FROM threads ORDER BY updated_at DESC, thread_id")
+    def threads(self, *, limit: int | None = None, offset: int = 0) -> list[queries.ThreadSummary]:
+        """Thread summaries, most recently updated first (a page of them with ``limit`` / ``offset``)."""
+        page = " LIMIT ? OFFSET ?" if limit is not None or offset else ""
+        params = [-1 if limit is None else limit, offset] if page else []
+        return self._view("threads", queries.ThreadSummary,
+                          f"SELECT * FROM threads ORDER BY updated_at DESC, thread_id{page}", params)
+
+    def count(self, view: str) -> int:
+        """The rows of one built-in view, caught up first."""
+        with self._views_lock:
+            return int(self._caught_up().db.conn.execute(f'SELECT COUNT(*) FROM "{view}"').fetchone()[0])
 
     def thread(self, thread_id: str) -> queries.ThreadSummary:
         """One thread's summary; ``RunNotFound`` names the thread when it has no runs."""

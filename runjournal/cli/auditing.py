@@ -17,7 +17,7 @@ from .common import JsonOption, Verbs, emit, err, full_run_id, guarded, opened, 
 
 verbs = Verbs()
 projections_app = verbs.group("projections", typer.Typer(
-    help="Followed views (runs, threads, approvals, recovery_intents, messages).\n\n"
+    help="Followed views (runs, threads, approvals, recovery_intents, messages, run_facts).\n\n"
     "Example: runjournal projections rebuild threads",
     no_args_is_help=True,
 ))
@@ -47,6 +47,50 @@ def history(run_id: str, as_json: JsonOption = False) -> None:
         events = journal.history(run_id)
         emit(as_json, [e.model_dump(mode="json") for e in events],
              lambda: out.print(render.history_table(run_id, events)))
+
+
+@verbs.command()
+def follow(
+    run_id: str,
+    interval: Annotated[float, typer.Option("--interval", min=0.05, help="Seconds between looks at the log.")] = 0.25,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0, help="Give up after this many seconds (exit 1) if the run has not come to rest.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a run's events as they are appended, until it rests (completed, failed, cancelled or waiting for approval).
+
+    One line per event (with --json, one JSON object per line). Ctrl-C stops following.
+
+    Example: runjournal follow RUN_ID --json
+    """
+    import time
+
+    from ..domain import RESTING_STATES
+
+    with opened(read_only=True) as journal:
+        run_id = full_run_id(journal, run_id)
+        shown, started = 0, time.monotonic()
+        try:
+            while True:
+                events = journal.history(run_id)
+                for e in events[shown:]:
+                    if as_json:
+                        sys.stdout.write(render.dumps(e.model_dump(mode="json")) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        out.print(render.event_line(e), markup=False)
+                shown = len(events)
+                state = journal.get_run(run_id).state
+                if state in RESTING_STATES:
+                    if not as_json:
+                        out.print(f"run {run_id} is {state}", markup=False)
+                    return
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    err.print(f"error: run {run_id} is still {state} after {timeout:g} s", markup=False)
+                    raise typer.Exit(1)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 @verbs.command()

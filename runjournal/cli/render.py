@@ -83,6 +83,19 @@ def _short(value: Any, width: int = 48) -> str:
     return visible(text if len(text) <= width else text[: width - 1] + "…")
 
 
+def event_line(e: RecordedEvent) -> str:
+    """One event on one line, as `follow` prints it: version, time, type, actor, key fields."""
+    details = _details(e)
+    return visible(f"v{e.version} {e.timestamp.strftime('%H:%M:%S.%f')[:-3]} {e.type} by {e.actor}"
+                   + (f"  {details}" if details else ""))
+
+
+def _details(e: RecordedEvent) -> str:
+    """An event's key fields, and for a step what it was and where it was served from."""
+    details = ", ".join(f"{k}={_short(e.data[k])}" for k in KEY_FIELDS if e.data.get(k) is not None)
+    return (details + _step_details(e)).lstrip(", ")
+
+
 def history_table(run_id: str, events: Sequence[RecordedEvent]) -> Table:
     """A run's events, one row each."""
     from rich.table import Table
@@ -91,8 +104,7 @@ def history_table(run_id: str, events: Sequence[RecordedEvent]) -> Table:
     for column in ("v", "time", "event", "actor", "details"):
         table.add_column(column, no_wrap=column != "details")
     for e in events:
-        details = ", ".join(f"{k}={_short(e.data[k])}" for k in KEY_FIELDS if e.data.get(k) is not None)
-        details += _step_details(e)
+        details = _details(e)
         table.add_row(str(e.version), e.timestamp.strftime("%H:%M:%S.%f")[:-3], visible(e.type), visible(e.actor), details)
     return table
 
@@ -189,6 +201,13 @@ def threads_table(rows: Sequence[Any]) -> Table:
     return _table("threads", ("thread", "agent", "latest run", "status", "runs", "messages", "updated"),
                   [(r.thread_id, r.agent_id, r.latest_run_id, r.status, r.run_count, r.message_count,
                     r.updated_at[:19]) for r in rows])
+
+
+def found_runs_table(rows: Sequence[Any]) -> Table:
+    """Runs a query found: whole ids, state, agent, when, and the error of a failed one."""
+    return _table("runs", ("run", "state", "agent", "created", "updated", "by", "error"),
+                  [(r.run_id, r.state, r.agent_id, r.created_at[:19], r.updated_at[:19], r.created_by,
+                    _short(r.error, 60) if r.error else None) for r in rows])
 
 
 def queue_table(rows: Sequence[dict[str, Any]]) -> Table:

@@ -173,15 +173,81 @@ def status(run_id: str, as_json: JsonOption = False) -> None:
         emit(as_json, payload, lambda: render.run_panel(out, run, recovery))
 
 
-@verbs.command()
-def threads(as_json: JsonOption = False) -> None:
-    """Thread summaries: latest run, status, counts.
+LimitOption = Annotated[int, typer.Option("--limit", min=1, help="Rows per page.")]
+OffsetOption = Annotated[int, typer.Option("--offset", min=0, help="Rows to skip (the next page: --offset LIMIT).")]
 
-    Example: runjournal threads --json
+
+def _page_note(shown: int, offset: int, total: int) -> None:
+    """Say on stderr which rows a table shows, when it is not all of them (stdout stays the table)."""
+    if shown < total:
+        first = offset + 1 if shown else offset
+        err.print(f"rows {first}-{offset + shown} of {total}; the next page: --offset {offset + shown}"
+                  if offset + shown < total else f"rows {first}-{offset + shown} of {total}", markup=False)
+
+
+@verbs.command()
+def threads(limit: LimitOption = 100, offset: OffsetOption = 0, as_json: JsonOption = False) -> None:
+    """Thread summaries, most recently updated first: latest run, status, counts (a page of --limit).
+
+    Example: runjournal threads --limit 20 --offset 20 --json
     """
     with opened(read_only=True) as journal:
-        rows = journal.threads()
+        rows = journal.threads(limit=limit, offset=offset)
+        total = journal.thread_count() if len(rows) == limit or offset else len(rows)
         emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.threads_table(rows)))
+        if not as_json:
+            _page_note(len(rows), offset, total)
+
+
+# Over 40 lines: the signature is the verb's filters, declared once for typer and --help.
+@verbs.command()
+def runs(
+    state: Annotated[str | None, typer.Option("--state", help="In this state now.")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Of this agent.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="On this thread.")] = None,
+    tool: Annotated[str | None, typer.Option("--tool", help="Called this tool (recorded a result of it).")] = None,
+    approved_by: Annotated[str | None, typer.Option(
+        "--approved-by", help="An approval of it was approved (or edited) by WHO.")] = None,
+    decision: Annotated[str | None, typer.Option(
+        "--decision", help="An approval of it was decided so: approve, reject or edit.")] = None,
+    error: Annotated[str | None, typer.Option("--error", help="Its error holds this text (case ignored).")] = None,
+    waiting_longer: Annotated[str | None, typer.Option(
+        "--waiting-longer", help="Waiting for approval for longer than this: 90s, 30m, 1h, 2d.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Created at or after: 2026-12-04, 2026-12-04T09:30 (UTC unless given), or 2h (ago).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Created before (as --since).")] = None,
+    limit: LimitOption = 100,
+    offset: OffsetOption = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Find runs by what happened in them, oldest first: every filter given must hold (a page of --limit).
+
+    The filters are answered from indexed views, not by reading every run's log.
+
+    Example: runjournal runs --tool deploy --approved-by alice --since 7d
+    """
+    from ..app.run_query import parse_duration, parse_moment
+
+    with opened(read_only=True) as journal:
+        now = journal.clock.now()
+        with guarded():
+            try:
+                waited = parse_duration(waiting_longer, "--waiting-longer") if waiting_longer else None
+                window = [parse_moment(t, o, now) if t else None for t, o in ((since, "--since"), (until, "--until"))]
+            except ValueError as e:
+                from ..domain import InvalidInput
+
+                option, _, problem = str(e).partition(": ")
+                raise InvalidInput(option, problem) from None
+        with _as_option("state", "--state", decision="--decision", error="--error", agent_id="--agent",
+                        thread_id="--thread", approved_by="--approved-by", tool="--tool"):
+            page = journal.find_runs(state=state, agent_id=agent, thread_id=thread, tool=tool, approved_by=approved_by,
+                                     decision=decision, error=error, waiting_longer=waited, since=window[0],
+                                     until=window[1], limit=limit, offset=offset)
+        emit(as_json, page.model_dump(mode="json"), lambda: out.print(
+            render.found_runs_table(page.runs) if page.runs else "no run matches (see `runjournal runs --help`)"))
+        if not as_json:
+            _page_note(len(page.runs), offset, page.total)
 
 
 @verbs.command()
@@ -348,16 +414,17 @@ def fork(
 
 
 @contextmanager
-def _as_option(field: str, option: str) -> Iterator[None]:
-    """An error about the library's ``field`` named as the option the user gave it with."""
+def _as_option(field: str, option: str, **more: str) -> Iterator[None]:
+    """An error about the library's ``field`` (or a field of ``more``) named as the option the user gave it with."""
     from ..domain import InvalidInput
 
+    options = {field: option, **more}
     try:
         yield
     except InvalidInput as e:
-        if e.field != field:
+        if e.field not in options:
             raise
-        raise InvalidInput(option, e.problem) from None
+        raise InvalidInput(options[e.field], e.problem) from None
 
 
 @verbs.command()

@@ -31,6 +31,7 @@ from .outcome import Outcome
 from .recovery import RecoveryReport, recover
 from .routing import served_agents
 
+CANCEL_WATCH_SECONDS = 0.5  # how soon a cancel asked by another process stops a running run, at most
 _POLL_SECONDS = 0.05
 _UNLIMITED_BATCH = 64  # with max_concurrent_runs: 0, claims per save until the queue is empty
 
@@ -75,6 +76,7 @@ class Worker:
         self._serving = False
         self._wake = asyncio.Event()
         self._last_expiry = 0.0
+        self._last_cancel_watch = 0.0
         self.successes = 0
         self.failures = 0
 
@@ -167,6 +169,7 @@ class Worker:
         self._expire_leases()
         self._fill_slots()
         if self._active:
+            self._watch_cancels()
             await self._collect()
         elif not self._completing:
             self._check_waiters()
@@ -251,6 +254,21 @@ class Worker:
             # One indexed query for leases already expired; no scan of every lease first.
             grace = timedelta(seconds=self.workspace.recovery.stale_running_after_seconds)
             self.journal.expire_leases(can_replay=self._can_replay, running_grace=grace)
+
+    def _watch_cancels(self) -> None:
+        """Stop the runs another process asked to cancel: one indexed read of their states, twice a second.
+
+        The heartbeat would see the cancel too, but only at the next renewal, seconds later.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._last_cancel_watch < CANCEL_WATCH_SECONDS:
+            return
+        self._last_cancel_watch = now
+        states = self.journal.states_of(list(self._active))
+        for run_id, state in states.items():
+            if state == RunState.CANCELLING and run_id in self._active:
+                self.journal.get_run(run_id)  # read afresh: the copy this worker holds is still running
+                self._active[run_id][1].cancel_requested.set()
 
     def _fill_slots(self) -> None:
         while (free := self._free_slots(self._slots_held())) > 0:

@@ -419,7 +419,7 @@ def test_verify_names_the_run_and_version_of_an_edited_event(populated) -> None:
 def test_projections_rebuild_all_one_and_an_unknown_name(populated) -> None:
     cli, hello, deploy = populated
     everything = ok(cli("projections", "rebuild"))
-    for view in ("runs", "threads", "approvals", "recovery_intents", "messages"):
+    for view in ("runs", "threads", "approvals", "recovery_intents", "messages", "run_facts"):
         assert f"rebuilt {view} from 12 events" in everything.out
     assert "rebuilt the inline queue and leases (1 live runs)" in everything.out
     one, unknown, threads = cli.many(["projections", "rebuild", "threads"], ["projections", "rebuild", "nope"],

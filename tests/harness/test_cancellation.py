@@ -87,3 +87,27 @@ def test_an_agent_error_after_a_cancel_ends_cancelled_not_failed(make_harness: M
         assert "Failed" not in types(h.journal, run.run_id)
 
     asyncio.run(main())
+
+
+def test_a_cancel_from_another_journal_stops_a_running_agent_long_before_its_next_heartbeat(
+        make_harness: MakeHarness, tmp_path) -> None:
+    """The worker watches its running runs' states: the agent never gets to go on, though its lease is renewed
+    only every 60 s (the bound below is that heartbeat, not a timing aim)."""
+    from runjournal import Journal
+
+    async def main() -> None:
+        agent = GatedAgent()
+        url = f"sqlite:///{tmp_path / 'j.db'}"
+        h = make_harness(workspace({"gated": {"adapter": "scripted", "script": [{"say": "x"}]}},
+                                   concurrency={"lease_seconds": 120, "heartbeat_seconds": 60}),
+                         url=url, adapters={"gated": agent})
+        run = h.submit({"message": "go"}, agent_id="gated")
+        waiting = asyncio.ensure_future(h.wait(run.run_id))
+        await agent.said.wait()
+        with Journal.open(url) as other:  # another process's journal: this harness is not told
+            other.cancel(run.run_id, actor="operator")
+        result = await asyncio.wait_for(waiting, timeout=30)  # well inside the 60 s heartbeat
+        assert result.state == "cancelled"
+        assert not agent.go_on.is_set() and "StepRecorded" not in types(h.journal, run.run_id)[-3:]
+
+    asyncio.run(main())

@@ -34,7 +34,7 @@ from runjournal.app.views_check import check_views
 from .helpers import finished_run
 
 EVENTS, SNAPSHOTS = "stored_events", "stored_snapshots"
-VIEW_TABLES = ("runs", "threads", "approvals", "recovery_intents", "messages")
+VIEW_TABLES = ("runs", "threads", "approvals", "recovery_intents", "messages", "run_facts")
 MUTATIONS = ("flip_byte", "other_rows_value", "shift_int", "delete", "copy_to_other_run", "move_rowid")
 
 
@@ -173,7 +173,7 @@ def findings(folder: Path, template: dict[str, Any]) -> tuple[list[str], bool]:
 
 
 INLINE_TABLES = ("runjournal_queue", "runjournal_leases")
-TABLES = (EVENTS, EVENTS, EVENTS, SNAPSHOTS, *INLINE_TABLES, *VIEW_TABLES)
+TABLES = (EVENTS, EVENTS, EVENTS, EVENTS, SNAPSHOTS, *INLINE_TABLES, *VIEW_TABLES)
 
 
 def test_one_mutation_of_one_row_is_reported_refused_or_harmless(

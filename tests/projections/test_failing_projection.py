@@ -25,7 +25,7 @@ from sqlite_utils import Database
 from runjournal import InvalidInput, Journal, RecordedEvent
 from runjournal.app.queries import RunRow, select
 
-BUILTIN = ("runs", "threads", "approvals", "recovery_intents", "messages")
+BUILTIN = ("runs", "threads", "approvals", "recovery_intents", "messages", "run_facts")
 
 
 class EventLog(Projection):

@@ -40,6 +40,7 @@ VIEWS = {  # table -> primary key
     "approvals": "approval_id",
     "recovery_intents": "run_id",
     "messages": "position",
+    "run_facts": "position",
     "_run_index": "run_id",  # the runner's own index, compared too
     "_refused_runs": "run_id",  # and its record of refused runs (empty: nothing is forged)
 }
