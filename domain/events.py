@@ -197,12 +197,22 @@ class ApprovalRequested(RunEvent):
     content: JSON
     checkpoint_ref: str | None
     output: str | None  # the answer so far, when the agent paused (None: nothing said, or before v2)
-    class_version = 2
+    deadline: str | None  # when it expires undecided, ISO 8601 (None: never, or before v3)
+    assignees: list[str] | None  # who may decide (None: anyone, or before v3)
+    on_expiry: str | None  # what its deadline does: "reject" or "fail" (None: no deadline)
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         """Approval requests stored before the output so far was recorded."""
         state["output"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """Approval requests stored before deadlines and assignees: none had either."""
+        state["deadline"] = None
+        state["assignees"] = None
+        state["on_expiry"] = None
 
     def assign(self, run: Run) -> None:
         run.approvals_requested += 1
@@ -214,6 +224,9 @@ class ApprovalRequested(RunEvent):
             "tool_call_id": self.tool_call_id,
             "args_digest": self.args_digest,
             "checkpoint_ref": self.checkpoint_ref,
+            "deadline": self.deadline,
+            "assignees": self.assignees,
+            "on_expiry": self.on_expiry,
         }
 
 
@@ -231,6 +244,29 @@ class ApprovalResolved(RunEvent):
             decision=self.decision, edits=self.edits, edited_args=self.edited_args, actor=self.actor
         )
         run.pending_approval = None
+        run.pending_resume = {"resume_kind": "cross-restart", "decision": approval}
+
+
+def expiry_error(approval_id: str, deadline: str) -> str:
+    """The error of a run an approval's expiry failed (the run and the views say it alike)."""
+    return f"approval {approval_id} expired undecided at {deadline}"
+
+
+class ApprovalExpired(RunEvent):
+    """A pending approval's deadline passed undecided: the run resumes as rejected, or fails."""
+
+    TOPIC = "runjournal.Run.ApprovalExpired.v1"
+    approval_id: str
+    deadline: str  # the deadline that passed, ISO 8601
+    to_state: str  # resuming (expiry rejects) or failed
+
+    def assign(self, run: Run) -> None:
+        approval = dict(run.pending_approval or {})
+        run.pending_approval = None
+        if self.to_state == transitions.RunState.FAILED:
+            run.error = expiry_error(self.approval_id, self.deadline)
+            return
+        approval.update(decision="reject", edits=None, edited_args=None, actor=self.actor, expired=True)
         run.pending_resume = {"resume_kind": "cross-restart", "decision": approval}
 
 
@@ -322,6 +358,7 @@ EVENT_CLASSES: tuple[type[RunEvent], ...] = (
     StepRecorded,
     ApprovalRequested,
     ApprovalResolved,
+    ApprovalExpired,
     RecoveryAttempted,
     ResumeFailed,
     CancelRequested,

@@ -20,8 +20,11 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from . import chain, events
-from .errors import InvalidTransition, LeaseLost
+from .errors import InvalidInput, InvalidTransition, LeaseLost
 from .transitions import GRACED_STATES, LEASED_STATES, TERMINAL_STATES, RunState, check, is_allowed
+
+EXPIRY_OUTCOMES = ("reject", "fail")  # what an approval's deadline does when it passes undecided
+EXPIRY_ACTOR = "system:approvals"
 
 RESUME_KINDS = ("cross-restart", "startup-recovery", "startup-running-recovery")
 STEP_KINDS = ("step", "tool_result", "message", "reasoning", "output")
@@ -73,6 +76,7 @@ class Run(Aggregate):
     StepRecorded = events.StepRecorded
     ApprovalRequested = events.ApprovalRequested
     ApprovalResolved = events.ApprovalResolved
+    ApprovalExpired = events.ApprovalExpired
     RecoveryAttempted = events.RecoveryAttempted
     ResumeFailed = events.ResumeFailed
     CancelRequested = events.CancelRequested
@@ -337,10 +341,19 @@ class Run(Aggregate):
         checkpoint_ref: str | None,
         now: datetime,
         output: str | None = None,
+        deadline: datetime | None = None,
+        assignees: list[str] | None = None,
+        on_expiry: str = "reject",
     ) -> str:
-        """Pause the run for a person's decision (``output``: what the agent said so far); returns the approval id."""
+        """Pause the run for a person's decision (``output``: what the agent said so far); returns the approval id.
+
+        ``deadline``: when it expires undecided (``on_expiry``: it rejects, or fails the run);
+        ``assignees``: who alone may decide.
+        """
         self._check("ApprovalRequested")
         self._fence(worker_id, epoch)
+        if on_expiry not in EXPIRY_OUTCOMES:
+            raise InvalidInput("on_expiry", f"an expiry rejects or fails (one of {', '.join(EXPIRY_OUTCOMES)})")
         approval_id = f"{self.run_id}.a{self.approvals_requested + 1}"
         self.trigger_event(
             self.ApprovalRequested,
@@ -354,6 +367,9 @@ class Run(Aggregate):
             content=content,
             checkpoint_ref=checkpoint_ref,
             output=output,
+            deadline=deadline.isoformat() if deadline is not None else None,
+            assignees=list(assignees) if assignees else None,
+            on_expiry=on_expiry if deadline is not None else None,
         )
         return approval_id
 
@@ -366,6 +382,10 @@ class Run(Aggregate):
             self._check("ApprovalResolved", why=f"approval {approval_id} is not pending")
         self._check("ApprovalResolved")
         assert pending is not None
+        assignees = pending.get("assignees")
+        if assignees and actor not in assignees:
+            raise InvalidInput("actor", f"{actor} may not decide approval {approval_id}: it is assigned to "
+                               f"{', '.join(assignees)}")
         edited_args = None
         if decision == "edit":
             edited_args = {**pending["tool_args"], **edits} if isinstance(edits, dict) else edits
@@ -379,6 +399,21 @@ class Run(Aggregate):
             edited_args=edited_args,
             edited_args_digest=None if edited_args is None else chain.digest(edited_args),
         )
+
+    def expire_approval(self, *, approval_id: str, now: datetime) -> bool:
+        """Expire the pending approval whose deadline has passed; False when it is not due (or another is pending).
+
+        Raises ``InvalidTransition`` when the run waits for no approval (it was decided, or cancelled, first).
+        """
+        pending = self.pending_approval or {}
+        target = RunState.FAILED if pending.get("on_expiry") == "fail" else RunState.RESUMING
+        self._check("ApprovalExpired", target)
+        deadline = pending.get("deadline")
+        if pending.get("approval_id") != approval_id or deadline is None or datetime.fromisoformat(deadline) > now:
+            return False
+        self.trigger_event(self.ApprovalExpired, timestamp=now, actor=EXPIRY_ACTOR, approval_id=approval_id,
+                           deadline=deadline, to_state=str(target))
+        return True
 
     def attempt_recovery(self, *, resume_kind: str, now: datetime) -> int:
         """Count one more recovery attempt; returns its number."""

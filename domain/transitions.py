@@ -51,6 +51,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "StepRecorded",
     "ApprovalRequested",
     "ApprovalResolved",
+    "ApprovalExpired",
     "RecoveryAttempted",
     "ResumeFailed",
     "CancelRequested",
@@ -69,7 +70,7 @@ def _to(target: RunState, *states: RunState) -> dict[RunState, frozenset[RunStat
 
 
 # event -> {from state -> allowed target states}. One target for every event
-# but LeaseExpired, whose target is a decision the event records.
+# but LeaseExpired and ApprovalExpired, whose target is a decision the event records.
 TRANSITIONS: Mapping[str, Mapping[RunState, frozenset[RunState]]] = {
     "Queued": _to(S.QUEUED, S.CREATED),
     "Dequeued": _to(S.CLAIMED, S.QUEUED, S.RESUMING),
@@ -83,6 +84,8 @@ TRANSITIONS: Mapping[str, Mapping[RunState, frozenset[RunState]]] = {
     "StepRecorded": _same(S.RUNNING),
     "ApprovalRequested": _to(S.WAITING_FOR_APPROVAL, S.RUNNING),
     "ApprovalResolved": _to(S.RESUMING, S.WAITING_FOR_APPROVAL),
+    # A deadline passed with no decision: rejected (the agent resumes with a reject) or failed, per policy.
+    "ApprovalExpired": {S.WAITING_FOR_APPROVAL: frozenset({S.RESUMING, S.FAILED})},
     "RecoveryAttempted": _same(S.RESUMING, S.QUEUED),
     "ResumeFailed": _to(S.RESUMING, S.RUNNING),  # a failed resume waits to be retried
     "CancelRequested": _to(S.CANCELLING, S.RUNNING, S.CLAIMED, S.RESUMING),

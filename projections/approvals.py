@@ -1,7 +1,8 @@
 """The ``approvals`` view: every approval, pending or decided, who decided, digests and edits.
 
 An approval whose run ends (cancelled or failed) before a decision is marked
-``withdrawn``.
+``withdrawn``; one whose deadline passed undecided, ``expired`` (decided by
+``system:approvals``). Each row keeps its deadline and assignees.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ STATUS = {"approve": "approved", "reject": "rejected", "edit": "edited"}
 
 class ApprovalsView(RowProjection):
     name = "approvals"
-    version = 1
+    version = 2  # 2: deadline, assignees, on_expiry and the expired status
     pk = "approval_id"
     columns = {  # noqa: RUF012
         "approval_id": str, "run_id": str, "thread_id": str, "agent_id": str, "tool_name": str,
         "tool_args": str, "tool_call_id": str, "args_digest": str, "checkpoint_ref": str, "status": str,
         "requested_at": str, "decided_by": str, "decided_at": str, "edits": str, "edited_args": str,
-        "edited_args_digest": str,
+        "edited_args_digest": str, "deadline": str, "assignees": str, "on_expiry": str,
     }
-    indexes = (("status", "requested_at"), ("run_id",))
+    indexes = (("status", "requested_at"), ("run_id",), ("status", "deadline"))
     sealed = ("tool_args", "checkpoint_ref", "edits", "edited_args")
 
     def handle_page(self, events: Sequence[ProjectedEvent], db: Database) -> None:
@@ -45,14 +46,14 @@ class ApprovalsView(RowProjection):
         for e in events:  # which approval each ending event withdraws, in page order
             if e.type == "ApprovalRequested":
                 pending[e.run_id] = e.data["approval_id"]
-            elif e.type == "ApprovalResolved":
+            elif e.type in ("ApprovalResolved", "ApprovalExpired"):
                 pending.pop(e.run_id, None)
             elif e.type in ("Cancelled", "Failed") and e.run_id in pending:
                 e.extra["withdraws"] = pending.pop(e.run_id)
         super().handle_page(events, db)
 
     def key(self, e: ProjectedEvent) -> str | None:
-        if e.type in ("ApprovalRequested", "ApprovalResolved"):
+        if e.type in ("ApprovalRequested", "ApprovalResolved", "ApprovalExpired"):
             return str(e.data["approval_id"])
         return e.extra.get("withdraws")
 
@@ -66,11 +67,14 @@ class ApprovalsView(RowProjection):
                 "tool_call_id": d["tool_call_id"], "args_digest": d["args_digest"],
                 "checkpoint_ref": d["checkpoint_ref"], "status": "pending", "requested_at": ts,
                 "decided_by": None, "decided_at": None, "edits": None, "edited_args": None,
-                "edited_args_digest": None,
+                "edited_args_digest": None, "deadline": d.get("deadline"), "assignees": as_json(d.get("assignees")),
+                "on_expiry": d.get("on_expiry"),
             }
         assert row is not None
         if e.type == "ApprovalResolved":
             return {**row, "status": STATUS[d["decision"]], "decided_by": e.actor, "decided_at": ts,
                     "edits": as_json(d["edits"]), "edited_args": as_json(d["edited_args"]),
                     "edited_args_digest": d["edited_args_digest"]}
+        if e.type == "ApprovalExpired":
+            return {**row, "status": "expired", "decided_by": e.actor, "decided_at": ts}
         return {**row, "status": "withdrawn", "decided_by": e.actor, "decided_at": ts}

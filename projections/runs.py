@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..domain.events import expiry_error
 from ..domain.transitions import LEASED_STATES, RunState, check
 from .base import ProjectedEvent
 from .rows import Row, RowProjection, as_json
@@ -31,7 +32,8 @@ def lineage_kind(created: dict[str, object]) -> str:
 
 class RunsView(RowProjection):
     name = "runs"
-    version = 3  # 2: the error of a failed resume (ResumeFailed), cleared when a retry completes; 3: lineage
+    version = 4  # 2: the error of a failed resume (ResumeFailed), cleared when a retry completes; 3: lineage;
+    # 4: the error of a run an approval's expiry failed
     pk = "run_id"
     columns = {  # noqa: RUF012
         "run_id": str, "thread_id": str, "agent_id": str, "state": str, "priority": int, "version": int,
@@ -73,4 +75,6 @@ class RunsView(RowProjection):
             row["error"] = None  # a failed resume that a retry completed
         if e.type in ("Failed", "ResumeFailed") or (e.type == "LeaseExpired" and data["to_state"] == "failed"):
             row["error"] = data.get("error") or data.get("reason")
+        elif e.type == "ApprovalExpired" and data["to_state"] == "failed":
+            row["error"] = expiry_error(data["approval_id"], data["deadline"])
         return row

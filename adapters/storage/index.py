@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID
@@ -56,7 +57,7 @@ class Statements:
             for s in (
                 "CREATE TABLE IF NOT EXISTS {queue} (run_id TEXT PRIMARY KEY,"
                 " priority INTEGER NOT NULL, position BIGINT NOT NULL, state TEXT NOT NULL,"
-                " claimable INTEGER NOT NULL, agent_id TEXT)",
+                " claimable INTEGER NOT NULL, agent_id TEXT, deadline DOUBLE PRECISION)",
                 f"CREATE INDEX IF NOT EXISTS {QUEUE_TABLE}_claim"
                 " ON {queue} (claimable, priority DESC, position)",
                 "CREATE TABLE IF NOT EXISTS {leases} (run_id TEXT PRIMARY KEY,"
@@ -74,12 +75,29 @@ class Statements:
         return self._sql("ALTER TABLE {queue} ADD COLUMN agent_id TEXT")
 
     @cached_property
+    def add_deadline_column(self) -> str:
+        """Stores created before approvals had deadlines get the column (NULL: no deadline)."""
+        return self._sql("ALTER TABLE {queue} ADD COLUMN deadline DOUBLE PRECISION")
+
+    @cached_property
+    def deadline_index(self) -> str:
+        """Made after ``add_deadline_column``: an older store has the column only once that has run."""
+        return self._sql(f"CREATE INDEX IF NOT EXISTS {QUEUE_TABLE}_deadline ON {{queue}} (deadline)")
+
+    @cached_property
     def upsert_queue(self) -> str:
         return self._sql(
-            "INSERT INTO {queue} (run_id, priority, position, state, claimable, agent_id)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET"
+            "INSERT INTO {queue} (run_id, priority, position, state, claimable, agent_id, deadline)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET"
             " priority = excluded.priority, state = excluded.state,"
-            " claimable = excluded.claimable, agent_id = excluded.agent_id"
+            " claimable = excluded.claimable, agent_id = excluded.agent_id, deadline = excluded.deadline"
+        )
+
+    @cached_property
+    def due(self) -> str:
+        return self._sql(
+            "SELECT q.run_id FROM {queue} AS q WHERE q.deadline <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM {quarantine} AS x WHERE x.run_id = q.run_id) ORDER BY q.deadline LIMIT ?"
         )
 
     @cached_property
@@ -183,6 +201,7 @@ class IndexEntry:
     quarantine: QuarantineRow | None = None
     release: bool = False
     agent_id: str = ""  # the run's agent: workers claim only the runs of agents they have
+    deadline: float | None = None  # when the run's pending approval expires undecided
 
     @classmethod
     def of(cls, run: Run) -> IndexEntry:
@@ -190,6 +209,8 @@ class IndexEntry:
         lease = None
         if run.state in LEASED_STATES and run.lease_expires_at is not None:
             lease = (str(run.worker_id), run.epoch, run.lease_expires_at.timestamp())
+        pending = run.pending_approval
+        deadline = pending.get("deadline") if pending is not None else None
         return cls(
             run_id=run.run_id,
             state=str(run.state),
@@ -198,6 +219,7 @@ class IndexEntry:
             claimable=run.state in CLAIMABLE_STATES,
             lease=lease,
             agent_id=run.agent_id,
+            deadline=datetime.fromisoformat(deadline).timestamp() if deadline is not None else None,
         )
 
 
@@ -295,7 +317,8 @@ def write_entries(
             cursor.execute(statements.delete_queue, (e.run_id,))
             cursor.execute(statements.delete_lease, (e.run_id,))
             continue
-        row = (e.run_id, e.priority, positions.get(e.run_id, 0), e.state, int(e.claimable), e.agent_id or None)
+        row = (e.run_id, e.priority, positions.get(e.run_id, 0), e.state, int(e.claimable), e.agent_id or None,
+               e.deadline)
         cursor.execute(statements.upsert_queue, row)
         if e.lease is None:
             cursor.execute(statements.delete_lease, (e.run_id,))
@@ -325,6 +348,10 @@ class InlineViews(Protocol):
     def queue_table(self) -> list[tuple[str, int, int, str, bool]]: ...
 
     def expired_leases(self, now: float, limit: int) -> list[str]: ...
+
+    def due_approvals(self, now: float, limit: int) -> list[str]:
+        """Run ids whose pending approval's deadline is at or before ``now``."""
+        ...
 
     def replace_index(self, entries: Sequence[tuple[IndexEntry, int]]) -> None: ...
 

@@ -25,6 +25,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
         self._order: list[tuple[int, int, str]] = []
         self._claimable: dict[str, tuple[int, int, str]] = {}
         self._agents: dict[str, str] = {}  # run id -> agent id, for claims of some agents only
+        self._deadlines: dict[str, float] = {}  # run id -> when its pending approval expires
 
     def _insert_events(
         self,
@@ -61,6 +62,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             self._unclaimable(e.run_id)
             self._leases.pop(e.run_id, None)
             self._agents.pop(e.run_id, None)
+            self._deadlines.pop(e.run_id, None)
             return
         kept = self._queue.get(e.run_id)
         row = QueueRow(e.run_id, e.priority, kept.position if kept else position, e.state)
@@ -74,6 +76,10 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             self._leases.pop(e.run_id, None)
         else:
             self._leases[e.run_id] = LeaseRow(e.run_id, *e.lease)
+        if e.deadline is None:
+            self._deadlines.pop(e.run_id, None)
+        else:
+            self._deadlines[e.run_id] = e.deadline
 
     def _claimable_as(self, run_id: str, key: tuple[int, int, str]) -> None:
         if self._claimable.get(run_id) == key:
@@ -133,6 +139,12 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             due = sorted((r for r in self._leases.values() if r.expires_at <= now), key=lambda r: r.expires_at)
         return [r.run_id for r in due[:limit]]
 
+    def due_approvals(self, now: float, limit: int) -> list[str]:
+        """Run ids whose pending approval's deadline is at or before ``now``, soonest first."""
+        with self._database_lock:
+            due = sorted((d, r) for r, d in self._deadlines.items() if d <= now)
+        return [r for _, r in due[:limit]]
+
     def states_of(self, run_ids: Sequence[str]) -> dict[str, str]:
         """The state of each of these live runs."""
         with self._database_lock:
@@ -158,6 +170,7 @@ class MemoryRunRecorder(POPOApplicationRecorder):
             self._claimable.clear()
             self._order.clear()
             self._agents.clear()
+            self._deadlines.clear()
             for entry, position in entries:
                 self._apply(entry, position)
 

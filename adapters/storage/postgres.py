@@ -101,9 +101,9 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
         )
         self.sql_create_statements.extend(SQL(s) for s in self.index_sql.create)
         # A store from before queue rows named their run's agent gets the column.
-        self.sql_create_statements.append(SQL(
-            self.index_sql.add_agent_column.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
-        ))
+        for added in (self.index_sql.add_agent_column, self.index_sql.add_deadline_column):
+            self.sql_create_statements.append(SQL(added.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")))
+        self.sql_create_statements.append(SQL(self.index_sql.deadline_index))
         # The loader reads exactly the rows the log lists (notification ids from 1): a row
         # inserted with an id <= 0 is in no notification, so verify, export and the views
         # never see it; the loader must not apply it either.

@@ -63,6 +63,10 @@ class SqlInlineViews:
                             list(run_ids))
         return {str(r[0]): str(r[1]) for r in rows}
 
+    def due_approvals(self, now: float, limit: int) -> list[str]:
+        """Run ids whose pending approval's deadline is at or before ``now`` (an index range)."""
+        return [r[0] for r in self._select(self.index_sql.due, (now, limit))]
+
     def expired_leases(self, now: float, limit: int) -> list[str]:
         """Run ids whose lease ran out at or before ``now``."""
         return [r[0] for r in self._select(self.index_sql.expired, (now, limit))]

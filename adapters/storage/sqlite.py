@@ -50,8 +50,12 @@ class SQLiteRunRecorder(SqlInlineViews, SQLiteApplicationRecorder):
     def _create_table(self, c: SQLiteCursor) -> None:
         super()._create_table(c)
         c.execute(f"SELECT name FROM pragma_table_info('{index.QUEUE_TABLE}')")
-        if "agent_id" not in {row[0] for row in c.fetchall()}:  # a store from before the column
+        columns = {row[0] for row in c.fetchall()}
+        if "agent_id" not in columns:  # a store from before the column
             c.execute(self.index_sql.add_agent_column)
+        if "deadline" not in columns:  # a store from before approvals had deadlines
+            c.execute(self.index_sql.add_deadline_column)
+        c.execute(self.index_sql.deadline_index)
 
     def _insert_events(
         self,

@@ -8,10 +8,12 @@ is refused before anything is saved.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Literal
 
 from ..domain import (
     ApprovalNotFound, ConcurrencyConflict, InvalidInput, Run, RunjournalError, RunNotFound, StoreUnavailable,
+    TamperDetected,
 )
 from .claims import Claims
 from .models import (
@@ -63,8 +65,16 @@ class RunCommands(Claims):
         content: Any = None,
         checkpoint_ref: str | None = None,
         output: str | None = None,
+        expires_in: float | None = None,
+        assignees: list[str] | None = None,
+        on_expiry: str = "reject",
     ) -> str:
-        """Pause the run for a person's decision (``output``: the answer so far); returns the approval id."""
+        """Pause the run for a person's decision (``output``: the answer so far); returns the approval id.
+
+        ``expires_in`` seconds later an undecided approval expires (``ApprovalExpired``, by
+        ``system:approvals``): ``on_expiry`` "reject" resumes the agent as rejected, "fail"
+        fails the run. ``assignees``: only they may decide.
+        """
         req = validate(
             ApprovalInput,
             self.payload_rule,
@@ -74,14 +84,42 @@ class RunCommands(Claims):
             content=content,
             checkpoint_ref=checkpoint_ref,
             output=output,
+            expires_in=expires_in,
+            assignees=assignees,
+            on_expiry=on_expiry,
         )
+        now = self._now()
+        fields = req.model_dump(exclude={"expires_in"})
+        deadline = now + timedelta(seconds=req.expires_in) if req.expires_in is not None else None
         _, approval_id = self._execute(
             claim.run_id,
             lambda run: run.request_approval(
-                worker_id=claim.worker_id, epoch=claim.epoch, now=self._now(), **req.model_dump()
+                worker_id=claim.worker_id, epoch=claim.epoch, now=now, deadline=deadline, **fields
             ),
         )
         return str(approval_id)
+
+    def expire_approvals(self, *, limit: int = 500) -> list[str]:
+        """Append ``ApprovalExpired`` to every run whose pending approval's deadline has passed; returns their ids.
+
+        Exactly once however many workers do it at once: each run is saved at the version it
+        was read at, and a run decided (or expired) meanwhile refuses the event.
+        """
+        now = self._now()
+        with self._faults():
+            due = self.inline_views.due_approvals(now.timestamp(), limit)
+
+        def expire(run: Run) -> bool:
+            pending = run.pending_approval or {}
+            return run.expire_approval(approval_id=str(pending.get("approval_id")), now=now)
+
+        handled = []
+        for run_id, result in zip(due, self._execute_many([(r, expire) for r in due], fresh=True), strict=True):
+            if isinstance(result, TamperDetected):
+                self.quarantine(result, by="system:approvals")
+            elif not isinstance(result, RunjournalError) and result[1]:
+                handled.append(run_id)  # else decided or expired by someone else first
+        return handled
 
     def resolve_approval(
         self, approval_id: str, *, decision: str, edits: Any = None, actor: str | None = None

@@ -104,6 +104,9 @@ class ApprovalInput(_Input):
     content: JSONValue = None
     checkpoint_ref: Text | None = None
     output: str | None = None
+    expires_in: float | None = Field(default=None, gt=0, le=366 * 86_400)  # seconds until it expires undecided
+    assignees: list[Name] | None = Field(default=None, min_length=1)  # who alone may decide
+    on_expiry: Literal["reject", "fail"] = "reject"
 
 
 class DecisionInput(_Input):

@@ -75,6 +75,18 @@ class ApprovalRow(_Row):
     edits: Any
     edited_args: Any
     edited_args_digest: str | None
+    deadline: str | None = None  # when it expires undecided
+    assignees: Any = None  # who alone may decide (None: anyone)
+    on_expiry: str | None = None  # reject or fail
+
+    @property
+    def edit_diff(self) -> dict[str, Any] | None:
+        """For an edit, what changed: each argument asked for and approved that differs, as {arg: [asked, approved]}."""
+        if self.edited_args is None or not isinstance(self.tool_args, dict) or not isinstance(self.edited_args, dict):
+            return None
+        keys = sorted(self.tool_args.keys() | self.edited_args.keys())
+        return {k: [self.tool_args.get(k), self.edited_args.get(k)] for k in keys
+                if self.tool_args.get(k) != self.edited_args.get(k)}
 
 
 class RecoveryIntent(_Row):
@@ -101,7 +113,7 @@ class Message(_Row):
     created_at: str
 
 
-JSON_COLUMNS = {"output", "tool_args", "edits", "edited_args", "resume_payload"}
+JSON_COLUMNS = {"output", "tool_args", "edits", "edited_args", "resume_payload", "assignees"}
 
 
 def select(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # rich is imported when something is rendered, not with the command
@@ -216,11 +217,31 @@ def queue_table(rows: Sequence[dict[str, Any]]) -> Table:
                   [(r["position"], r["run_id"], r["priority"], r["state"]) for r in rows])
 
 
-def approvals_table(rows: Sequence[Any]) -> Table:
-    """Approvals, pending or decided."""
-    return _table("approvals", ("approval", "tool", "args", "status", "decided by", "edited args"),
-                  [(r.approval_id, r.tool_name, _short(r.tool_args), r.status, r.decided_by,
-                    _short(r.edited_args) if r.edited_args is not None else None) for r in rows])
+def approvals_table(rows: Sequence[Any], now: datetime) -> Table:
+    """Approvals, pending or decided: how old, when due, for whom, what, and how decided."""
+    return _table("approvals", ("approval", "tool", "args", "digest", "age", "deadline", "assignees", "status",
+                                "decided by", "edit"),
+                  [(r.approval_id, r.tool_name, _short(r.tool_args), r.args_digest[:12], _age(r.requested_at, now),
+                    _deadline(r.deadline, now) if r.deadline and r.status == "pending" else None,
+                    ", ".join(r.assignees or []) or None, r.status,
+                    f"{r.decided_by} at {r.decided_at[:19]}" if r.decided_by and r.decided_at else None,
+                    _short(r.edit_diff) if r.edit_diff else None) for r in rows])
+
+
+def _age(since: str, now: datetime) -> str:
+    """How long ago an ISO time was, in the largest whole unit: 45s, 12m, 3h, 2d."""
+    seconds = max(0, int((now - datetime.fromisoformat(since)).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _deadline(deadline: str, now: datetime) -> str:
+    """A deadline as its time, and how far it is (or how long it has been overdue)."""
+    due = datetime.fromisoformat(deadline)
+    left = _age(now.isoformat(), due) if due > now else None
+    return f"{deadline[:19]} (in {left})" if left else f"{deadline[:19]} (overdue {_age(deadline, now)})"
 
 
 def replay_lines(console: Console, report: Any) -> None:

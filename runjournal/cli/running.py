@@ -265,23 +265,40 @@ def queue(as_json: JsonOption = False) -> None:
 @verbs.command()
 def approvals(
     show_all: Annotated[bool, typer.Option("--all", help="Decided approvals too.")] = False,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only pending ones past their deadline.")] = False,
+    mine: Annotated[bool, typer.Option(
+        "--mine", help="Only those the actor (--actor, else $RUNJOURNAL_ACTOR, else the OS user) may decide.")] = False,
+    actor: ActorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Approvals waiting for a person (--all: with who decided what).
+    """Approvals waiting for a person, across runs: age, deadline, assignees, tool and arguments (--all: decided too).
 
-    Example: runjournal approvals
+    A decided one shows who decided and when, and for an edit what changed in the arguments.
+
+    Example: runjournal approvals --mine --overdue
     """
+    from datetime import datetime
+
+    from ..app.unit_of_work import default_actor
+
     with opened(read_only=True) as journal:
         rows = journal.approvals() if show_all else journal.pending_approvals()
-        emit(as_json, [r.model_dump(mode="json") for r in rows], lambda: out.print(render.approvals_table(rows)))
+        now = journal.clock.now()
+        who = actor or default_actor()
+        if overdue:
+            rows = [r for r in rows if r.status == "pending" and r.deadline and datetime.fromisoformat(r.deadline) <= now]
+        if mine:
+            rows = [r for r in rows if not r.assignees or who in r.assignees]
+        emit(as_json, [{**r.model_dump(mode="json"), "edit_diff": r.edit_diff} for r in rows],
+             lambda: out.print(render.approvals_table(rows, now) if rows else "no approvals to show"))
 
 
 def _decide(approval_id: str, decision: str, edits: object, actor: str | None, as_json: bool) -> None:
     with opened() as journal:
-        run = journal.resolve_approval(full_approval_id(journal, approval_id), decision=decision, edits=edits, actor=actor)
+        full = full_approval_id(journal, approval_id)
+        run = journal.resolve_approval(full, decision=decision, edits=edits, actor=actor)
         emit(as_json, run.model_dump(mode="json"),
-             lambda: out.print(f"{decision} recorded for {approval_id}; run {run.run_id} is {run.state}"
-                               " (a worker resumes it)"))
+             lambda: out.print(f"{decision} recorded for {full}; run {run.run_id} is {run.state} (a worker resumes it)"))
 
 
 @verbs.command()

@@ -95,6 +95,14 @@ class ScriptStep(_Section):
         return self.model_dump(exclude_none=True)
 
 
+class ApprovalsConfig(_Section):
+    """What the approvals an agent asks for carry: a deadline, and who alone may decide them."""
+
+    expires_in_seconds: float | None = Field(default=None, gt=0, le=366 * 86_400)
+    on_expiry: Literal["reject", "fail"] = "reject"  # an expired approval rejects the call, or fails the run
+    assignees: list[str] | None = Field(default=None, min_length=1)
+
+
 class AgentConfig(_Section):
     """An agent: a ``scripted`` script or a ``python`` ``module:callable``."""
 
@@ -102,6 +110,7 @@ class AgentConfig(_Section):
     script: list[ScriptStep] | None = None
     callable: str | None = None
     supports_replay: bool | None = None
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
 
     @field_validator("callable")
     @classmethod

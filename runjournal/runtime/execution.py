@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..adapters.agents.base import (
@@ -32,6 +32,7 @@ from ..adapters.agents.base import (
 )
 from ..app.journal import Journal
 from ..app.models import Claim
+from ..config.models import ApprovalsConfig
 from ..config.workspace import Workspace
 from ..domain import LEASED_STATES, InvalidTransition, LeaseLost, RunState, StoreUnavailable
 from ..domain.errors import TamperDetected
@@ -52,6 +53,7 @@ class ExecutionSettings:
     deny_tools: tuple[str, ...] = ()
     resume_retries: int = 0  # how often a resume the agent failed is retried (0: its failure is final)
     store_outage_seconds: float = 60.0  # how long a write the store refuses is tried again
+    approvals: Mapping[str, ApprovalsConfig] = field(default_factory=dict)  # per agent: deadlines, assignees
 
     @classmethod
     def of(cls, workspace: Workspace, *, store_outage_seconds: float | None = None) -> ExecutionSettings:
@@ -65,6 +67,7 @@ class ExecutionSettings:
             # With recovery off, nothing retries: a failed resume is final.
             resume_retries=recovery.max_recovery_attempts if recovery.enabled else 0,
             store_outage_seconds=c.store_outage_seconds if store_outage_seconds is None else store_outage_seconds,
+            approvals={name: agent.approvals for name, agent in workspace.agents.items()},
         )
 
 
@@ -298,6 +301,7 @@ class Execution:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return await self._fail(denial)
         await self._record()
+        policy = self.settings.approvals.get(self.claim.agent_id)
         approval_id = await self.writes.request_approval(
             self.claim,
             tool_name=chunk.tool_name or "(unnamed tool)",
@@ -306,6 +310,9 @@ class Execution:
             content=chunk.content,
             checkpoint_ref=chunk.checkpoint_ref,
             output="".join(self._texts) or None,
+            expires_in=policy.expires_in_seconds if policy else None,
+            assignees=policy.assignees if policy else None,
+            on_expiry=policy.on_expiry if policy else "reject",
         )
         data = {"approval_id": approval_id, "tool_name": chunk.tool_name, "tool_args": chunk.tool_args}
         self.emit("approval", self.claim.run_id, data)

@@ -246,11 +246,14 @@ class Worker:
             return self._harness_error(execution.claim, e)
 
     def _expire_leases(self) -> None:
-        if not self.workspace.recovery.enabled:  # the switch covers the loop's pass too
-            return
         now = asyncio.get_running_loop().time()
-        if now - self._last_expiry >= min(self.settings.heartbeat_seconds or 1.0, 1.0):
-            self._last_expiry = now
+        if now - self._last_expiry < min(self.settings.heartbeat_seconds or 1.0, 1.0):
+            return
+        self._last_expiry = now
+        # Approvals whose deadline passed undecided: one indexed query, one save for all of them.
+        if self.journal.expire_approvals():
+            self._wake.set()  # an expiry that rejects leaves a run to resume
+        if self.workspace.recovery.enabled:  # the switch covers the loop's pass over leases too
             # One indexed query for leases already expired; no scan of every lease first.
             grace = timedelta(seconds=self.workspace.recovery.stale_running_after_seconds)
             self.journal.expire_leases(can_replay=self._can_replay, running_grace=grace)

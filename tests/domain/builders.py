@@ -49,7 +49,7 @@ def _steps(state: str, *, via_resume: bool = False) -> Run:
     if state in ("waiting_for_approval", "resuming"):
         run.request_approval(
             worker_id=WORKER, epoch=run.epoch, tool_name="deploy", tool_args={"env": "prod"},
-            tool_call_id="c1", content=None, checkpoint_ref=None, now=T0,
+            tool_call_id="c1", content=None, checkpoint_ref=None, now=T0, deadline=T0 + timedelta(minutes=30),
         )
         if state == "resuming":
             run.resolve_approval(approval_id=run.pending_approval["approval_id"], decision="approve",
@@ -90,6 +90,9 @@ def attempt(run: Run, event: str) -> None:
         "ApprovalResolved": lambda: run.resolve_approval(
             approval_id=(run.pending_approval or {}).get("approval_id", f"{run.run_id}.a1"),
             decision="approve", edits=None, actor="bob", now=T0,
+        ),
+        "ApprovalExpired": lambda: run.expire_approval(
+            approval_id=(run.pending_approval or {}).get("approval_id", f"{run.run_id}.a1"), now=LATER,
         ),
         "RecoveryAttempted": lambda: run.attempt_recovery(resume_kind="startup-recovery", now=T0),
         "ResumeFailed": lambda: run.fail_resume(**w, error="boom", stage="stream", now=T0),

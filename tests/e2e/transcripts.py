@@ -7,8 +7,8 @@ it. Run ids differ from one run to the next, so each id a page shows is bound to
 the command really printed where it first appears (any unique start of it, as a reader
 would type it, is translated too); times are compared as times. A line ``...`` stands for
 any lines; a trailing ``…`` on a line for the rest of it. Tables are compared cell by cell
-(their rules and padding depend on the width of what is in them), and a worker's name
-(its host and process) as any name. A ``$`` line that ends in
+(their rules and padding depend on the width of what is in them), a worker's name (its
+host and process) as any name, and an age or a time left (``12s``, ``59m``) as any. A ``$`` line that ends in
 `` # fails`` must exit 1.
 """
 
@@ -24,7 +24,8 @@ BLOCK = re.compile(r"```([^\n]*)\n(.*?)```", re.S)
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ID_START = re.compile(r"\b[0-9a-f]{8}(?:-[0-9a-f]{1,12}){0,4}\b")
 BOX = re.compile(r"[\u2500-\u257f\s]+")  # table rules and the padding rich gives columns of any width
-WORKER = re.compile(r"(worker:|worker_id=)[\w.-]+")  # named after the host and process that ran it
+WORKER = re.compile(r"((?:worker:|worker_id=|worker )[\w.-]+?)(?=[\s:,]|$)")  # named after its host and process
+AGE = re.compile(r"\b\d+[smhd]\b")  # how long ago, how long until: a second more or less from run to run
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?|\b\d\d:\d\d:\d\d(?:\.\d+)?\b")
 
 
@@ -111,7 +112,7 @@ class Transcript:
 
 def _plain(line: str) -> str:
     """A line as compared: table rules and padding as one space, worker names as one name."""
-    return WORKER.sub(r"\1W", BOX.sub(" ", line)).strip()
+    return AGE.sub("N", WORKER.sub("worker W", BOX.sub(" ", line))).strip()
 
 
 def _pattern(want: str) -> str:

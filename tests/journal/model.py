@@ -42,6 +42,7 @@ TABLE: dict[str, dict[str, frozenset[str]]] = {
     "StepRecorded": _same("running"),
     "ApprovalRequested": _to("waiting_for_approval", "running"),
     "ApprovalResolved": _to("resuming", "waiting_for_approval"),
+    "ApprovalExpired": {"waiting_for_approval": frozenset({"resuming", "failed"})},
     "RecoveryAttempted": _same("resuming", "queued"),
     "ResumeFailed": _to("resuming", "running"),
     "CancelRequested": _to("cancelling", "running", "claimed", "resuming"),
@@ -104,6 +105,8 @@ class ModelRun:
     lease_expires_at: datetime | None = None
     approval: str | None = None  # the pending approval's id
     approvals: list[str] = field(default_factory=list)  # every approval id it was given
+    deadline: datetime | None = None  # when the pending approval expires undecided
+    on_expiry: str = "reject"  # what its expiry does: reject (resume) or fail
     resume: tuple[str, str | None] | None = None  # (resume_kind, decision) to resume with
     resumed: str | None = None  # the decision the running run was resumed with
     recovery_attempts: int = 0
@@ -271,13 +274,17 @@ class Model:
         self._emit(run, "StepRecorded", out)
         return Outcome(events=tuple(out))
 
-    def request_approval(self, run_id: str, worker: str, epoch: int) -> Outcome:
+    def request_approval(
+        self, run_id: str, worker: str, epoch: int, expires_in: float | None = None, on_expiry: str = "reject",
+    ) -> Outcome:
         """Accepted: the caller then tells the model the id with ``approval_given``."""
         run = self.runs[run_id]
         refused = self._refuse(run, "ApprovalRequested", worker, epoch)
         if refused:
             return refused
         run.lease_expires_at = None  # the slot is released while a person decides
+        run.deadline = self.now + timedelta(seconds=expires_in) if expires_in is not None else None
+        run.on_expiry = on_expiry
         out: list[tuple[str, str]] = []
         self._emit(run, "ApprovalRequested", out)
         return Outcome(events=tuple(out))
@@ -409,6 +416,25 @@ class Model:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def expire_approvals(self) -> tuple[set[str], Outcome]:
+        """Every pending approval whose deadline passed: rejected (the run resumes) or the run failed."""
+        handled: set[str] = set()
+        out: list[tuple[str, str]] = []
+        for run in self.runs.values():
+            if run.state != "waiting_for_approval" or run.approval is None or run.deadline is None:
+                continue
+            if run.deadline > self.now:
+                continue
+            handled.add(run.run_id)
+            if run.on_expiry == "fail":
+                error = f"approval {run.approval} expired undecided at {run.deadline.isoformat()}"
+                self._fail(run, error, out, event="ApprovalExpired")
+            else:
+                run.approval = None
+                run.resume = ("cross-restart", "reject")
+                self._emit(run, "ApprovalExpired", out, "resuming")
+        return handled, Outcome(events=tuple(out))
 
     def expire_leases(self, *, replay: bool, grace: float = 0) -> tuple[set[str], Outcome]:
         """Every lease that ran out (a running run's only after ``grace`` more): the Recovery rules."""

@@ -12,8 +12,10 @@ GHOST = "00000000-0000-4000-8000-000000000001"
 def _stale_rows(path: str, run_id: str) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE runjournal_queue SET claimable = 1, state = 'queued'")
-        conn.execute("INSERT OR REPLACE INTO runjournal_queue VALUES (?, 9, 1, 'queued', 1, 'a')", (run_id,))
-        conn.execute("INSERT INTO runjournal_queue VALUES (?, 9, 1, 'queued', 1, 'a')", (GHOST,))
+        conn.execute("INSERT OR REPLACE INTO runjournal_queue (run_id, priority, position, state, claimable, agent_id)"
+                     " VALUES (?, 9, 1, 'queued', 1, 'a')", (run_id,))
+        conn.execute("INSERT INTO runjournal_queue (run_id, priority, position, state, claimable, agent_id)"
+                     " VALUES (?, 9, 1, 'queued', 1, 'a')", (GHOST,))
 
 
 def test_claim_next_heals_stale_rows_and_goes_on(tmp_path) -> None:  # type: ignore[no-untyped-def]

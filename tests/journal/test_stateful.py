@@ -93,6 +93,7 @@ class JournalMachine(RuleBasedStateMachine):
         self.clock = ManualClock()
         self.journal = Journal.open("memory://", clock=self.clock)
         self.model = Model(self.clock.now())
+        self.asked = 0  # approvals asked for: which kind of deadline the next one gets
         self.latest: dict[str, Claim] = {}  # run -> the claim of its latest epoch
         self.issued: list[Claim] = []  # every claim ever given, stale ones included
         self.checked: dict[str, int] = {}  # run -> the model's version when last compared
@@ -165,10 +166,14 @@ class JournalMachine(RuleBasedStateMachine):
                 mod.record_step(run_id, w, e), lambda: j.record_step(claim, "tool_result", {"i": 1})
             )
         if verb == "approval":
-            outcome = mod.request_approval(run_id, w, e)
+            # Half the approvals have no deadline; the others expire in 10 s, rejecting or failing.
+            self.asked += 1
+            expires_in, on_expiry = ((None, "reject"), (10.0, "reject"), (None, "reject"), (10.0, "fail"))[self.asked % 4]
+            outcome = mod.request_approval(run_id, w, e, expires_in, on_expiry)
             approval_id = self._do(
                 outcome,
-                lambda: j.request_approval(claim, tool_name="deploy", tool_args={"env": "prod"}),
+                lambda: j.request_approval(claim, tool_name="deploy", tool_args={"env": "prod"},
+                                           expires_in=expires_in, on_expiry=on_expiry),
             )
             if approval_id is not None:
                 mod.approval_given(run_id, approval_id)
@@ -486,6 +491,21 @@ class JournalMachine(RuleBasedStateMachine):
         ]
         assert sorted(stored) == sorted(outcome.events)  # one event per run, in expiry order
 
+    @precondition(lambda self: any(r.deadline and r.approval for r in self.model.runs.values()))
+    @rule(seconds=st.sampled_from((0, 5, 10, 20)))
+    def approvals_expire(self, seconds: int) -> None:
+        """A worker's pass over approval deadlines, after ``seconds``: each one passed expires, once."""
+        self.time_passes(seconds)
+        handled, outcome = self.model.expire_approvals()
+        before = self.journal.max_position()
+        assert set(self.journal.expire_approvals()) == handled
+        stored = [
+            (str(n.originator_id), resolve_topic(n.topic).__name__)
+            for p in self.journal.notifications(before)
+            for n in p
+        ]
+        assert sorted(stored) == sorted(outcome.events)
+
     @rule(seconds=st.sampled_from((0, 0, 60)), replay=st.booleans(), grace=st.sampled_from((0, 20)))
     def recover(self, seconds: int, replay: bool, grace: int) -> None:
         """A restart after ``seconds``: startup recovery (expired leases, then resuming runs)."""
@@ -594,8 +614,8 @@ class JournalMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=200,  # swarm testing disables some rules per example: this many reach every event type
-    stateful_step_count=50,
+    max_examples=200,  # swarm testing disables some rules per example: this many (of 60 steps) reach every event type
+    stateful_step_count=60,
     derandomize=True,
     database=None,
     deadline=None,
