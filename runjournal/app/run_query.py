@@ -70,9 +70,9 @@ def conditions(q: RunQuery, now: datetime, *, error_in_sql: bool) -> tuple[str, 
         if value is not None:
             parts.append(f"{column} = ?")
             params.append(value)
-    if (facts := fact_sets(q)) is not None:
-        parts.append(f"run_id IN ({facts[0]})")
-        params.extend(facts[1])
+    for sql, param in fact_selects(q):  # one IN each: SQLite probes them as it walks the runs
+        parts.append(f"run_id IN ({sql})")
+        params.append(param)
     if q.waiting_longer is not None:
         parts.append("state = 'waiting_for_approval' AND updated_at <= ?")
         params.append(_iso(now - q.waiting_longer))
@@ -92,20 +92,23 @@ RUN_FILTERS = ("state", "agent_id", "thread_id", "error", "waiting_longer", "sin
 DENSE = 1000  # found runs above which a page is read along the creation-time index, not sorted
 
 
+def fact_selects(q: RunQuery) -> list[tuple[str, Any]]:
+    """One SELECT of run ids from the run_facts index per fact filter given, with its parameter."""
+    selects: list[tuple[str, Any]] = []
+    if q.tool is not None:
+        selects.append(("SELECT run_id FROM run_facts WHERE fact = 'tool' AND value = ?", q.tool))
+    if q.decision is not None:
+        selects.append(("SELECT run_id FROM run_facts WHERE fact = 'decision' AND value = ?", q.decision))
+    if q.approved_by is not None:
+        selects.append(("SELECT run_id FROM run_facts WHERE fact = 'decision' AND actor = ?"
+                        " AND value IN ('approve', 'edit')", q.approved_by))
+    return selects
+
+
 def fact_sets(q: RunQuery) -> tuple[str, list[Any]] | None:
     """The runs the fact filters find, as one INTERSECT of the run_facts index (None: no fact filter)."""
-    selects: list[str] = []
-    params: list[Any] = []
-    if q.tool is not None:
-        selects.append("SELECT run_id FROM run_facts WHERE fact = 'tool' AND value = ?")
-        params.append(q.tool)
-    if q.decision is not None:
-        selects.append("SELECT run_id FROM run_facts WHERE fact = 'decision' AND value = ?")
-        params.append(q.decision)
-    if q.approved_by is not None:
-        selects.append("SELECT run_id FROM run_facts WHERE fact = 'decision' AND actor = ? AND value IN ('approve', 'edit')")
-        params.append(q.approved_by)
-    return (" INTERSECT ".join(selects), params) if selects else None
+    selects = fact_selects(q)
+    return (" INTERSECT ".join(sql for sql, _ in selects), [p for _, p in selects]) if selects else None
 
 
 def count_sql(q: RunQuery, clause: str, params: list[Any]) -> tuple[str, list[Any]]:

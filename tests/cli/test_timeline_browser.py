@@ -323,3 +323,40 @@ def test_clicking_an_event_shows_its_data(chromium: str, store: Store, tmp_path:
     if expected["type"] == "ApprovalResolved":
         assert shown["data"]["decision"] == "approve"
         assert '"type": "ApprovalResolved"' in details  # pretty-printed by JSON.stringify(data, null, 2)
+
+
+def with_script(page: Path, script: str, name: str) -> Path:
+    """A copy of the page that runs ``script`` once it has loaded."""
+    html = page.read_text(encoding="utf-8")
+    copy = page.with_name(f"{page.stem}-{name}{page.suffix}")
+    copy.write_text(html.replace("</body>", f"<script>{script}</script></body>"), encoding="utf-8")
+    return copy
+
+
+def test_the_page_has_a_time_axis_durations_and_ended_runs_stop_where_they_ended(
+        chromium: str, store: Store, tmp_path: Path) -> None:
+    rendered = load(chromium, write_timeline(store, tmp_path / "thread.html", "--thread", THREAD))
+    assert rendered.console_errors == []
+    ticks = rendered.dom.select("tick")
+    assert len(ticks) == 6 and "+" in ticks[-1].text_content()
+    for lane in rendered.dom.select("lane"):
+        assert lane.select("took")[0].text_content().endswith(" s")
+        last = lane.select("span")[-1]
+        width = float(re.search(r"width:([\d.]+)%", last.attrs["style"]).group(1))
+        assert width < 1.0, "a run that ended is drawn on past its end"
+    assert {row.attrs["data-run"] for row in rendered.dom.select("listed")} == set(store.runs.values())
+
+
+def test_zoom_widens_the_tracks_and_the_filters_hide_other_runs(chromium: str, store: Store, tmp_path: Path) -> None:
+    page = write_timeline(store, tmp_path / "thread.html", "--thread", THREAD)
+    script = ("document.getElementById('zoom-in').click(); document.getElementById('zoom-in').click();"
+              "var s = document.getElementById('filter-state'); s.value = 'failed';"
+              "s.dispatchEvent(new Event('change'));")
+    rendered = load(chromium, with_script(page, script, "zoomed"))
+    assert rendered.console_errors == []
+    assert "width: 400%" in rendered.dom.by_id("lanes-inner").attrs["style"]
+    assert rendered.dom.by_id("zoom-level").text_content() == "4x"
+    shown = [lane.attrs["data-run"] for lane in rendered.dom.select("lane") if "none" not in lane.attrs.get("style", "")]
+    assert shown == [store.runs["failed"]]
+    listed = [r.attrs["data-run"] for r in rendered.dom.select("listed") if "none" not in r.attrs.get("style", "")]
+    assert listed == [store.runs["failed"]]

@@ -25,7 +25,8 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 ID_START = re.compile(r"\b[0-9a-f]{8}(?:-[0-9a-f]{1,12}){0,4}\b")
 BOX = re.compile(r"[\u2500-\u257f\s]+")  # table rules and the padding rich gives columns of any width
 WORKER = re.compile(r"((?:worker:|worker_id=|worker )[\w.-]+?)(?=[\s:,]|$)")  # named after its host and process
-AGE = re.compile(r"\b\d+[smhd]\b")  # how long ago, how long until: a second more or less from run to run
+# How long ago, how long until (a second more or less from run to run); never a piece of an id ("-978d-").
+AGE = re.compile(r"(?<![\w-])\d+[smhd](?![\w-])")
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?|\b\d\d:\d\d:\d\d(?:\.\d+)?\b")
 
 
