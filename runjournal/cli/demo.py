@@ -38,6 +38,11 @@ REQUESTS = (
 )
 
 
+def _start(run_id: str) -> str:
+    """The start of a run id the narration shows: the millisecond and 12 random bits, which every verb takes."""
+    return run_id[:18]
+
+
 async def run_demo(url: str | None, console: Console) -> list[str]:
     """Run the tour and print what the log recorded; returns the run ids."""
     journal = Journal.open(url)
@@ -46,22 +51,22 @@ async def run_demo(url: str | None, console: Console) -> list[str]:
 
     def show(event: StreamEvent) -> None:
         if event.type == "queue.position":
-            console.print(f"  queue: run {event.run_id} is #{event.data['position']}")
+            console.print(f"  queue: run {_start(event.run_id)} is #{event.data['position']}")
         elif event.type == "approval":
-            console.print(f"  run {event.run_id} asks approval for {event.data['tool_name']} {event.data['tool_args']}")
+            console.print(f"  run {_start(event.run_id)} asks approval for {event.data['tool_name']} {event.data['tool_args']}")
         elif event.type == "state" and event.data["state"] in TERMINAL_STATES:
-            console.print(f"  run {event.run_id} {render.state(event.data['state'])}")
+            console.print(f"  run {_start(event.run_id)} {render.state(event.data['state'])}")
 
     harness.subscribe(show)
     try:
         runs = []
         for message, priority, agent in REQUESTS:
             run = harness.submit({"message": message}, agent_id=agent, priority=priority, actor="demo")
-            console.print(f"submitted {run.run_id} {message!r} -> {run.agent_id} (priority {priority})")
+            console.print(f"submitted {_start(run.run_id)} {message!r} -> {run.agent_id} (priority {priority})")
             runs.append(run)
         slow = runs[2]
         await harness.cancel(slow.run_id, reason="not needed after all", actor="demo")
-        console.print(f"cancelled {slow.run_id} while it was queued\n")
+        console.print(f"cancelled {_start(slow.run_id)} while it was queued\n")
         await harness.work(until_idle=True)
         deploy = journal.get_run(runs[3].run_id)
         approval_id = (deploy.pending_approval or {}).get("approval_id")
