@@ -12,30 +12,29 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from runjournal.projections import ProjectedEvent
-from runjournal.projections.rows import Row, RowProjection
+from sqlite_utils import Database
 
-from runjournal import Journal
+from runjournal import Journal, ProjectedEvent, Projection
 
 
-class ModelCalls(RowProjection):
+class ModelCalls(Projection):
     """One row per model step a run recorded: the run and the model's name, indexed by model."""
 
     name = "model_calls"
     version = 1
-    pk = "position"
-    append_only = True  # every row is new: nothing to read before writing
-    columns = {"position": int, "run_id": str, "model": str}  # noqa: RUF012
-    indexes = (("model", "run_id"),)
 
-    def key(self, e: ProjectedEvent) -> int | None:
-        """The events this view keeps: model steps (``{"model": name, ...}``)."""
-        content = e.data.get("content") if e.type == "StepRecorded" else None
-        return e.position if isinstance(content, dict) and isinstance(content.get("model"), str) else None
+    def setup(self, db: Database) -> None:
+        """The table, keyed by the event's log position, and its index by model."""
+        table = db["model_calls"]
+        table.create({"position": int, "run_id": str, "model": str}, pk="position", if_not_exists=True)  # type: ignore[union-attr]
+        table.create_index(["model", "run_id"], if_not_exists=True)  # type: ignore[union-attr]
 
-    def apply(self, row: Row | None, e: ProjectedEvent) -> Row:
-        """The row of one model step."""
-        return {"position": e.position, "run_id": e.run_id, "model": e.data["content"]["model"]}
+    def handle(self, event: ProjectedEvent, db: Database) -> None:
+        """Keep the model steps (``{"model": name, ...}``); every other event is nothing to this view."""
+        content = event.data.get("content") if event.type == "StepRecorded" else None
+        if isinstance(content, dict) and isinstance(content.get("model"), str):
+            db["model_calls"].insert(  # type: ignore[union-attr]
+                {"position": event.position, "run_id": event.run_id, "model": content["model"]}, replace=True)
 
 
 def runs_that_asked(journal: Journal, model: str, *, state: str | None = None) -> list[str]:
