@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from .adapters.agents import AgentAdapter, AgentFailed, AgentLoadError, AgentRequest, Chunk
     from .adapters.clock import ManualClock
+    from .adapters.langgraph import JournalCheckpointer
     from .app.journal import Journal
     from .app.models import Claim, RecordedEvent, RunSnapshot, VerifyProblem, VerifyReport
     from .config.workspace import Workspace, load_workspace
@@ -35,6 +36,7 @@ _HOMES = {
     "Claim": ".app.models",
     "ConcurrencyConflict": ".domain",
     "Harness": ".runtime.harness",
+    "JournalCheckpointer": ".adapters.langgraph",  # needs the langgraph extra: imported only when asked for
     "Health": ".runtime.streaming",
     "InvalidInput": ".domain",
     "InvalidTransition": ".domain",
@@ -92,6 +94,7 @@ __all__ = [
     "InvalidInput",
     "InvalidTransition",
     "Journal",
+    "JournalCheckpointer",
     "LeaseLost",
     "ManualClock",
     "ProjectedEvent",

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Adding or removing a public name is a decision: change this list with the docs.
 PUBLIC = {
     "AgentAdapter", "AgentFailed", "AgentLoadError", "AgentRequest", "ApprovalNotFound", "Chunk", "Claim",
-    "ConcurrencyConflict", "Harness", "Health", "InvalidInput", "InvalidTransition", "Journal", "LeaseLost",
+    "ConcurrencyConflict", "Harness", "Health", "InvalidInput", "InvalidTransition", "Journal", "JournalCheckpointer",
+    "LeaseLost",
     "ManualClock", "ProjectedEvent", "Projection", "ProjectionError", "RecordedEvent", "ResumeFailedError",
     "RunNotFound", "RunResult", "RunSnapshot", "RunState", "RunjournalError", "StoreError", "StoreUnavailable",
     "StreamEvent", "TamperDetected", "UnknownAgent", "VerifyProblem", "VerifyReport", "Workspace",

@@ -1,0 +1,202 @@
+"""JournalCheckpointer: LangGraph checkpoints and writes kept in the journal's own SQLite file.
+
+Beside the event tables, in two tables of its own: ``runjournal_lg_checkpoints`` (one row
+per checkpoint, its value and metadata as LangGraph's serializer made them, a
+``(type, bytes)`` pair stored unchanged) and ``runjournal_lg_writes`` (a task's pending
+writes). Every call is one transaction on a connection of its own with the store's
+durability (WAL, ``synchronous=FULL``), so a checkpoint a graph was told is saved survives
+a crash of the worker. The async methods run the same code in a thread: LangGraph's
+``astream`` calls only those.
+
+Writes follow LangGraph's rules: a task's ordinary writes are kept as first written (a
+repeat is ignored), its special ones (error, interrupt, resume, scheduled) replace the
+earlier; ``get_tuple`` returns them in ``writes_sort_key`` order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS runjournal_lg_checkpoints (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL,"
+    " checkpoint_id TEXT NOT NULL, parent_checkpoint_id TEXT, run_id TEXT, checkpoint_type TEXT NOT NULL,"
+    " checkpoint BLOB NOT NULL, metadata_type TEXT NOT NULL, metadata BLOB NOT NULL,"
+    " PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id))",
+    "CREATE INDEX IF NOT EXISTS runjournal_lg_checkpoints_run ON runjournal_lg_checkpoints (run_id)",
+    "CREATE TABLE IF NOT EXISTS runjournal_lg_writes (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL,"
+    " checkpoint_id TEXT NOT NULL, task_id TEXT NOT NULL, idx INTEGER NOT NULL, channel TEXT NOT NULL,"
+    " value_type TEXT NOT NULL, value BLOB NOT NULL, task_path TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx))",
+)
+
+
+class JournalCheckpointer(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer whose checkpoints live in a runjournal SQLite store's file."""
+
+    def __init__(self, path: str, *, serde: Any = None) -> None:
+        super().__init__(serde=serde)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._lock:
+            for statement in SCHEMA:
+                self._db.execute(statement)
+
+    @classmethod
+    def of(cls, journal: Any) -> JournalCheckpointer:
+        """The checkpointer of a journal on SQLite (its file)."""
+        from ..storage.urls import redacted, sqlite_path
+
+        if not str(journal.url).startswith("sqlite:"):
+            raise ValueError(f"JournalCheckpointer keeps checkpoints in a SQLite store's file; {redacted(journal.url)} "
+                             "is not one (PostgreSQL comes next)")
+        return cls(str(sqlite_path(journal.url)))
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._db.close()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+            new_versions: ChannelVersions) -> RunnableConfig:
+        """Save a checkpoint (its channel values with it); returns the config naming it."""
+        c = config["configurable"]
+        thread_id, ns = c["thread_id"], c.get("checkpoint_ns", "")
+        meta = get_checkpoint_metadata(config, metadata)
+        checkpoint_type, checkpoint_bytes = self.serde.dumps_typed(checkpoint)
+        metadata_type, metadata_bytes = self.serde.dumps_typed(meta)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO runjournal_lg_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (thread_id, ns, checkpoint["id"], c.get("checkpoint_id"), meta.get("run_id"), checkpoint_type,
+                 checkpoint_bytes, metadata_type, metadata_bytes))
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                   task_path: str = "") -> None:
+        """Save a task's writes: ordinary ones as first written, special ones replacing the earlier."""
+        c = config["configurable"]
+        key = (c["thread_id"], c.get("checkpoint_ns", ""), c["checkpoint_id"])
+        rows = []
+        for position, (channel, value) in enumerate(writes):
+            idx = WRITES_IDX_MAP.get(channel, position)
+            value_type, value_bytes = self.serde.dumps_typed(value)
+            rows.append((idx < 0, (*key, task_id, idx, channel, value_type, value_bytes, task_path)))
+        with self._lock, self._db:
+            for special, row in rows:
+                verb = "INSERT OR REPLACE" if special else "INSERT OR IGNORE"
+                self._db.execute(f"{verb} INTO runjournal_lg_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Forget every checkpoint and write of a thread."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM runjournal_lg_checkpoints WHERE thread_id = ?", (thread_id,))
+            self._db.execute("DELETE FROM runjournal_lg_writes WHERE thread_id = ?", (thread_id,))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint the config names, else the thread's latest in its namespace."""
+        c = config["configurable"]
+        thread_id, ns = c["thread_id"], c.get("checkpoint_ns", "")
+        wanted = get_checkpoint_id(config)
+        sql = ("SELECT * FROM runjournal_lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?"
+               + (" AND checkpoint_id = ?" if wanted else " ORDER BY checkpoint_id DESC LIMIT 1"))
+        with self._lock:
+            row = self._db.execute(sql, (thread_id, ns, wanted) if wanted else (thread_id, ns)).fetchone()
+            return self._tuple(row) if row is not None else None
+
+    def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,  # noqa: A002
+             before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first: of a thread (and namespace, and id) when the config says, matching ``filter``."""
+        where, params = [], []
+        if config is not None:
+            c = config["configurable"]
+            where.append("thread_id = ?")
+            params.append(c["thread_id"])
+            if c.get("checkpoint_ns") is not None:
+                where.append("checkpoint_ns = ?")
+                params.append(c["checkpoint_ns"])
+            if checkpoint_id := get_checkpoint_id(config):
+                where.append("checkpoint_id = ?")
+                params.append(checkpoint_id)
+        if before is not None and (before_id := get_checkpoint_id(before)):
+            where.append("checkpoint_id < ?")
+            params.append(before_id)
+        sql = ("SELECT * FROM runjournal_lg_checkpoints" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY checkpoint_id DESC")
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+            found: list[CheckpointTuple] = []
+            for row in rows:
+                if limit is not None and len(found) >= limit:
+                    break
+                metadata = self.serde.loads_typed((row[7], row[8]))
+                if filter and not all(metadata.get(k) == v for k, v in filter.items()):
+                    continue
+                found.append(self._tuple(row, metadata))
+        yield from found
+
+    def _tuple(self, row: Sequence[Any], metadata: Any = None) -> CheckpointTuple:
+        thread_id, ns, checkpoint_id, parent_id = row[0], row[1], row[2], row[3]
+        writes = self._db.execute(
+            "SELECT task_id, idx, channel, value_type, value, task_path FROM runjournal_lg_writes"
+            " WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, checkpoint_id)
+        ).fetchall()
+        writes.sort(key=lambda w: writes_sort_key(w[5], w[0], w[1]))
+        return CheckpointTuple(
+            config={"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}},
+            checkpoint=self.serde.loads_typed((row[5], row[6])),
+            metadata=metadata if metadata is not None else self.serde.loads_typed((row[7], row[8])),
+            parent_config=({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
+                           if parent_id else None),
+            pending_writes=[(w[0], w[2], self.serde.loads_typed((w[3], w[4]))) for w in writes],
+        )
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """A version that sorts after ``current`` (LangGraph's own scheme: zero-padded counter, random tail)."""
+        number = 0 if current is None else current if isinstance(current, int) else int(current.split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    # -- async: the same, in a thread --------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,  # noqa: A002
+                    before: RunnableConfig | None = None, limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+        for item in await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit))):
+            yield item
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
