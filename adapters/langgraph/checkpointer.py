@@ -1,12 +1,12 @@
-"""JournalCheckpointer: LangGraph checkpoints and writes kept in the journal's own SQLite file.
+"""JournalCheckpointer: LangGraph checkpoints and writes kept in the journal's own store (SQLite or PostgreSQL).
 
 Beside the event tables, in two tables of its own: ``runjournal_lg_checkpoints`` (one row
 per checkpoint, its value and metadata as LangGraph's serializer made them, a
 ``(type, bytes)`` pair stored unchanged) and ``runjournal_lg_writes`` (a task's pending
 writes). Every call is one transaction on a connection of its own with the store's
-durability (WAL, ``synchronous=FULL``), so a checkpoint a graph was told is saved survives
-a crash of the worker. The async methods run the same code in a thread: LangGraph's
-``astream`` calls only those.
+durability (SQLite: WAL, ``synchronous=FULL``; PostgreSQL: the store's database and
+schema), so a checkpoint a graph was told is saved survives a crash of the worker. The
+async methods run the same code in a thread: LangGraph's ``astream`` calls only those.
 
 Writes follow LangGraph's rules: a task's ordinary writes are kept as first written (a
 repeat is ignored), its special ones (error, interrupt, resume, scheduled) replace the
@@ -16,10 +16,12 @@ earlier; ``get_tuple`` returns them in ``writes_sort_key`` order.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -35,42 +37,99 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS runjournal_lg_checkpoints (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL,"
-    " checkpoint_id TEXT NOT NULL, parent_checkpoint_id TEXT, run_id TEXT, checkpoint_type TEXT NOT NULL,"
-    " checkpoint BLOB NOT NULL, metadata_type TEXT NOT NULL, metadata BLOB NOT NULL,"
-    " PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id))",
-    "CREATE INDEX IF NOT EXISTS runjournal_lg_checkpoints_run ON runjournal_lg_checkpoints (run_id)",
-    "CREATE TABLE IF NOT EXISTS runjournal_lg_writes (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL,"
-    " checkpoint_id TEXT NOT NULL, task_id TEXT NOT NULL, idx INTEGER NOT NULL, channel TEXT NOT NULL,"
-    " value_type TEXT NOT NULL, value BLOB NOT NULL, task_path TEXT NOT NULL DEFAULT '',"
-    " PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx))",
-)
+def schema(blob: str) -> tuple[str, ...]:
+    """The tables, with ``blob`` as the bytes type (BLOB in SQLite, BYTEA in PostgreSQL)."""
+    return (
+        "CREATE TABLE IF NOT EXISTS runjournal_lg_checkpoints (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL,"
+        " checkpoint_id TEXT NOT NULL, parent_checkpoint_id TEXT, run_id TEXT, checkpoint_type TEXT NOT NULL,"
+        f" checkpoint {blob} NOT NULL, metadata_type TEXT NOT NULL, metadata {blob} NOT NULL,"
+        " PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id))",
+        "CREATE INDEX IF NOT EXISTS runjournal_lg_checkpoints_run ON runjournal_lg_checkpoints (run_id)",
+        "CREATE TABLE IF NOT EXISTS runjournal_lg_writes (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL,"
+        " checkpoint_id TEXT NOT NULL, task_id TEXT NOT NULL, idx INTEGER NOT NULL, channel TEXT NOT NULL,"
+        f" value_type TEXT NOT NULL, value {blob} NOT NULL, task_path TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx))",
+    )
+
+
+CHECKPOINT_KEY = "thread_id, checkpoint_ns, checkpoint_id"
+WRITE_KEY = "thread_id, checkpoint_ns, checkpoint_id, task_id, idx"
+CHECKPOINT_COLUMNS = ("parent_checkpoint_id", "run_id", "checkpoint_type", "checkpoint", "metadata_type", "metadata")
+WRITE_COLUMNS = ("channel", "value_type", "value", "task_path")
+
+
+def _upsert(table: str, key: str, columns: Sequence[str], width: int, mark: str, *, replace: bool) -> str:
+    """An insert that replaces the row with the same key, or keeps it (the ANSI ``ON CONFLICT`` both stores take)."""
+    values = ", ".join(mark for _ in range(width))
+    keep = " DO NOTHING" if not replace else " DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns)
+    return f"INSERT INTO {table} VALUES ({values}) ON CONFLICT ({key}){keep}"
 
 
 class JournalCheckpointer(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer whose checkpoints live in a runjournal SQLite store's file."""
 
-    def __init__(self, path: str, *, serde: Any = None) -> None:
+    def __init__(self, path: str | None = None, *, serde: Any = None, connection: Any = None,
+                 mark: str = "?", blob: str = "BLOB") -> None:
+        """On the SQLite file at ``path``, or on an open DB-API ``connection`` (PostgreSQL: ``mark="%s"``)."""
         super().__init__(serde=serde)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._lock:
-            for statement in SCHEMA:
-                self._db.execute(statement)
+        if connection is None:
+            assert path is not None
+            connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+        self._db = connection
+        self._mark = mark
+        self._sql = {
+            "put": _upsert("runjournal_lg_checkpoints", CHECKPOINT_KEY, CHECKPOINT_COLUMNS, 9, mark, replace=True),
+            "write": _upsert("runjournal_lg_writes", WRITE_KEY, WRITE_COLUMNS, 9, mark, replace=False),
+            "special": _upsert("runjournal_lg_writes", WRITE_KEY, WRITE_COLUMNS, 9, mark, replace=True),
+        }
+        with self._lock, self._transaction() as cursor:
+            for statement in schema(blob):
+                cursor.execute(statement)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """One transaction on the checkpointer's connection: committed whole, or rolled back."""
+        cursor = self._db.cursor()
+        if isinstance(self._db, sqlite3.Connection):
+            cursor.execute("BEGIN")
+        try:
+            yield cursor
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
+
+    def _q(self, sql: str) -> str:
+        """A statement written with ``?`` in the connection's placeholder style."""
+        return sql if self._mark == "?" else sql.replace("?", self._mark)
 
     @classmethod
     def of(cls, journal: Any) -> JournalCheckpointer:
         """The checkpointer of a journal on SQLite (its file)."""
-        from ..storage.urls import redacted, sqlite_path
+        from ..storage.urls import redacted, sqlite_path, store_env
 
-        if not str(journal.url).startswith("sqlite:"):
-            raise ValueError(f"JournalCheckpointer keeps checkpoints in a SQLite store's file; {redacted(journal.url)} "
-                             "is not one (PostgreSQL comes next)")
-        return cls(str(sqlite_path(journal.url)))
+        url = str(journal.url)
+        if url.startswith("sqlite:"):
+            return cls(str(sqlite_path(url)))
+        if url.startswith(("postgresql:", "postgres:")):
+            import psycopg
+
+            env = store_env(url)
+            extra = json.loads(env.get("POSTGRES_CONNINFO", "{}"))
+            connection = psycopg.connect(
+                dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+                connect_timeout=env["POSTGRES_CONNECT_TIMEOUT"], **extra)
+            if schema_name := env.get("POSTGRES_SCHEMA"):
+                connection.execute(f'SET search_path TO "{schema_name}"')
+                connection.commit()
+            return cls(connection=connection, mark="%s", blob="BYTEA")
+        raise ValueError(f"JournalCheckpointer keeps checkpoints in the journal's store; {redacted(url)} keeps "
+                         "nothing (use a SQLite or PostgreSQL store)")
 
     def close(self) -> None:
         """Release the connection."""
@@ -87,11 +146,10 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
         meta = get_checkpoint_metadata(config, metadata)
         checkpoint_type, checkpoint_bytes = self.serde.dumps_typed(checkpoint)
         metadata_type, metadata_bytes = self.serde.dumps_typed(meta)
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO runjournal_lg_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (thread_id, ns, checkpoint["id"], c.get("checkpoint_id"), meta.get("run_id"), checkpoint_type,
-                 checkpoint_bytes, metadata_type, metadata_bytes))
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._sql["put"], (thread_id, ns, checkpoint["id"], c.get("checkpoint_id"),
+                                              meta.get("run_id"), checkpoint_type, checkpoint_bytes, metadata_type,
+                                              metadata_bytes))
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -104,16 +162,15 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
             idx = WRITES_IDX_MAP.get(channel, position)
             value_type, value_bytes = self.serde.dumps_typed(value)
             rows.append((idx < 0, (*key, task_id, idx, channel, value_type, value_bytes, task_path)))
-        with self._lock, self._db:
+        with self._lock, self._transaction() as cursor:
             for special, row in rows:
-                verb = "INSERT OR REPLACE" if special else "INSERT OR IGNORE"
-                self._db.execute(f"{verb} INTO runjournal_lg_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                cursor.execute(self._sql["special" if special else "write"], row)
 
     def delete_thread(self, thread_id: str) -> None:
         """Forget every checkpoint and write of a thread."""
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM runjournal_lg_checkpoints WHERE thread_id = ?", (thread_id,))
-            self._db.execute("DELETE FROM runjournal_lg_writes WHERE thread_id = ?", (thread_id,))
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._q("DELETE FROM runjournal_lg_checkpoints WHERE thread_id = ?"), (thread_id,))
+            cursor.execute(self._q("DELETE FROM runjournal_lg_writes WHERE thread_id = ?"), (thread_id,))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -124,9 +181,10 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
         wanted = get_checkpoint_id(config)
         sql = ("SELECT * FROM runjournal_lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?"
                + (" AND checkpoint_id = ?" if wanted else " ORDER BY checkpoint_id DESC LIMIT 1"))
-        with self._lock:
-            row = self._db.execute(sql, (thread_id, ns, wanted) if wanted else (thread_id, ns)).fetchone()
-            return self._tuple(row) if row is not None else None
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._q(sql), (thread_id, ns, wanted) if wanted else (thread_id, ns))
+            row = cursor.fetchone()
+            return self._tuple(cursor, row) if row is not None else None
 
     def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,  # noqa: A002
              before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
@@ -147,32 +205,33 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
             params.append(before_id)
         sql = ("SELECT * FROM runjournal_lg_checkpoints" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY checkpoint_id DESC")
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._q(sql), params)
+            rows = cursor.fetchall()
             found: list[CheckpointTuple] = []
             for row in rows:
                 if limit is not None and len(found) >= limit:
                     break
-                metadata = self.serde.loads_typed((row[7], row[8]))
+                metadata = self.serde.loads_typed((row[7], bytes(row[8])))
                 if filter and not all(metadata.get(k) == v for k, v in filter.items()):
                     continue
-                found.append(self._tuple(row, metadata))
+                found.append(self._tuple(cursor, row, metadata))
         yield from found
 
-    def _tuple(self, row: Sequence[Any], metadata: Any = None) -> CheckpointTuple:
+    def _tuple(self, cursor: Any, row: Sequence[Any], metadata: Any = None) -> CheckpointTuple:
         thread_id, ns, checkpoint_id, parent_id = row[0], row[1], row[2], row[3]
-        writes = self._db.execute(
+        cursor.execute(self._q(
             "SELECT task_id, idx, channel, value_type, value, task_path FROM runjournal_lg_writes"
-            " WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, checkpoint_id)
-        ).fetchall()
+            " WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"), (thread_id, ns, checkpoint_id))
+        writes = cursor.fetchall()
         writes.sort(key=lambda w: writes_sort_key(w[5], w[0], w[1]))
         return CheckpointTuple(
             config={"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}},
-            checkpoint=self.serde.loads_typed((row[5], row[6])),
-            metadata=metadata if metadata is not None else self.serde.loads_typed((row[7], row[8])),
+            checkpoint=self.serde.loads_typed((row[5], bytes(row[6]))),
+            metadata=metadata if metadata is not None else self.serde.loads_typed((row[7], bytes(row[8]))),
             parent_config=({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
                            if parent_id else None),
-            pending_writes=[(w[0], w[2], self.serde.loads_typed((w[3], w[4]))) for w in writes],
+            pending_writes=[(w[0], w[2], self.serde.loads_typed((w[3], bytes(w[4])))) for w in writes],
         )
 
     def get_next_version(self, current: str | None, channel: None) -> str:

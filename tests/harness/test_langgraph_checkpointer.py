@@ -17,14 +17,19 @@ BASE = ("put", "put_writes", "get_tuple", "list", "delete_thread")
 NOT_YET = ("delete_for_runs", "copy_thread", "prune")
 
 
-def test_the_checkpointer_passes_langgraphs_conformance_suite_on_the_journals_file(tmp_path: Path) -> None:
-    made: list[JournalCheckpointer] = []
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> str:
+    """The journal's store: a SQLite file, or a fresh schema on the test PostgreSQL server."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
+
+def test_the_checkpointer_passes_langgraphs_conformance_suite_in_the_journals_store(store: str) -> None:
     @checkpointer_test(name="JournalCheckpointer")
     async def saver() -> AsyncIterator[JournalCheckpointer]:
-        journal = Journal.open(f"sqlite:///{tmp_path / f'journal-{len(made)}.db'}")
+        journal = Journal.open(store)
         checkpointer = JournalCheckpointer.of(journal)
-        made.append(checkpointer)
+        for thread_id in {c.config["configurable"]["thread_id"] for c in checkpointer.list(None)}:
+            checkpointer.delete_thread(thread_id)  # each capability's suite starts from no checkpoint at all
         yield checkpointer
         checkpointer.close()
         journal.close()
@@ -59,7 +64,7 @@ def test_checkpoints_live_in_the_stores_file_and_outlive_the_process_that_wrote_
         assert again.pending_writes == [("task-1", "n", 2)]
 
 
-def test_a_store_that_is_not_sqlite_is_refused_by_name() -> None:
+def test_a_store_that_keeps_nothing_is_refused_by_name() -> None:
     with Journal.open("memory://") as journal, pytest.raises(ValueError, match="memory://"):
         JournalCheckpointer.of(journal)
 
