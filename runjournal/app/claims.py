@@ -246,12 +246,20 @@ class Claims(Quarantine):
             return run.expire_if_due(now=now, running_grace=running_grace, can_replay=replay)
 
         # Every lease that ran out, expired in ONE save (fresh copies: another process renews them).
+        return self._expire_due(expired, expire, by="system:lease")
+
+    def _expire_due(self, run_ids: Sequence[str], expire: Callable[[Run], bool], *, by: str) -> list[str]:
+        """Apply ``expire`` to each run in ONE save (fresh copies); returns the runs it expired.
+
+        A run another process handled first (renewed, decided, expired) is left as it is; a run
+        whose events fail their check is quarantined ``by`` this actor.
+        """
         handled = []
-        for run_id, result in zip(expired, self._execute_many([(r, expire) for r in expired], fresh=True), strict=True):
+        for run_id, result in zip(run_ids, self._execute_many([(r, expire) for r in run_ids], fresh=True), strict=True):
             if isinstance(result, TamperDetected):
-                self.quarantine(result, by="system:lease")
+                self.quarantine(result, by=by)
             elif not isinstance(result, RunjournalError) and result[1]:
-                handled.append(run_id)  # else someone else handled it, or the lease was renewed
+                handled.append(run_id)
         return handled
 
     def rebuild_index(self) -> int:

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from ..domain import (
     ApprovalNotFound, ConcurrencyConflict, InvalidInput, Run, RunjournalError, RunNotFound, StoreUnavailable,
-    TamperDetected,
 )
 from .claims import Claims
 from .models import (
@@ -113,13 +112,7 @@ class RunCommands(Claims):
             pending = run.pending_approval or {}
             return run.expire_approval(approval_id=str(pending.get("approval_id")), now=now)
 
-        handled = []
-        for run_id, result in zip(due, self._execute_many([(r, expire) for r in due], fresh=True), strict=True):
-            if isinstance(result, TamperDetected):
-                self.quarantine(result, by="system:approvals")
-            elif not isinstance(result, RunjournalError) and result[1]:
-                handled.append(run_id)  # else decided or expired by someone else first
-        return handled
+        return self._expire_due(due, expire, by="system:approvals")
 
     def resolve_approval(
         self, approval_id: str, *, decision: str, edits: Any = None, actor: str | None = None

@@ -204,8 +204,8 @@ class Journal(Submissions):
         from .run_query import RunQuery
 
         query = validate(RunQuery, state=state, agent_id=agent_id, thread_id=thread_id, tool=tool,
-                               approved_by=approved_by, decision=decision, error=error, waiting_longer=waiting_longer,
-                               since=since, until=until, limit=limit, offset=offset)
+                         approved_by=approved_by, decision=decision, error=error, waiting_longer=waiting_longer,
+                         since=since, until=until, limit=limit, offset=offset)
         rows, total = self.views.find_runs(query, self._now())
         return RunPage(runs=rows, total=total, limit=query.limit, offset=query.offset)
 

@@ -1,6 +1,6 @@
 """One worker's loop: claim the best claimable runs into free slots, run each, save how they end.
 
-Each turn expires leases that ran out, claims every free slot in one save, collects the
+Each turn expires approvals and leases whose time ran out, claims every free slot in one save, collects the
 runs that came to rest and saves the Completed of all that finished in one transaction
 (a group commit). While the store is unavailable a turn is tried again with jittered
 exponential backoff, up to ``store_outage_seconds``; a loop that dies fails whoever waits
@@ -166,7 +166,7 @@ class Worker:
 
     async def _cycle(self) -> bool:
         """One turn of the loop: expire, claim, collect, complete; False when idle and unwanted."""
-        self._expire_leases()
+        self._expire_due()
         self._fill_slots()
         if self._active:
             self._watch_cancels()
@@ -245,7 +245,8 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - a bug must not stop the worker loop
             return self._harness_error(execution.claim, e)
 
-    def _expire_leases(self) -> None:
+    def _expire_due(self) -> None:
+        """Once a second: approvals whose deadline passed, and leases that ran out (when recovery is on)."""
         now = asyncio.get_running_loop().time()
         if now - self._last_expiry < min(self.settings.heartbeat_seconds or 1.0, 1.0):
             return
