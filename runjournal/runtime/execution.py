@@ -283,10 +283,8 @@ class Execution:
     async def _tool_result(self, chunk: Chunk) -> Outcome | None:
         if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
             return await self._fail(denial)
-        result = _with_source(
-            {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error,
-             **({"call_id": chunk.tool_call_id} if chunk.tool_call_id is not None else {})}, chunk)
-        key = _tool_identity(chunk)
+        result = _with_source(tool_result_content(chunk), chunk)
+        key = tool_identity(chunk)
         if key == self._last_tool:
             await self._record()
             return None  # the same call's same result, repeated at once: recorded once
@@ -345,7 +343,13 @@ def _with_source(content: Any, chunk: Chunk) -> Any:
     return {**content, "served_from": dict(chunk.served_from)}
 
 
-def _tool_identity(chunk: Chunk) -> str:
+def tool_result_content(chunk: Chunk) -> dict[str, Any]:
+    """What a tool_result step records of a chunk: the call and what it returned."""
+    return {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content, "is_error": chunk.is_error,
+            **({"call_id": chunk.tool_call_id} if chunk.tool_call_id is not None else {})}
+
+
+def tool_identity(chunk: Chunk) -> str:
     """What makes two tool results the same: the call (id, tool, canonical args) and its result."""
     return json.dumps(
         [chunk.tool_call_id, chunk.tool_name, chunk.tool_args or {}, chunk.content, chunk.is_error],

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from ..adapters.agents import AgentAdapter, AgentRequest, Chunk, Recorded, ReplayDiverged, Tape
 from ..app.journal import Journal
 from ..app.models import RecordedEvent
-from .execution import error_text, render_tool_failure
+from .execution import error_text, render_tool_failure, tool_identity, tool_result_content
 
 BEGINS = ("Started", "Resumed")
 
@@ -150,16 +150,13 @@ class _Fold:
             self.flush()
             self.items.append(_Item("step", chunk.content))
         elif chunk.kind == "tool_result":
-            result = {"tool": chunk.tool_name, "args": chunk.tool_args, "output": chunk.content,
-                      "is_error": chunk.is_error,
-                      **({"call_id": chunk.tool_call_id} if chunk.tool_call_id is not None else {})}
-            key = _canonical([chunk.tool_call_id, chunk.tool_name, chunk.tool_args or {}, chunk.content, chunk.is_error])
+            key = tool_identity(chunk)  # the worker's rule: the same call's same result, repeated, is one
             if key != self._last_tool:
                 self._last_tool = key
                 if chunk.is_error:
                     self._tool_errors.append(render_tool_failure(chunk.tool_name, chunk.content))
                 self.flush()
-                self.items.append(_Item("tool_result", result))
+                self.items.append(_Item("tool_result", tool_result_content(chunk)))
         elif chunk.kind == "interrupt":
             self.flush()
             self.items.append(_Item("approval", {"tool_name": chunk.tool_name or "(unnamed tool)",
