@@ -11,6 +11,10 @@ whose stored events fail their check on load (``TamperDetected``) gets a row
 there, written by the worker that found it; claims and lease expiry skip it
 until an operator releases it (``runjournal quarantine --release RUN``). A
 rebuild of the index leaves it as it is.
+
+Over 400 lines: the SQL of every inline table (one ``Statements``), the entry each save
+writes and the protocol the recorders answer, kept together so the three backends
+(``sqlite.py``, ``postgres.py``, ``memory.py``) read one definition of each table.
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import typer
 
-from . import auditing, checkpointing, running
+from . import auditing, checkpointing, debugging, running
 from .common import new_app
 
 
 def build_app() -> typer.Typer:
     """The ``runjournal`` app with every verb."""
     app = new_app()
-    for module in (auditing, checkpointing, running):
+    for module in (auditing, checkpointing, running, debugging):
         module.verbs.register(app)
     return app
 

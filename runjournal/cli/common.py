@@ -69,6 +69,18 @@ ActorOption = Annotated[
 ]
 
 
+LimitOption = Annotated[int, typer.Option("--limit", min=1, help="Rows per page.")]
+OffsetOption = Annotated[int, typer.Option("--offset", min=0, help="Rows to skip (the next page: --offset LIMIT).")]
+
+
+def page_note(shown: int, offset: int, total: int) -> None:
+    """Say on stderr which rows a table shows, when it is not all of them (stdout stays the table)."""
+    if shown < total:
+        first = offset + 1 if shown else offset
+        err.print(f"rows {first}-{offset + shown} of {total}; the next page: --offset {offset + shown}"
+                  if offset + shown < total else f"rows {first}-{offset + shown} of {total}", markup=False)
+
+
 class Context:
     """What the global options chose, for the one command this process runs."""
 
@@ -254,3 +266,17 @@ def run_async(coroutine: Any) -> Any:
     import asyncio
 
     return asyncio.run(coroutine)
+
+
+@contextmanager
+def as_option(field: str, option: str, **more: str) -> Iterator[None]:
+    """An error about the library's ``field`` (or a field of ``more``) named as the option the user gave it with."""
+    from ..domain import InvalidInput
+
+    options = {field: option, **more}
+    try:
+        yield
+    except InvalidInput as e:
+        if e.field not in options:
+            raise
+        raise InvalidInput(options[e.field], e.problem) from None

@@ -5,6 +5,10 @@ runs that came to rest and saves the Completed of all that finished in one trans
 (a group commit). While the store is unavailable a turn is tried again with jittered
 exponential backoff, up to ``store_outage_seconds``; a loop that dies fails whoever waits
 on it with its error. All state lives in the journal: the loop knows busy slots and waiters.
+
+Over 400 lines: one loop and the outcomes it settles (completions, failures, quarantines,
+waiters); each piece of a turn is a method of its own here, and what runs one claim is
+``execution.py``.
 """
 
 from __future__ import annotations
