@@ -68,6 +68,11 @@ def build_adapters(workspace: Workspace) -> dict[str, AgentAdapter]:
         if agent.adapter == "scripted":
             steps = [s.model_dump(exclude_none=True, exclude_defaults=True) for s in agent.script or []]
             options: dict[str, Any] = {"script": steps}
+        elif agent.adapter == "langgraph":
+            options = {"graph": agent.graph, "folder": folder, "input_key": agent.input_key,
+                       "config": agent.config, "tool_nodes": agent.tool_nodes or ()}
+            if agent.stream_mode is not None:
+                options["stream_mode"] = agent.stream_mode
         else:
             options = {"target": agent.callable, "folder": folder}
         if agent.supports_replay is not None:

@@ -22,9 +22,19 @@ from .python import PythonAgent, to_chunk
 from .scripted import ScriptedAgent
 from .tape import Recorded, ReplayDiverged, Tape
 
+def _langgraph(**options: Any) -> AgentAdapter:
+    """A LangGraph graph as an agent: imported only when a workspace names one (the ``langgraph`` extra)."""
+    try:
+        from ..langgraph.agent import LangGraphAgent
+    except ImportError as e:
+        raise AgentLoadError(f"adapter 'langgraph' needs LangGraph: pip install 'runjournal[langgraph]' ({e})") from None
+    return LangGraphAgent(**options)
+
+
 ADAPTERS: dict[str, Callable[..., AgentAdapter]] = {
     "scripted": ScriptedAgent,
     "python": PythonAgent,
+    "langgraph": _langgraph,
 }
 
 

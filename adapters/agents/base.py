@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 from ...domain.errors import RunjournalError
 from .tape import Tape
 
-ChunkKind = Literal["content", "reasoning", "step", "tool_result", "interrupt"]
+ChunkKind = Literal["content", "reasoning", "step", "tool_result", "interrupt", "tool_call", "output"]
 CHUNK_KINDS: tuple[str, ...] = get_args(ChunkKind)
 
 
@@ -35,8 +35,11 @@ class Chunk:
     """One piece of agent output.
 
     ``content`` is text for content/reasoning, any JSON for step, the output for
-    tool_result and a message for interrupt. ``tool_*`` are for tool_result and
-    interrupt, ``is_error`` for tool_result, ``checkpoint_ref`` for interrupt. ``served_from``
+    tool_result and a message for interrupt. ``tool_*`` are for tool_result, interrupt and
+    tool_call, ``is_error`` for tool_result, ``checkpoint_ref`` for interrupt. A ``tool_call``
+    announces a call the agent is about to make (policy refuses a denied tool before it runs;
+    nothing is recorded); ``output`` is the run's result value (JSON), recorded in ``Completed``
+    as ``output.result`` beside the text. ``served_from``
     names the event whose recorded output a tool result or model step repeats (see tape.py).
     """
 
@@ -145,6 +148,7 @@ class AgentRequest:
     inputs: Mapping[str, Any] | None = None
     attachments: tuple[Any, ...] = ()
     tape: Tape | None = None
+    fork: Mapping[str, Any] | None = None  # a fork's {"run_id", "version", "input": kept|replaced|edited}
 
     def __post_init__(self) -> None:
         if not isinstance(self.messages, tuple):

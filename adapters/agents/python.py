@@ -64,7 +64,7 @@ def _source_in(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _resolve(target: str, folder: Path | None = None) -> tuple[object, object, str]:
+def resolve(target: str, folder: Path | None = None) -> tuple[object, object, str]:
     """(the object named by ``target``, the object holding it, its name)."""
     module_name, colon, path = target.partition(":")
     if not colon or not module_name or not path:
@@ -115,7 +115,7 @@ class PythonAgent:
         """Import the target now (otherwise it happens on first use); raises AgentLoadError."""
         if self._stream is not None:
             return
-        obj, holder, name = _resolve(self.target, self.folder)
+        obj, holder, name = resolve(self.target, self.folder)
         invoke = None
         if inspect.isclass(obj):
             try:

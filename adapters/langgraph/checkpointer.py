@@ -11,6 +11,10 @@ async methods run the same code in a thread: LangGraph's ``astream`` calls only 
 Writes follow LangGraph's rules: a task's ordinary writes are kept as first written (a
 repeat is ignored), its special ones (error, interrupt, resume, scheduled) replace the
 earlier; ``get_tuple`` returns them in ``writes_sort_key`` order.
+
+Each saved checkpoint has a digest (``checkpoint_digest`` of its stored bytes): a run of
+a ``langgraph`` agent records it in its log, so ``verify`` proves the checkpoints a run
+was continued from are the ones it saved.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
     writes_sort_key,
 )
+
+from .digest import checkpoint_digest
 
 def schema(blob: str) -> tuple[str, ...]:
     """The tables, with ``blob`` as the bytes type (BLOB in SQLite, BYTEA in PostgreSQL)."""
@@ -74,6 +80,7 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.path = path
         self._lock = threading.Lock()
+        self._digests: dict[tuple[str, str, str], str] = {}  # of the checkpoints this process saved last
         if connection is None:
             assert path is not None
             connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -150,6 +157,11 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
             cursor.execute(self._sql["put"], (thread_id, ns, checkpoint["id"], c.get("checkpoint_id"),
                                               meta.get("run_id"), checkpoint_type, checkpoint_bytes, metadata_type,
                                               metadata_bytes))
+        digests = self._digests
+        digests[(thread_id, ns, checkpoint["id"])] = checkpoint_digest(
+            checkpoint_type, checkpoint_bytes, metadata_type, metadata_bytes)
+        while len(digests) > 256:  # the adapter asks for the one just saved: a few suffice
+            digests.pop(next(iter(digests)))
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -171,6 +183,69 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
         with self._lock, self._transaction() as cursor:
             cursor.execute(self._q("DELETE FROM runjournal_lg_checkpoints WHERE thread_id = ?"), (thread_id,))
             cursor.execute(self._q("DELETE FROM runjournal_lg_writes WHERE thread_id = ?"), (thread_id,))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Forget the checkpoints saved by the given LangGraph runs, and their writes."""
+        ids = list(run_ids)
+        if not ids:
+            return
+        marks = ", ".join("?" for _ in ids)
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._q(
+                "DELETE FROM runjournal_lg_writes WHERE EXISTS (SELECT 1 FROM runjournal_lg_checkpoints c WHERE"
+                " c.thread_id = runjournal_lg_writes.thread_id AND c.checkpoint_ns = runjournal_lg_writes.checkpoint_ns"
+                " AND c.checkpoint_id = runjournal_lg_writes.checkpoint_id"
+                f" AND c.run_id IN ({marks}))"), ids)
+            cursor.execute(self._q(f"DELETE FROM runjournal_lg_checkpoints WHERE run_id IN ({marks})"), ids)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str, *, up_to: str | None = None) -> None:
+        """Copy a thread's checkpoints and writes to another thread (``up_to``: only its chain to that checkpoint).
+
+        With ``up_to`` the writes pending on that checkpoint are left out: the copy stands where
+        the source stood when it was saved, and what the source did after it is done again.
+        """
+        keep = "" if up_to is None else " AND checkpoint_id <= ?"
+        pending = "" if up_to is None else " AND checkpoint_id < ?"
+        tail = () if up_to is None else (up_to,)
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._q("DELETE FROM runjournal_lg_checkpoints WHERE thread_id = ?"), (target_thread_id,))
+            cursor.execute(self._q("DELETE FROM runjournal_lg_writes WHERE thread_id = ?"), (target_thread_id,))
+            cursor.execute(self._q(
+                "INSERT INTO runjournal_lg_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id,"
+                " run_id, checkpoint_type, checkpoint, metadata_type, metadata FROM runjournal_lg_checkpoints"
+                f" WHERE thread_id = ?{keep}"), (target_thread_id, source_thread_id, *tail))
+            cursor.execute(self._q(
+                "INSERT INTO runjournal_lg_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, channel,"
+                f" value_type, value, task_path FROM runjournal_lg_writes WHERE thread_id = ?{pending}"),
+                (target_thread_id, source_thread_id, *tail))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Keep only each namespace's latest checkpoint of the threads (``"keep_latest"``), or none (``"delete"``)."""
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r} (known: keep_latest, delete)")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            latest = ("SELECT MAX(l.checkpoint_id) FROM runjournal_lg_checkpoints l WHERE l.thread_id = ?"
+                      " AND l.checkpoint_ns = {t}.checkpoint_ns")
+            with self._lock, self._transaction() as cursor:
+                for table in ("runjournal_lg_writes", "runjournal_lg_checkpoints"):
+                    cursor.execute(self._q(f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id <"
+                                           f" ({latest.format(t=table)})"), (thread_id, thread_id))
+
+    def digest(self, config: RunnableConfig) -> str | None:
+        """The digest of the checkpoint the config names (None when it is not stored)."""
+        c = config["configurable"]
+        key = (c["thread_id"], c.get("checkpoint_ns", ""), c["checkpoint_id"])
+        if (known := self._digests.get(key)) is not None:
+            return known
+        with self._lock, self._transaction() as cursor:
+            cursor.execute(self._q("SELECT checkpoint_type, checkpoint, metadata_type, metadata FROM"
+                                   " runjournal_lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ?"
+                                   " AND checkpoint_id = ?"), key)
+            row = cursor.fetchone()
+        return None if row is None else checkpoint_digest(row[0], bytes(row[1]), row[2], bytes(row[3]))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -256,6 +331,19 @@ class JournalCheckpointer(BaseCheckpointSaver[str]):
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                           task_path: str = "") -> None:
         await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def acopy_thread_up_to(self, source_thread_id: str, target_thread_id: str, checkpoint_id: str) -> None:
+        """``copy_thread`` up to one checkpoint (what a fork goes on from), in a thread."""
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id, up_to=checkpoint_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)

@@ -154,6 +154,21 @@ class PostgresRunRecorder(SqlInlineViews, _SchemaUnderLock, PostgresApplicationR
             curs.execute(statement, params)
             return [tuple(r.values()) for r in curs.fetchall()]
 
+    def stored_checkpoints(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        """The stored LangGraph checkpoints among (thread, checkpoint id) ``keys``, as (type, bytes, type, bytes)."""
+        schema, _, _ = self._events_table.rpartition(".")
+        table = f"{schema}.runjournal_lg_checkpoints" if schema else "runjournal_lg_checkpoints"
+        if not keys or self._select("SELECT to_regclass(%s)", (table,))[0][0] is None:
+            return {}
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for thread_id, checkpoint_id in keys:
+            rows = self._select(f"SELECT checkpoint_type, checkpoint, metadata_type, metadata FROM {table}"
+                                " WHERE thread_id = %s AND checkpoint_ns = '' AND checkpoint_id = %s",
+                                (thread_id, checkpoint_id))
+            if rows:
+                found[(thread_id, checkpoint_id)] = tuple(rows[0])
+        return found
+
     def run_ids_starting(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` run ids whose hex starts with ``prefix`` (a range of the uuid key)."""
         low, high = index.prefix_bounds(prefix)

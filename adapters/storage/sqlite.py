@@ -111,6 +111,19 @@ class SQLiteRunRecorder(SqlInlineViews, SQLiteApplicationRecorder):
             ) if outside else []
         return total, after, outside, [(r[0], _dashed(str(r[1])), r[2]) for r in listed]
 
+    def stored_checkpoints(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        """The stored LangGraph checkpoints among (thread, checkpoint id) ``keys``, as (type, bytes, type, bytes)."""
+        if not keys or not self._select("SELECT 1 FROM sqlite_master WHERE name = 'runjournal_lg_checkpoints'"):
+            return {}
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for thread_id, checkpoint_id in keys:
+            rows = self._select("SELECT checkpoint_type, checkpoint, metadata_type, metadata FROM"
+                                " runjournal_lg_checkpoints WHERE thread_id = ? AND checkpoint_ns = ''"
+                                " AND checkpoint_id = ?", (thread_id, checkpoint_id))
+            if rows:
+                found[(thread_id, checkpoint_id)] = tuple(rows[0])
+        return found
+
     def check_file(self, *, deep: bool = False) -> list[str]:
         """What SQLite's own check finds wrong with the file (empty: sound).
 

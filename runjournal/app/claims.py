@@ -180,7 +180,8 @@ class Claims(Quarantine):
             invocation=None if run.invocation is None else dict(run.invocation),
             resume=None if run.pending_resume is None else dict(run.pending_resume),
             fork_of=None if run.fork is None else {"run_id": run.parent_run_id, "version": run.parent_version,
-                                                   "parent_chain": run.fork.get("parent_chain")},
+                                                   "parent_chain": run.fork.get("parent_chain"),
+                                                   "input": run.fork.get("input")},
         )
         if start:
             begin(run, req.worker_id, epoch, now)

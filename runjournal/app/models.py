@@ -177,7 +177,7 @@ class Claim(BaseModel):
     input: Any
     invocation: dict[str, Any] | None = None
     resume: dict[str, Any] | None = None
-    fork_of: dict[str, Any] | None = None  # {"run_id", "version", "parent_chain"}: what a fork continues
+    fork_of: dict[str, Any] | None = None  # {"run_id", "version", "parent_chain", "input"}: what a fork continues
 
 
 class RunSnapshot(BaseModel):

@@ -27,6 +27,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, Notification
 
 from ..domain import chain
+from .checkpoint_check import CheckpointCheck
 from .decoding import decode_stored, expected_link
 from .inline_check import inline_problems
 from .log_reading import LogReading, fold
@@ -46,14 +47,16 @@ def verify_log(
     at_versions: dict[str, int] | None = None,
     log_head_at: int = 0,
     reading: LogReading | None = None,
+    checkpoints: CheckpointCheck | None = None,
 ) -> VerifyReport:
     """Check every chain of the log; report the first broken link of each run.
 
     ``at_versions`` (run -> version) also records each run's chain at that
     version and ``log_head_at`` the log head after that many events: what
-    anchors taken earlier are compared with. ``reading`` tallies every row read.
+    anchors taken earlier are compared with. ``reading`` tallies every row read;
+    ``checkpoints`` notes the LangGraph checkpoints the runs recorded.
     """
-    walk = _Walk(at_versions or {})
+    walk = _Walk(at_versions or {}, checkpoints)
     head_at = chain.GENESIS if log_head_at == 0 else ""
     for page in pages:
         for n in page:
@@ -83,6 +86,7 @@ class _Walk:
     """Where a walk along the log has got to: each run's head, the first break of each, the log head."""
 
     at_versions: dict[str, int]
+    checkpoints: CheckpointCheck | None = None
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     broken: dict[str, VerifyProblem] = field(default_factory=dict)
     anchored: dict[str, str] = field(default_factory=dict)
@@ -95,7 +99,9 @@ class _Walk:
         run_id = str(n.originator_id)
         stored = ""
         if run_id not in self.broken:
-            problem, stored = _check_one(mapper, n, self.heads.get(run_id, (0, chain.GENESIS)))
+            problem, stored, fields = _check_one(mapper, n, self.heads.get(run_id, (0, chain.GENESIS)))
+            if not problem and self.checkpoints is not None and "StepRecorded" in n.topic:
+                self.checkpoints.note(run_id, n.originator_version, fields)
             if problem:
                 self.broken[run_id] = VerifyProblem(run_id=run_id, version=n.originator_version, problem=problem)
             else:
@@ -105,20 +111,20 @@ class _Walk:
         self.log_head = hashlib.sha256((self.log_head + (stored or _unverified(n))).encode()).hexdigest()
 
 
-def _check_one(mapper: Mapper[Any], n: Notification, head: tuple[int, str]) -> tuple[str, str]:
-    """(problem or "", the stored chain value)."""
+def _check_one(mapper: Mapper[Any], n: Notification, head: tuple[int, str]) -> tuple[str, str, dict[str, Any]]:
+    """(problem or "", the stored chain value, the event's fields)."""
     last_version, previous = head
     if n.originator_version != last_version + 1:
         found = n.originator_version
-        return f"expected version {last_version + 1} next, found {found} (missing or reordered events)", ""
+        return f"expected version {last_version + 1} next, found {found} (missing or reordered events)", "", {}
     try:
         fields = decode_stored(mapper, n)
         expected = expected_link(previous, n, fields)
     except Exception as e:  # noqa: BLE001 - any undecodable byte is a finding, not a crash
-        return f"stored event cannot be decoded ({type(e).__name__}: {e})", ""
+        return f"stored event cannot be decoded ({type(e).__name__}: {e})", "", {}
     if fields.get("chain") != expected:
-        return "chain mismatch: the stored event was edited, or an earlier one was removed", ""
-    return "", expected
+        return "chain mismatch: the stored event was edited, or an earlier one was removed", "", {}
+    return "", expected, fields
 
 
 def _unverified(n: Notification) -> str:
@@ -166,11 +172,16 @@ def verify_store(
         return VerifyReport(ok=False, runs_checked=0, events_checked=0,
                             problems=[VerifyProblem(run_id="", version=None, problem=damage)])
     reading = LogReading()
+    recorder = journal._store.recorder
+    checkpoints = CheckpointCheck(recorder) if hasattr(recorder, "stored_checkpoints") else None
     report = verify_log(
         journal._store.mapper, reading.pages(journal.raw_pages()), progress=progress,
-        at_versions=at_versions, log_head_at=log_head_at, reading=reading,
+        at_versions=at_versions, log_head_at=log_head_at, reading=reading, checkpoints=checkpoints,
     )
     problems = list(report.problems)
+    if checkpoints is not None:
+        checkpoints.flush()
+        problems += checkpoints.problems
     if reading.error is not None:
         problems.append(VerifyProblem(run_id="", version=None, problem=(
             f"the log cannot be read past position {reading.last}: {' '.join(str(reading.error).split())[:300]}")))

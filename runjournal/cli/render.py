@@ -131,6 +131,11 @@ def _step_details(e: RecordedEvent) -> str:
         return ""
     name = content.get("tool") or content.get("model")
     text = f", {'tool' if 'tool' in content else 'model'}={_short(name)}" if isinstance(name, str) else ""
+    checkpoint = content.get("checkpoint")
+    if isinstance(checkpoint, dict):  # a graph's super-step (see adapters/langgraph/agent.py)
+        text += f", checkpoint step {_short(checkpoint.get('step'))}"
+        if isinstance(content.get("updates"), dict) and content["updates"]:
+            text += f", nodes={_short(','.join(map(str, content['updates'])))}"
     served = content.get("served_from")
     if isinstance(served, dict):
         text += f", served from {_short(served.get('run_id'))} v{_short(served.get('version'))}"

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -103,32 +104,77 @@ class ApprovalsConfig(_Section):
     assignees: list[str] | None = Field(default=None, min_length=1)
 
 
-class AgentConfig(_Section):
-    """An agent: a ``scripted`` script or a ``python`` ``module:callable``."""
+# The keys each adapter takes (beside supports_replay and approvals); the first is required.
+ADAPTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "scripted": ("script",),
+    "python": ("callable",),
+    "langgraph": ("graph", "input_key", "stream_mode", "config", "tool_nodes", "durability"),
+}
+GRAPH_STREAM_MODES = ("messages", "updates", "custom")
+RESERVED_GRAPH_CONFIG = ("callbacks", "run_id")  # set by runjournal for each run, not by the workspace
 
-    adapter: Literal["scripted", "python"]
+
+class AgentConfig(_Section):
+    """An agent: a ``scripted`` script, a ``python`` ``module:callable`` or a ``langgraph`` ``module:graph``."""
+
+    adapter: Literal["scripted", "python", "langgraph"]
     script: list[ScriptStep] | None = None
     callable: str | None = None
+    graph: str | None = None
+    input_key: str | None = Field(default=None, min_length=1)
+    stream_mode: list[Literal["messages", "updates", "custom"]] | None = None
+    config: dict[str, Any] | None = None
+    tool_nodes: list[str] | None = None
+    durability: str | None = None
     supports_replay: bool | None = None
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
 
-    @field_validator("callable")
+    @field_validator("callable", "graph")
     @classmethod
-    def _callable_ref(cls, value: str | None) -> str | None:
-        """A ``module:callable`` reference."""
+    def _callable_ref(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A ``module:callable`` (or for a graph ``module:graph``) reference."""
         if value is not None and not CALLABLE_REF.match(value):
-            raise ValueError(f"must be 'module:callable', e.g. 'pkg.mod:agent' (got {value!r})")
+            named = info.field_name
+            raise ValueError(f"must be 'module:{named}', e.g. 'pkg.mod:{'agent' if named == 'callable' else 'graph'}' "
+                             f"(got {value!r})")
+        return value
+
+    @field_validator("durability")
+    @classmethod
+    def _sync_only(cls, value: str | None) -> str | None:
+        """Graphs run with durability "sync": with "async" or "exit" a killed worker can run a tool again."""
+        if value is not None and value != "sync":
+            raise ValueError(f'must be "sync" (got {value!r}): each checkpoint is saved before the next step '
+                             "starts, so a worker killed mid-graph resumes without running a finished node or "
+                             "tool again")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _graph_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A graph's config may not set what runjournal sets for each run."""
+        if value is None:
+            return value
+        if reserved := [k for k in RESERVED_GRAPH_CONFIG if k in value]:
+            raise ValueError(f"{reserved[0]!r} is set by runjournal for each run; remove it")
+        configurable = value.get("configurable", {})
+        if not isinstance(configurable, dict):
+            raise ValueError("configurable must be a mapping")
+        if "thread_id" in configurable or "checkpoint_id" in configurable:
+            raise ValueError("configurable.thread_id and checkpoint_id are the run's own (each run is a LangGraph "
+                             "thread of its own); remove them")
         return value
 
     @model_validator(mode="after")
     def _adapter_fields(self) -> AgentConfig:
-        """Scripted agents need a script, python agents a callable; default supports_replay."""
-        need, other = ("callable", "script")
-        if self.adapter == "scripted":
-            need, other = other, need
+        """Each adapter takes its own keys and needs the first of them; default supports_replay."""
+        own = ADAPTER_FIELDS[self.adapter]
         problems: list[tuple[Loc, str]] = []
-        if getattr(self, other) is not None:
-            problems.append(((other,), f"is not allowed for adapter {self.adapter!r} (use {need})"))
+        for adapter, fields in ADAPTER_FIELDS.items():
+            for key in fields:
+                if adapter != self.adapter and key not in own and getattr(self, key) is not None:
+                    problems.append(((key,), f"is not allowed for adapter {self.adapter!r} (use {own[0]})"))
+        need = own[0]
         if getattr(self, need) is None:
             problems.append(((need,), f"is required for adapter {self.adapter!r}"))
         elif self.adapter == "scripted" and not self.script:
@@ -136,7 +182,8 @@ class AgentConfig(_Section):
         if problems:
             raise Problem(*problems)
         if self.supports_replay is None:
-            self.supports_replay = self.adapter == "scripted"
+            # A graph goes on from its last checkpoint: a run cut off mid-way is continued, not redone.
+            self.supports_replay = self.adapter in ("scripted", "langgraph")
         return self
 
 

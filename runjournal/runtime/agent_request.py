@@ -29,6 +29,7 @@ def agent_request(journal: Journal, claim: Claim, adapter: AgentAdapter) -> Agen
         context=invocation.get("context"), inputs=invocation.get("inputs"),
         attachments=tuple(invocation.get("attachments") or ()),
         tape=_fork_tape(journal, claim.fork_of) if claim.fork_of else None,
+        fork=({k: claim.fork_of.get(k) for k in ("run_id", "version", "input")} if claim.fork_of else None),
     )
 
 

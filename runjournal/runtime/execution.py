@@ -98,6 +98,8 @@ class Execution:
         # of the same kind, recorded when something else happens, so the log grows per step, not per token.
         self._stretch: tuple[str, list[str]] | None = None
         self.output: Any = None
+        self._result: Any = None  # an ``output`` chunk's value: the run's result beside its text
+        self._has_result = False
         self.error: str | None = None  # the agent's failure, once recorded
         self._last_tool: str | None = None
         self.writes = RunWrites(journal, settings.store_outage_seconds)
@@ -172,7 +174,7 @@ class Execution:
         await self._record(keep_output=True)
         # The harness saves this run's Completed together with the other runs that
         # finished in the same moment (a group commit): see Harness._complete.
-        self.output = {"text": "".join(self._texts)}
+        self.output = {"text": "".join(self._texts), **({"result": self._result} if self._has_result else {})}
         return Outcome.COMPLETING
 
     def _agent_error(self, error: Exception) -> str:
@@ -278,6 +280,11 @@ class Execution:
             return await self._tool_result(chunk)
         elif chunk.kind == "interrupt":
             return await self._interrupt(chunk)
+        elif chunk.kind == "tool_call":  # announced before the call: a denied tool is refused before it runs
+            if denial := tool_denial(chunk.tool_name, self.settings.deny_tools):
+                return await self._fail(denial)
+        elif chunk.kind == "output":
+            self._result, self._has_result = chunk.content, True
         return None
 
     async def _tool_result(self, chunk: Chunk) -> Outcome | None:

@@ -58,6 +58,9 @@ class Worker:
         self.journal = journal
         self.workspace = workspace
         self.adapters = adapters
+        for adapter in adapters.values():  # an agent that keeps state in the store (a graph's checkpoints) uses ours
+            if callable(use := getattr(adapter, "use_journal", None)):
+                use(journal)
         self.agents = served_agents(agents, adapters)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         # How long the worker (and each of its runs' writes) keeps backing off while the store is

@@ -371,13 +371,15 @@ def test_python_agent_loads_lazily():
 
 
 def test_build_adapter():
-    assert set(ADAPTERS) == {"scripted", "python"}
+    assert set(ADAPTERS) == {"scripted", "python", "langgraph"}
     scripted = build_adapter("scripted", script=[{"say": "x"}], supports_replay=False)
     assert isinstance(scripted, ScriptedAgent) and scripted.supports_replay is False
     python = build_adapter("python", target="mod:fn")
     assert isinstance(python, PythonAgent) and python.target == "mod:fn"
+    graph = build_adapter("langgraph", graph="mod:graph", input_key="messages")
+    assert (graph.kind, graph.target, graph.supports_replay) == ("langgraph", "mod:graph", True)
 
 
 def test_build_adapter_unknown_kind():
-    with pytest.raises(ValueError, match="unknown agent adapter 'langgraph'.*python, scripted"):
-        build_adapter("langgraph")
+    with pytest.raises(ValueError, match="unknown agent adapter 'crewai'.*langgraph, python, scripted"):
+        build_adapter("crewai")

@@ -160,7 +160,7 @@ BAD_FILES = {
     ),
     "bad adapter name": (
         "agents:\n  echo: {adapter: scripted, script: [{say: hi}]}\n  sh:\n    adapter: shell\n",
-        "runjournal.yaml:4: agents.sh.adapter: must be one of: scripted, python (got 'shell')",
+        "runjournal.yaml:4: agents.sh.adapter: must be one of: scripted, python, langgraph (got 'shell')",
     ),
     "agent without adapter": (
         "agents:\n  echo:\n    script: [{say: hi}]\n",
@@ -351,7 +351,7 @@ def test_problems_are_listed_in_the_order_of_the_file() -> None:
         "runjournal.yaml:1: concurrency.max_concurrent_runs: must be >= 0 (got -1)",
         "runjournal.yaml:2: recovery.zzz: unknown key 'zzz' (allowed keys: enabled, "
         "resume_resuming_runs_on_startup, max_recovery_attempts, stale_running_after_seconds)",
-        "runjournal.yaml:4: agents.echo.adapter: must be one of: scripted, python (got 'shell')",
+        "runjournal.yaml:4: agents.echo.adapter: must be one of: scripted, python, langgraph (got 'shell')",
     ]
 
 
